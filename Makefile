@@ -1,0 +1,48 @@
+# SE-TLS: a TLS server in a Java Card secure element. `make demo` and `make test` set up everything.
+PY      := .venv/bin/python
+ANT     := ant -q -e
+READER  ?=
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: setup classes applet pin-ant-javacard subset-check test test-java test-python demo install-card bench clean
+
+setup:
+	@./scripts/setup.sh
+
+classes: setup
+	@$(ANT) compile
+
+## The CAP file for a real card (needs a Java Card SDK in JC_HOME or sdks/, and ant-javacard).
+applet: setup
+	@$(ANT) cap
+
+pin-ant-javacard:
+	@sha256sum build/lib/ant-javacard.jar | cut -d' ' -f1 > scripts/ant-javacard.sha256
+	@echo "pinned: $$(cat scripts/ant-javacard.sha256)"
+
+## What a real card's converter would refuse (long, float, int arithmetic, non-Java Card classes).
+subset-check: classes
+	@$(PY) scripts/jcsubset.py build/applet/classes
+
+test-java: classes
+	@$(ANT) test
+
+test-python: classes
+	@./scripts/pcscd-vpcd.sh start
+	@$(PY) -m pytest
+
+test: subset-check test-java test-python
+
+demo: classes
+	@echo "TLS echo on 127.0.0.1:8444 -- try: openssl s_client -connect 127.0.0.1:8444 -CAfile build/demo/ca.pem -tls1_2"
+	@$(PY) -m host.server --sim --tls-echo 8444
+
+## Loads the CAP on a real card with GlobalPlatformPro (GP=path/to/gp.jar or gp on PATH).
+install-card: applet
+	@./scripts/install-card.sh
+
+bench: classes
+	@$(PY) -m host.bench $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf build/applet build/jc-api build/demo

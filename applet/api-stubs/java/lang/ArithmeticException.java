@@ -1,0 +1,7 @@
+package java.lang;
+
+/** The Java Card 3.0.x API class of this name (an API stub for compiling, not an implementation). */
+public class ArithmeticException extends RuntimeException {
+    public ArithmeticException() {
+    }
+}

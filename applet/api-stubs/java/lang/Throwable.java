@@ -1,0 +1,7 @@
+package java.lang;
+
+/** Java Card's java.lang.Throwable: no message, no stack trace. */
+public class Throwable {
+    public Throwable() {
+    }
+}

@@ -1,0 +1,62 @@
+package org.setls.applet;
+
+import javacard.framework.APDU;
+import javacard.framework.ISO7816;
+import javacard.framework.ISOException;
+import javacard.framework.JCSystem;
+import javacard.framework.Util;
+
+/**
+ * Collects a command's data into a buffer across ISO 7816-4 command chaining (CLA bit 0x10) and
+ * extended length, whichever the reader uses, without going through an intermediate copy.
+ * RAM: STATE_SIZE shorts, CLEAR_ON_DESELECT.
+ */
+final class CommandInput {
+    private static final short ST_INS = 0;      // INS of the chain in progress, 0 if none
+    private static final short ST_LENGTH = 1;   // bytes collected so far
+    private static final short STATE_SIZE = 2;
+
+    private final short[] st;
+
+    /** Allocated once, at install. */
+    CommandInput() {
+        st = JCSystem.makeTransientShortArray(STATE_SIZE, JCSystem.CLEAR_ON_DESELECT);
+    }
+
+    /** Any other command breaks a chain. */
+    void abandonUnless(byte ins) {
+        if (st[ST_INS] != (short) (ins & 0xFF)) {
+            st[ST_INS] = 0;
+            st[ST_LENGTH] = 0;
+        }
+    }
+
+    /**
+     * Appends this APDU's data at dst[dstOff + collected]. Returns the total length when the
+     * command is complete, or -1 after a link of a chain (the caller then answers 9000).
+     */
+    short receive(APDU apdu, byte[] dst, short dstOff, short cap) {
+        byte[] buf = apdu.getBuffer();
+        boolean chained = (buf[ISO7816.OFFSET_CLA] & 0x10) != 0;
+        short at = st[ST_LENGTH];
+        short got = apdu.setIncomingAndReceive();
+        while (got > 0) {
+            if (got > (short) (cap - at)) {
+                st[ST_INS] = 0;
+                st[ST_LENGTH] = 0;
+                ISOException.throwIt(Sw.FILE_FULL);
+            }
+            Util.arrayCopyNonAtomic(buf, apdu.getOffsetCdata(), dst, (short) (dstOff + at), got);
+            at += got;
+            got = apdu.receiveBytes(apdu.getOffsetCdata());
+        }
+        if (chained) {
+            st[ST_INS] = (short) (buf[ISO7816.OFFSET_INS] & 0xFF);
+            st[ST_LENGTH] = at;
+            return -1;
+        }
+        st[ST_INS] = 0;
+        st[ST_LENGTH] = 0;
+        return at;
+    }
+}

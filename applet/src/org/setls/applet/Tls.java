@@ -1,0 +1,69 @@
+package org.setls.applet;
+
+/** TLS 1.2 protocol numbers (RFC 5246, RFC 8422, RFC 7627, RFC 5746, RFC 6655, RFC 7251). */
+interface Tls {
+    // RFC 5246 6.2.1: ContentType.
+    byte CONTENT_CHANGE_CIPHER_SPEC = 20;
+    byte CONTENT_ALERT = 21;
+    byte CONTENT_HANDSHAKE = 22;
+    byte CONTENT_APPLICATION_DATA = 23;
+
+    short VERSION_TLS12 = 0x0303;
+    byte VERSION_MAJOR = 3;
+    byte VERSION_MINOR_TLS12 = 3;
+    short RECORD_HEADER_SIZE = 5;
+    short MAX_PLAINTEXT = 16384;
+    /** RFC 5246 6.2.3: TLSCiphertext.length may exceed the plaintext limit by at most 2048. */
+    short MAX_CIPHERTEXT = MAX_PLAINTEXT + 2048;
+
+    // RFC 5246 7.4: HandshakeType.
+    byte HS_CLIENT_HELLO = 1;
+    byte HS_SERVER_HELLO = 2;
+    byte HS_CERTIFICATE = 11;
+    byte HS_SERVER_KEY_EXCHANGE = 12;
+    byte HS_SERVER_HELLO_DONE = 14;
+    byte HS_CLIENT_KEY_EXCHANGE = 16;
+    byte HS_FINISHED = 20;
+    short HS_HEADER_SIZE = 4;
+
+    // RFC 5246 7.2: AlertLevel and AlertDescription.
+    byte ALERT_WARNING = 1;
+    byte ALERT_FATAL = 2;
+    byte ALERT_CLOSE_NOTIFY = 0;
+    byte ALERT_UNEXPECTED_MESSAGE = 10;
+    byte ALERT_BAD_RECORD_MAC = 20;
+    byte ALERT_RECORD_OVERFLOW = 22;
+    byte ALERT_HANDSHAKE_FAILURE = 40;
+    byte ALERT_ILLEGAL_PARAMETER = 47;
+    byte ALERT_DECODE_ERROR = 50;
+    byte ALERT_DECRYPT_ERROR = 51;
+    byte ALERT_PROTOCOL_VERSION = 70;
+    byte ALERT_INTERNAL_ERROR = 80;
+    byte ALERT_NO_RENEGOTIATION = 100;
+
+    // Cipher suites (RFC 5289, RFC 7251).
+    short TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 = (short) 0xC02B;
+    short TLS_ECDHE_ECDSA_WITH_AES_128_CCM = (short) 0xC0AC;
+    short TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 = (short) 0xC0AE;
+    short TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 = (short) 0xC023;
+    /** RFC 5746 3.3: the signalling cipher suite value for secure renegotiation. */
+    short TLS_EMPTY_RENEGOTIATION_INFO_SCSV = 0x00FF;
+
+    // Extensions.
+    short EXT_SUPPORTED_GROUPS = 10;          // RFC 8422 5.1.1
+    short EXT_EC_POINT_FORMATS = 11;          // RFC 8422 5.1.2
+    short EXT_SIGNATURE_ALGORITHMS = 13;      // RFC 5246 7.4.1.4.1
+    short EXT_EXTENDED_MASTER_SECRET = 23;    // RFC 7627
+    short EXT_RENEGOTIATION_INFO = (short) 0xFF01; // RFC 5746
+
+    short GROUP_SECP256R1 = 23;
+    byte POINT_FORMAT_UNCOMPRESSED = 0;
+    byte CURVE_TYPE_NAMED = 3;
+    /** SignatureAndHashAlgorithm {sha256(4), ecdsa(3)} = ecdsa_secp256r1_sha256. */
+    short SIG_ECDSA_SHA256 = 0x0403;
+    byte COMPRESSION_NULL = 0;
+
+    short RANDOM_SIZE = 32;
+    short MASTER_SECRET_SIZE = 48;
+    short VERIFY_DATA_SIZE = 12;
+}

@@ -1,0 +1,142 @@
+"""The host's record protection for tandem mode: the card exported the session's keys once and
+the host protects and checks records itself (RFC 5246 6.2.3, RFC 5288, RFC 6655).
+
+For the same data and sequence numbers the AEAD suites produce exactly the bytes the card would
+(the explicit nonce is the sequence number in both); the CBC suite draws a random IV per record.
+"""
+from __future__ import annotations
+
+import hmac
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
+
+from .tls_records import TLS12, AlertDescription, ContentType, Record, RecordError
+
+SUITE_GCM = 0xC02B
+SUITE_CCM = 0xC0AC
+SUITE_CCM_8 = 0xC0AE
+SUITE_CBC_SHA256 = 0xC023
+
+SUITE_NAMES = {
+    SUITE_GCM: "ECDHE-ECDSA-AES128-GCM-SHA256",
+    SUITE_CCM: "ECDHE-ECDSA-AES128-CCM",
+    SUITE_CCM_8: "ECDHE-ECDSA-AES128-CCM8",
+    SUITE_CBC_SHA256: "ECDHE-ECDSA-AES128-SHA256",
+}
+
+_KIND_GCM, _KIND_CCM, _KIND_CCM_8, _KIND_CBC = 1, 2, 3, 4
+
+
+@dataclass
+class SessionKeys:
+    """What EXPORT KEYS returns (docs/apdu.md)."""
+
+    suite: int
+    client_key: bytes
+    server_key: bytes
+    client_iv: bytes = b""
+    server_iv: bytes = b""
+    client_mac_key: bytes = b""
+    server_mac_key: bytes = b""
+    read_seq: int = 0
+    write_seq: int = 0
+
+    @classmethod
+    def parse(cls, data: bytes) -> "SessionKeys":
+        suite, kind = struct.unpack(">HB", data[:3])
+        p = 3
+        macs = b""
+        if kind == _KIND_CBC:
+            macs, p = data[p:p + 64], p + 64
+        client_key, server_key = data[p:p + 16], data[p + 16:p + 32]
+        p += 32
+        ivs = b""
+        if kind != _KIND_CBC:
+            ivs, p = data[p:p + 8], p + 8
+        read_seq, write_seq = struct.unpack(">QQ", data[p:p + 16])
+        if p + 16 != len(data):
+            raise ValueError(f"EXPORT KEYS answer of {len(data)} bytes does not parse")
+        return cls(suite, client_key, server_key, ivs[:4], ivs[4:], macs[:32], macs[32:], read_seq, write_seq)
+
+
+class HostRecordProtection:
+    """Server-side record protection with exported keys: protect() writes, unprotect() reads."""
+
+    def __init__(self, keys: SessionKeys) -> None:
+        self.keys = keys
+        suite = keys.suite
+        if suite == SUITE_GCM:
+            self._read_aead, self._write_aead = AESGCM(keys.client_key), AESGCM(keys.server_key)
+            self._tag = 16
+        elif suite in (SUITE_CCM, SUITE_CCM_8):
+            self._tag = 8 if suite == SUITE_CCM_8 else 16
+            self._read_aead = AESCCM(keys.client_key, tag_length=self._tag)
+            self._write_aead = AESCCM(keys.server_key, tag_length=self._tag)
+        elif suite != SUITE_CBC_SHA256:
+            raise ValueError(f"unknown cipher suite {suite:#06x}")
+
+    @property
+    def is_aead(self) -> bool:
+        return self.keys.suite != SUITE_CBC_SHA256
+
+    @staticmethod
+    def _aad(seq: int, content_type: int, length: int) -> bytes:
+        return struct.pack(">QBHH", seq, content_type, TLS12, length)
+
+    def protect(self, content_type: int, data: bytes) -> bytes:
+        seq = self.keys.write_seq
+        self.keys.write_seq += 1
+        aad = self._aad(seq, content_type, len(data))
+        if self.is_aead:
+            explicit = struct.pack(">Q", seq)
+            sealed = self._write_aead.encrypt(self.keys.server_iv + explicit, data, aad)
+            return Record(content_type, TLS12, explicit + sealed).encode()
+        mac = hmac.new(self.keys.server_mac_key, aad + data, hashlib.sha256).digest()
+        body = data + mac
+        pad = 15 - len(body) % 16
+        body += bytes([pad]) * (pad + 1)
+        iv = os.urandom(16)
+        encryptor = Cipher(algorithms.AES(self.keys.server_key), modes.CBC(iv)).encryptor()
+        return Record(content_type, TLS12, iv + encryptor.update(body) + encryptor.finalize()).encode()
+
+    def unprotect(self, record: Record) -> bytes:
+        """Returns the plaintext, or raises RecordError(bad_record_mac)."""
+        seq = self.keys.read_seq
+        fragment = record.fragment
+        if self.is_aead:
+            if len(fragment) < 8 + self._tag:
+                raise RecordError("record too short for its AEAD", AlertDescription.BAD_RECORD_MAC)
+            aad = self._aad(seq, record.content_type, len(fragment) - 8 - self._tag)
+            try:
+                plain = self._read_aead.decrypt(self.keys.client_iv + fragment[:8], fragment[8:], aad)
+            except InvalidTag:
+                raise RecordError("record does not authenticate", AlertDescription.BAD_RECORD_MAC) from None
+        else:
+            plain = self._unprotect_cbc(seq, record.content_type, fragment)
+        self.keys.read_seq += 1
+        return plain
+
+    def _unprotect_cbc(self, seq: int, content_type: int, fragment: bytes) -> bytes:
+        if len(fragment) < 16 + 48 or len(fragment) % 16:
+            raise RecordError("CBC record of impossible length", AlertDescription.BAD_RECORD_MAC)
+        decryptor = Cipher(algorithms.AES(self.keys.client_key), modes.CBC(fragment[:16])).decryptor()
+        body = decryptor.update(fragment[16:]) + decryptor.finalize()
+        pad = body[-1]
+        good_pad = pad + 1 + 32 <= len(body) and body[-pad - 1:] == bytes([pad]) * (pad + 1)
+        if not good_pad:
+            pad = 0
+        plain, mac = body[:len(body) - pad - 1 - 32], body[len(body) - pad - 1 - 32:len(body) - pad - 1]
+        expected = hmac.new(self.keys.client_mac_key, self._aad(seq, content_type, len(plain)) + plain,
+                            hashlib.sha256).digest()
+        if not (hmac.compare_digest(mac, expected) and good_pad):
+            raise RecordError("record does not authenticate", AlertDescription.BAD_RECORD_MAC)
+        return plain
+
+
+CONTENT_TYPES_AFTER_HANDSHAKE = (ContentType.APPLICATION_DATA, ContentType.ALERT, ContentType.HANDSHAKE)

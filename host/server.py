@@ -1,0 +1,133 @@
+"""`python -m host.server`: TLS servers whose handshake runs in the card.
+
+    python -m host.server --sim --tls-echo 8444
+    python -m host.server --reader "Virtual PCD 00 00" --pin 1234 --https 8443 --coaps-tcp 5684
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+
+from .card import CardOpenError, open_cards
+from .demo_pki import DEMO_DIR, DemoCa
+from .provision import DEMO_IDENTITY, DEMO_PIN, IdentitySpec, personalise
+from .se_tls import CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem, echo_application
+
+log = logging.getLogger("host.server")
+PIN_ENV = "SETLS_PIN"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m host.server",
+                                     description="TLS servers whose handshake runs in a Java Card secure element.")
+    cards = parser.add_argument_group("cards")
+    cards.add_argument("--sim", nargs="?", type=int, const=1, default=0, metavar="N",
+                       help="start N simulated cards (jcardsim), personalised with the demo identity")
+    cards.add_argument("--reader", action="append", default=[], metavar="NAME",
+                       help="PC/SC reader (repeat for a pool of cards)")
+    cards.add_argument("--pin", help=f"the identity's PIN (else ${PIN_ENV}, else a prompt; demo cards: {DEMO_PIN})")
+    cards.add_argument("--identity", default=DEMO_IDENTITY, help="identity name in the card")
+    cards.add_argument("--export-keys", action="store_true",
+                       help="simulated cards: personalise with a policy that allows tandem mode")
+    servers = parser.add_argument_group("servers")
+    servers.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    servers.add_argument("--tls-echo", type=int, metavar="PORT", help="TLS echo server")
+    servers.add_argument("--https", type=int, metavar="PORT", help="HTTPS server")
+    servers.add_argument("--coaps-tcp", type=int, metavar="PORT", help="CoAP over TLS (RFC 8323)")
+    servers.add_argument("--record-layer", choices=("card", "host"), default="card",
+                         help="who protects records after the handshake (host = tandem mode)")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--handshake-timeout", type=float, default=15.0, metavar="S")
+    limits.add_argument("--idle-timeout", type=float, default=30.0, metavar="S")
+    limits.add_argument("--backlog", type=int, default=16, help="connections waiting for a card")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def resolve_pin(args: argparse.Namespace) -> str:
+    if args.pin:
+        return str(args.pin)
+    if os.environ.get(PIN_ENV):
+        return os.environ[PIN_ENV]
+    if args.sim:
+        return DEMO_PIN
+    if sys.stdin.isatty():
+        return getpass.getpass(f"PIN of identity {args.identity!r}: ")
+    raise CardOpenError(f"no PIN: give --pin, set {PIN_ENV}, or run in a terminal")
+
+
+async def serve(args: argparse.Namespace, slots: list[CardSlot]) -> None:
+    timeouts = Timeouts(handshake=args.handshake_timeout, idle=args.idle_timeout)
+    tandem = TlsTandem(slots, identity=args.identity, record_mode=args.record_layer, timeouts=timeouts)
+    listeners = []
+    apps = application_servers(args, tandem)
+    if not apps:
+        raise CardOpenError("no server to run: give --tls-echo, --https or --coaps-tcp")
+    for name, port, app in apps:
+        server = ServerTLS(tandem, GenericServer(app), backlog=args.backlog, name=name)
+        try:
+            listeners.append(await server.start(args.bind, port))
+        except OSError as exc:
+            raise CardOpenError(f"cannot listen on {args.bind}:{port}: {exc.strerror}") from None
+        log.info("%s listening on %s:%d (record layer in the %s)", name, args.bind, port, args.record_layer)
+    print("ready", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for listener in listeners:
+        listener.close()
+
+
+def application_servers(args: argparse.Namespace, tandem: TlsTandem) -> list[tuple[str, int, object]]:
+    apps: list[tuple[str, int, object]] = []
+    if args.tls_echo:
+        apps.append(("tls-echo", args.tls_echo, echo_application))
+    if args.https:
+        from .https import https_application
+        apps.append(("https", args.https, https_application(tandem)))
+    if args.coaps_tcp:
+        from .coap_tcp import coap_tcp_application
+        apps.append(("coaps+tcp", args.coaps_tcp, coap_tcp_application(tandem)))
+    return apps
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.sim and not args.reader:
+        print("error: say which cards: --sim [N] or --reader NAME", file=sys.stderr)
+        return 2
+    try:
+        pin = resolve_pin(args)
+        with open_cards(sim=args.sim, readers=args.reader) as cards:
+            if args.sim:
+                ca = DemoCa.load_or_create(DEMO_DIR)
+                for card in cards:
+                    personalise(card, IdentitySpec(args.identity, pin, export_keys=args.export_keys), ca)
+            slots = []
+            for i, card in enumerate(cards):
+                card.unlock(args.identity, pin)
+                slots.append(CardSlot(f"{i}:{card.name}", card))
+            try:
+                asyncio.run(serve(args, slots))
+            finally:
+                for slot in slots:
+                    slot.shutdown()
+    except CardOpenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
