@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from .card import RecordRejected
 from .record_protection import HostRecordProtection
 from .tls_records import (MAX_PLAINTEXT, AlertDescription, AlertLevel, ContentType, Record,
                           RecordError, RecordReader)
@@ -120,7 +121,15 @@ class CardRecordLayer(RecordLayer):
         self._release_card = release
 
     async def _unprotect(self, record: Record) -> tuple[int, bytes]:
-        return await self._run(self._card.unprotect, record.encode())  # type: ignore[attr-defined]
+        try:
+            return await self._run(self._card.unprotect, record.encode())  # type: ignore[attr-defined]
+        except RecordRejected as rejected:
+            # The card has closed the session and wrote the alert: forward it, nothing more.
+            await self.send(rejected.alert)
+            self.closed = True
+            await self._release()
+            self._writer.close()
+            raise RecordError("record rejected by the card", AlertDescription.BAD_RECORD_MAC) from None
 
     async def _protect(self, content_type: int, data: bytes) -> bytes:
         return await self._run(self._card.protect, content_type, data)  # type: ignore[attr-defined]

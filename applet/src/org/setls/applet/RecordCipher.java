@@ -37,10 +37,11 @@ final class RecordCipher {
     private static final short READ_SEQ = 0;
     private static final short WRITE_SEQ = 8;
     private static final short SEQ_SIZE = 16;
-    // SCRATCH layout: AAD / MAC header, then the nonce.
+    // SCRATCH layout: AAD / MAC header, the nonce, the MAC computed over a received record.
     private static final short AAD = 0;
     private static final short NONCE = 16;
-    private static final short SCRATCH_SIZE = 28;
+    private static final short MAC_OUT = 28;
+    private static final short SCRATCH_SIZE = MAC_OUT + MAC_SIZE;
 
     private static final short KIND_GCM = 1;
     private static final short KIND_CCM = 2;
@@ -244,9 +245,9 @@ final class RecordCipher {
         setAad(READ_SEQ, type, len);
         hmac.init(secrets, CLIENT_MAC, MAC_KEY_SIZE);
         hmac.update(scratch, AAD, AAD_SIZE);
-        hmac.doFinal(buf, p, len, scratch, (short) 0);
+        hmac.doFinal(buf, p, len, scratch, MAC_OUT);
         for (short i = 0; i < MAC_SIZE; i++) {
-            bad |= (byte) (scratch[i] ^ buf[(short) (p + len + i)]);
+            bad |= (byte) (scratch[(short) (MAC_OUT + i)] ^ buf[(short) (p + len + i)]);
         }
         countCbc(len, n);
         return bad == 0 ? len : -1;

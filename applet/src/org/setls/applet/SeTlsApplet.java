@@ -80,7 +80,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Identit
         RandomData random = RandomData.getInstance(RandomData.ALG_SECURE_RANDOM);
         HmacSha256 hmac = new HmacSha256();
         RecordCipher cipher = new RecordCipher(new AesGcm(), new AesCcm(), hmac, random, counters);
-        tls = new TlsServer(new TlsPrf(hmac), cipher, random, counters);
+        TlsPrf prf = new TlsPrf(hmac);
+        prf.setCounters(counters);
+        tls = new TlsServer(prf, cipher, random, counters);
         echo = new EchoHandler();
         eap = new EapTls(buffers.io, this);
         identities = new Identity[MAX_IDENTITIES];
@@ -386,6 +388,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Identit
         }
     }
 
+    /** UNPROTECT RECORD answer's first byte when the record was rejected. */
+    static final byte REJECTED = 0x00;
+
     /** UNPROTECT RECORD: data = one TLS record; answer = content type + plaintext. */
     private void unprotectRecord(APDU apdu) {
         requireEstablished();
@@ -397,9 +402,12 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Identit
         byte type = io[EapTls.MSG_OFF];
         short plain = tls.unprotectRecord(io, EapTls.MSG_OFF, len);
         if (plain < 0) {
+            // Content type 0 (no TLS record has it) marks a rejection: the protected fatal alert
+            // follows. Data cannot travel with an error status word (T=0 drops it).
             short n = tls.closeWithAlert(io, EapTls.MSG_OFF, Tls.ALERT_BAD_RECORD_MAC);
-            out.send(apdu, io, EapTls.MSG_OFF, n);
-            ISOException.throwIt(Sw.RECORD_REJECTED);
+            io[(short) (EapTls.MSG_OFF - 1)] = REJECTED;
+            out.send(apdu, io, (short) (EapTls.MSG_OFF - 1), (short) (n + 1));
+            return;
         }
         short start = (short) (EapTls.MSG_OFF + tls.prefixLength() - 1);
         io[start] = type;

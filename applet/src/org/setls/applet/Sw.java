@@ -33,6 +33,4 @@ public interface Sw {
     short INTERNAL_ERROR = (short) 0x6F03;
     /** The TLS session ended (alert sent or received); start a new one. */
     short SESSION_CLOSED = (short) 0x6F04;
-    /** UNPROTECT RECORD: the record failed; the response data is the protected alert to send. */
-    short RECORD_REJECTED = (short) 0x6F05;
 }

@@ -453,14 +453,18 @@ final class TlsServer implements MessageHandler {
         buf[w++] = Tls.CURVE_TYPE_NAMED;
         w = Util.setShort(buf, w, Tls.GROUP_SECP256R1);
         buf[w++] = (byte) P256.POINT_SIZE;
+        // clearKey() after the last handshake dropped the domain parameters too: set them again.
+        P256.setDomainParameters((ECPrivateKey) ephemeral.getPrivate());
+        P256.setDomainParameters((ECPublicKey) ephemeral.getPublic());
         ephemeral.genKeyPair();
         counters.count(OpCounters.EC_KEYGEN, (short) 1);
         w += ((ECPublicKey) ephemeral.getPublic()).getW(buf, w);
+        short paramsLength = (short) (w - params);
         w = Util.setShort(buf, w, Tls.SIG_ECDSA_SHA256);
         Identity id = (Identity) identity[0];
         signer.init(id.privateKey(), Signature.MODE_SIGN);
         signer.update(secrets, CLIENT_RANDOM, (short) (2 * Tls.RANDOM_SIZE));
-        short signature = signer.sign(buf, params, (short) (w - params), buf, (short) (w + 2));
+        short signature = signer.sign(buf, params, paramsLength, buf, (short) (w + 2));
         counters.count(OpCounters.ECDSA_SIGN, (short) 1);
         w = Util.setShort(buf, w, signature);
         w += signature;

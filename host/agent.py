@@ -1,0 +1,251 @@
+"""The software agent: TLS messages <-> EAP-TLS packets (host.eap) <-> PROCESS EAP PACKET APDUs.
+
+`EapTlsTransport` carries whole TLS messages (flights) to the card and back:
+
+    session = select(channel)                       # host.channel
+    transport = EapTlsTransport(session, b"server")
+    transport.start()                               # EAP-Response/Identity -> EAP-TLS Start
+    answer = transport.exchange(client_flight)      # fragments, acknowledgements, reassembly
+    outcome = transport.finish()                    # Success, Failure, or the card waits on
+
+It is the one place where the card's status words (ApduError) become domain errors.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from host.apdu import (
+    CLA_PROPRIETARY,
+    MAX_SHORT_LC_WITH_LE,
+    MAX_SHORT_NE,
+    ApduError,
+    CommandApdu,
+    Ins,
+    StatusWord,
+)
+from host.channel import CardCapabilities, CardSession
+from host.eap import (
+    EAP_TLS_HEADER_SIZE,
+    MIN_PACKET_SIZE,
+    TLS_LENGTH_SIZE,
+    AwaitingMessage,
+    EapProtocolError,
+    EapTlsPeer,
+    EapUsageError,
+    Event,
+    Failure,
+    MessageReceived,
+    NeedAck,
+    SendFragment,
+    Started,
+    Success,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_CARD_PACKET = 0x7FFF  # P1P2 is read as a signed short by the card
+CLA_EAP = CLA_PROPRIETARY
+
+
+# ---- domain errors ----------------------------------------------------------------------------
+
+
+class TransportError(Exception):
+    """The EAP-TLS conversation with the card could not go on."""
+
+
+class CardRefusedError(TransportError):
+    """The card refused a packet; `sw` is its status word (None: refused before sending)."""
+
+    def __init__(self, message: str, sw: int | None = None) -> None:
+        super().__init__(message)
+        self.sw = sw
+
+    @property
+    def status(self) -> StatusWord | None:
+        try:
+            return None if self.sw is None else StatusWord(self.sw)
+        except ValueError:
+            return None
+
+
+class UnknownIdentityError(CardRefusedError):
+    """No identity of that name in the card (6A88)."""
+
+
+class MessageTooLargeError(CardRefusedError):
+    """The message exceeds the card's message capacity (6A84, or refused before sending)."""
+
+
+class EapRejectedError(CardRefusedError):
+    """The card found the EAP packet unexpected for its state (6F01) or malformed (6700, 6A80)."""
+
+
+class AccessDeniedError(CardRefusedError):
+    """PIN not verified or blocked, or the identity is not ready (6982, 6983, 63Cx, 6985)."""
+
+
+class SessionClosedError(CardRefusedError):
+    """The card's TLS session ended (6F04): start a new conversation."""
+
+
+class CardFailureError(CardRefusedError):
+    """The card failed: a crypto failure or an internal error (6F02, 6F03)."""
+
+
+class ConversationFailedError(TransportError):
+    """The card ended the conversation with EAP-Failure."""
+
+
+_ERRORS: dict[int, type[CardRefusedError]] = {
+    StatusWord.REFERENCED_DATA_NOT_FOUND: UnknownIdentityError,
+    StatusWord.FILE_FULL: MessageTooLargeError,
+    StatusWord.EAP_UNEXPECTED: EapRejectedError,
+    StatusWord.WRONG_LENGTH: EapRejectedError,
+    StatusWord.WRONG_DATA: EapRejectedError,
+    StatusWord.SECURITY_NOT_SATISFIED: AccessDeniedError,
+    StatusWord.PIN_BLOCKED: AccessDeniedError,
+    StatusWord.CONDITIONS_NOT_SATISFIED: AccessDeniedError,
+    StatusWord.SESSION_CLOSED: SessionClosedError,
+    StatusWord.CRYPTO_FAILURE: CardFailureError,
+    StatusWord.INTERNAL_ERROR: CardFailureError,
+}
+
+
+def card_error(error: ApduError, during: str) -> CardRefusedError:
+    """The domain error for a status word the card answered to PROCESS EAP PACKET."""
+    cls = _ERRORS.get(error.sw, CardRefusedError)
+    if error.sw & 0xFFF0 == StatusWord.PIN_TRIES_LEFT_00:
+        cls = AccessDeniedError
+    return cls(f"{during}: {error}", error.sw)
+
+
+class Outcome(enum.Enum):
+    """What the card answers to the final acknowledgement."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    CONTINUE = "continue"  # neither: the card waits for another message
+
+
+# ---- packet sizes -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PacketSizes:
+    """send: largest EAP packet to the card; receive: largest from it (P1P2)."""
+
+    send: int
+    receive: int
+
+
+def choose_packet_sizes(
+    caps: CardCapabilities, extended: bool, max_packet: int | None = None
+) -> PacketSizes:
+    """EAP packet sizes from the card's capabilities and the APDU format in use.
+
+    With extended length or chaining one EAP packet may carry a whole message (the card reads
+    it into its message buffer anyway); with neither a packet must fit one short APDU with Le
+    (254 bytes, see MAX_SHORT_LC_WITH_LE).
+    The card's answers may be as large as it likes when GET RESPONSE fetches what exceeds Le;
+    without GET RESPONSE and extended length they must fit Le = 256. `max_packet` caps both.
+    """
+    whole = min(MAX_CARD_PACKET, caps.message_capacity + EAP_TLS_HEADER_SIZE + TLS_LENGTH_SIZE)
+    send = whole if extended or caps.command_chaining else MAX_SHORT_LC_WITH_LE
+    receive = whole if extended or caps.get_response else MAX_SHORT_NE
+    if max_packet is not None:
+        if max_packet < MIN_PACKET_SIZE:
+            raise ValueError(f"max_packet must be at least {MIN_PACKET_SIZE}, got {max_packet}")
+        send, receive = min(send, max_packet), min(receive, max_packet)
+    return PacketSizes(send, receive)
+
+
+# ---- the transport ----------------------------------------------------------------------------
+
+
+class EapTlsTransport:
+    """One EAP-TLS conversation at a time with an identity of the card."""
+
+    def __init__(
+        self, session: CardSession, identity: bytes, *, max_packet: int | None = None
+    ) -> None:
+        self.session = session
+        self.identity = identity
+        self.sizes = choose_packet_sizes(session.caps, session.extended, max_packet)
+        self._peer: EapTlsPeer | None = None
+
+    @property
+    def capacity(self) -> int:
+        """The largest message the card takes or gives (SELECT tag 82)."""
+        return self.session.caps.message_capacity
+
+    def start(self) -> None:
+        """EAP-Response/Identity -> EAP-TLS Start; abandons any conversation in progress."""
+        peer = EapTlsPeer(
+            max_packet=self.sizes.send,
+            max_receive_packet=self.sizes.receive,
+            max_message=self.capacity,
+        )
+        self._peer = peer
+        event = self._round_trip(peer.identity(self.identity), "identity")
+        if not isinstance(event, Started):
+            raise TransportError(f"expected EAP-TLS Start, got {event}")
+        log.debug("conversation with %r started (sizes %s)", self.identity, self.sizes)
+
+    def exchange(self, message: bytes) -> bytes:
+        """Sends a whole TLS message, returns the card's whole answer (possibly empty)."""
+        if len(message) > self.capacity:
+            raise MessageTooLargeError(
+                f"a message of {len(message)} bytes exceeds the card's capacity {self.capacity}"
+            )
+        packet = self._require_peer().send_message(message)
+        while True:
+            event = self._round_trip(packet, "message")
+            if isinstance(event, MessageReceived):
+                return event.data
+            if isinstance(event, (SendFragment, NeedAck)):
+                packet = event.packet
+                continue
+            raise TransportError(f"unexpected {event} during a message exchange")
+
+    def finish(self) -> Outcome:
+        """The final acknowledgement: the card answers Success, Failure, or waits for more."""
+        event = self._round_trip(self._require_peer().finish(), "finish")
+        if isinstance(event, Success):
+            return Outcome.SUCCESS
+        if isinstance(event, Failure):
+            return Outcome.FAILURE
+        if isinstance(event, AwaitingMessage):
+            return Outcome.CONTINUE
+        raise TransportError(f"unexpected {event} after the final acknowledgement")
+
+    def _require_peer(self) -> EapTlsPeer:
+        if self._peer is None:
+            raise EapUsageError("no conversation: call start() first (again after an error)")
+        return self._peer
+
+    def _round_trip(self, packet: bytes, during: str) -> Event:
+        """One PROCESS EAP PACKET: the packet out, the card's packet back, as a peer event."""
+        peer = self._require_peer()
+        try:
+            event = peer.receive(self._process(packet, during))
+        except (TransportError, EapProtocolError):
+            self._peer = None
+            raise
+        if isinstance(event, Failure) and during != "finish":
+            self._peer = None
+            raise ConversationFailedError(f"the card answered EAP-Failure during {during}")
+        return event
+
+    def _process(self, packet: bytes, during: str) -> bytes:
+        receive = self.sizes.receive
+        command = CommandApdu(
+            CLA_EAP, Ins.PROCESS_EAP, receive >> 8, receive & 0xFF, packet, self.session.max_ne
+        )
+        try:
+            return self.session.send(command)
+        except ApduError as e:
+            raise card_error(e, f"{self.identity.decode(errors='replace')} {during}") from e

@@ -1,0 +1,218 @@
+"""The card's commands as Python methods (docs/apdu.md), and opening cards for the servers.
+
+`SeTlsCard` is the one place where status words become domain errors: a wrong PIN, a blocked
+PIN, an identity the card does not have, a record the card rejected.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .agent import EapTlsTransport
+from .apdu import CLA_PROPRIETARY, ApduError, CommandApdu, StatusWord
+from .channel import CardSession, Channel, ChannelError, PcscChannel, find_reader
+from .record_protection import SessionKeys
+
+log = logging.getLogger(__name__)
+
+
+class Ins:
+    """INS codes beyond those host.apdu.Ins names for the transport."""
+
+    VERIFY = 0x20
+    GENERATE_KEY = 0x46
+    UNPROTECT_RECORD = 0x84
+    PROTECT_RECORD = 0x86
+    EXPORT_KEYS = 0x88
+    GET_DATA = 0xCA
+    PUT_DATA = 0xDA
+    GET_COUNTERS = 0xE2
+
+
+class DataTag:
+    NAME = 0x01
+    CHAIN_FIRST = 0x02
+    CHAIN_NEXT = 0x03
+    PIN = 0x04
+    POLICY = 0x05
+    SUITES = 0x06
+    PUBLIC_KEY = 0x07
+    STATUS = 0x08
+    CHAIN = 0x09
+
+
+POLICY_EXPORT_KEYS = 0x01
+REJECTED = b"\x00"  # UNPROTECT RECORD: content type 0 = rejected, the alert to send follows
+PUT_DATA_CHUNK = 255
+COUNTER_NAMES = ("ecdsa_sign", "ecdsa_verify", "ecdh", "ec_keygen", "sha256_blocks", "aes_blocks",
+                 "ghash_blocks", "random_bytes", "hmac", "apdus")
+
+
+class CardOpenError(Exception):
+    """A card could not be opened or unlocked; the message says why, for a person."""
+
+
+class RecordRejected(Exception):
+    """The card refused a record (bad_record_mac); `alert` is the protected alert to send."""
+
+    def __init__(self, alert: bytes) -> None:
+        super().__init__("the card rejected the record (bad_record_mac)")
+        self.alert = alert
+
+
+@dataclass
+class IdentityStatus:
+    key_ready: bool
+    chain_length: int
+    pin_set: bool
+    pin_tries_left: int
+    pin_verified: bool
+    policy: int
+    suites: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, data: bytes) -> "IdentityStatus":
+        key, chain, pin_set, tries, verified, policy, count = struct.unpack(">BHBBBBB", data[:8])
+        suites = struct.unpack(f">{count}H", data[8:8 + 2 * count])
+        return cls(bool(key), chain, bool(pin_set), tries, bool(verified), policy, suites)
+
+
+class SeTlsCard:
+    """One card running the SE-TLS applet, already selected."""
+
+    def __init__(self, session: CardSession, name: str = "card") -> None:
+        self.session = session
+        self._conversation: EapTlsTransport | None = None
+        self.name = name
+        self.slot: int | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _command(self, ins: int, p1: int = 0, p2: int = 0, data: bytes = b"", ne: int = 256,
+                 what: str = "") -> bytes:
+        command = CommandApdu(CLA_PROPRIETARY, ins, p1, p2, data, min(ne, self.session.max_ne))
+        return self.session.transmit(command).check(what or f"INS {ins:02X}")
+
+    def traffic(self) -> tuple[int, int, int]:
+        """APDUs, bytes to the card and bytes from it so far (for the session log line)."""
+        total = self.session.stats.total
+        return total.apdus, total.bytes_sent, total.bytes_received
+
+    # -- identities -------------------------------------------------------------------------
+    def verify(self, slot: int, pin: str) -> None:
+        try:
+            self._command(Ins.VERIFY, 0, slot, pin.encode(), ne=0, what="VERIFY")
+        except ApduError as exc:
+            if exc.sw & 0xFFF0 == StatusWord.PIN_TRIES_LEFT_00:
+                raise CardOpenError(f"wrong PIN for identity slot {slot}: {exc.sw & 0xF} tries left") from None
+            if exc.sw == StatusWord.PIN_BLOCKED:
+                raise CardOpenError(f"the PIN of identity slot {slot} is blocked") from None
+            if exc.sw == StatusWord.CONDITIONS_NOT_SATISFIED:
+                raise CardOpenError(f"identity slot {slot} has no PIN: personalise it first") from None
+            raise
+
+    def generate_key(self, slot: int) -> bytes:
+        return self._command(Ins.GENERATE_KEY, 0, slot, what="GENERATE KEY")
+
+    def put_data(self, slot: int, tag: int, value: bytes) -> None:
+        self._command(Ins.PUT_DATA, tag, slot, value, ne=0, what=f"PUT DATA {tag:02X}")
+
+    def put_name(self, slot: int, name: str) -> None:
+        self.put_data(slot, DataTag.NAME, name.encode())
+
+    def put_chain(self, slot: int, certificate_list: bytes) -> None:
+        for i in range(0, len(certificate_list), PUT_DATA_CHUNK):
+            tag = DataTag.CHAIN_FIRST if i == 0 else DataTag.CHAIN_NEXT
+            self.put_data(slot, tag, certificate_list[i:i + PUT_DATA_CHUNK])
+
+    def put_pin(self, slot: int, pin: str) -> None:
+        self.put_data(slot, DataTag.PIN, pin.encode())
+
+    def put_policy(self, slot: int, export_keys: bool) -> None:
+        self.put_data(slot, DataTag.POLICY, bytes([POLICY_EXPORT_KEYS if export_keys else 0]))
+
+    def put_suites(self, slot: int, suites: tuple[int, ...]) -> None:
+        self.put_data(slot, DataTag.SUITES, b"".join(s.to_bytes(2, "big") for s in suites))
+
+    def get_data(self, slot: int, tag: int) -> bytes:
+        return self._command(Ins.GET_DATA, tag, slot, what=f"GET DATA {tag:02X}")
+
+    def identity_name(self, slot: int) -> str:
+        return self.get_data(slot, DataTag.NAME).decode(errors="replace")
+
+    def status(self, slot: int) -> IdentityStatus:
+        return IdentityStatus.parse(self.get_data(slot, DataTag.STATUS))
+
+    def certificate_list(self, slot: int) -> bytes:
+        return self._command(Ins.GET_DATA, DataTag.CHAIN, slot, ne=65536, what="GET DATA chain")
+
+    def find_identity(self, name: str, slots: int = 2) -> int:
+        for slot in range(slots):
+            if self.identity_name(slot) == name:
+                return slot
+        raise CardOpenError(f"card {self.name} has no identity named {name!r}: personalise it "
+                            f"(python -m host.provision)")
+
+    def unlock(self, identity: str, pin: str) -> None:
+        """Finds the identity and verifies its PIN, with a sentence for every refusal."""
+        slot = self.find_identity(identity)
+        status = self.status(slot)
+        if not status.key_ready or not status.chain_length:
+            raise CardOpenError(f"identity {identity!r} on card {self.name} has no key or no certificate chain")
+        self.verify(slot, pin)
+        self.slot = slot
+
+    # -- TLS --------------------------------------------------------------------------------
+    def begin_conversation(self, identity: str) -> None:
+        """EAP-Response/Identity: the card answers EAP-TLS Start, ready for a ClientHello."""
+        self._conversation = EapTlsTransport(self.session, identity.encode())
+        self._conversation.start()
+
+    def exchange(self, flight: bytes) -> bytes:
+        if self._conversation is None:
+            raise RuntimeError("begin_conversation() first")
+        return self._conversation.exchange(flight)
+
+    def unprotect(self, record: bytes) -> tuple[int, bytes]:
+        data = self._command(Ins.UNPROTECT_RECORD, data=record, ne=65536, what="UNPROTECT RECORD")
+        if data[:1] == REJECTED:
+            raise RecordRejected(data[1:])
+        return data[0], data[1:]
+
+    def protect(self, content_type: int, data: bytes) -> bytes:
+        return self._command(Ins.PROTECT_RECORD, content_type, 0, data, ne=65536, what="PROTECT RECORD")
+
+    def export_keys(self) -> SessionKeys:
+        return SessionKeys.parse(self._command(Ins.EXPORT_KEYS, what="EXPORT KEYS"))
+
+    def counters(self, reset: bool = False) -> dict[str, int]:
+        data = self._command(Ins.GET_COUNTERS, 1 if reset else 0, what="GET COUNTERS")
+        return dict(zip(COUNTER_NAMES, struct.unpack(f">{len(data) // 2}H", data)))
+
+
+@contextlib.contextmanager
+def open_cards(sim: int = 0, readers: list[str] | None = None,
+               extended: bool | None = None) -> Iterator[list[SeTlsCard]]:
+    """Opens `sim` simulated cards and the cards in `readers`, applet selected; closes them all."""
+    from .simulator import SimulatorChannel  # starts Java: only when asked for
+
+    channels: list[Channel] = []
+    cards: list[SeTlsCard] = []
+    try:
+        for i in range(sim):
+            channel: Channel = SimulatorChannel()
+            channels.append(channel)
+            cards.append(SeTlsCard(CardSession(channel, extended=extended), name=f"sim{i}"))
+        for wanted in readers or []:
+            name = find_reader(wanted)
+            channel = PcscChannel(name, extended=extended)
+            channels.append(channel)
+            cards.append(SeTlsCard(CardSession(channel, extended=extended), name=name))
+        yield cards
+    except (ChannelError, ApduError) as exc:
+        raise CardOpenError(str(exc)) from exc
+    finally:
+        for channel in channels:
+            channel.close()

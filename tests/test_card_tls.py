@@ -1,0 +1,115 @@
+"""The TLS server driven directly through the card's commands (no sockets): the same bytes in
+both record modes, the PIN discipline, and the applet's operation counters."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from host.agent import AccessDeniedError
+from host.card import SeTlsCard, open_cards
+from host.demo_pki import DemoCa
+from host.provision import IdentitySpec, personalise
+from host.record_protection import HostRecordProtection
+from host.tls_records import FlightAssembler, RecordReader
+from tls12_client import RawTlsClient
+
+pytestmark = pytest.mark.timeout(300)
+PIN = "2468"
+
+
+class CardSocket:
+    """Stands where a TCP socket would: the client's flights go to the card, its answers back."""
+
+    def __init__(self, card: SeTlsCard) -> None:
+        self.card = card
+        self.reader = RecordReader()
+        self.flights = FlightAssembler()
+        self.pending = b""
+
+    def sendall(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (rec := self.reader.next_record()) is not None:
+            flight = self.flights.add(rec)
+            if flight is not None:
+                self.pending += self.card.exchange(flight)
+
+    def recv(self, size: int) -> bytes:
+        out, self.pending = self.pending[:size], self.pending[size:]
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def card(applet_classes: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeTlsCard]:
+    with open_cards(sim=1) as cards:
+        card = cards[0]
+        ca = DemoCa.load_or_create(tmp_path_factory.mktemp("ca"))
+        personalise(card, IdentitySpec("server", PIN, export_keys=True), ca, out_dir=None)
+        yield card
+
+
+def handshake(card: SeTlsCard) -> RawTlsClient:
+    card.session.select()
+    card.unlock("server", PIN)
+    card.begin_conversation("server")
+    client = RawTlsClient("card", 0, sock=CardSocket(card))
+    client.handshake()
+    return client
+
+
+def test_handshake_without_verified_pin_is_refused_with_security_status(card: SeTlsCard) -> None:
+    card.session.select()  # a fresh card session: the PIN is verified until reset, so reset
+    card.session.reset()
+    with pytest.raises(AccessDeniedError) as refused:
+        card.begin_conversation("server")
+    assert "6982" in str(refused.value)
+
+
+def test_card_and_host_record_layers_write_the_same_bytes(card: SeTlsCard) -> None:
+    client = handshake(card)
+    data = b"the same bytes, whoever protects them" * 20
+    by_card = card.protect(23, data)
+    keys = card.export_keys()
+    keys.write_seq -= 1  # rewind to the sequence number the card just used
+    by_host = HostRecordProtection(keys).protect(23, data)
+    assert by_card == by_host
+    assert client.unprotect(by_card[0], by_card[5:]) == data
+
+
+def test_record_commands_are_refused_after_export(card: SeTlsCard) -> None:
+    handshake(card)
+    card.export_keys()
+    from host.apdu import ApduError
+
+    with pytest.raises(ApduError) as refused:
+        card.protect(23, b"no")
+    assert refused.value.sw == 0x6985
+
+
+def test_counters_match_a_hand_count_of_one_gcm_handshake(card: SeTlsCard) -> None:
+    card.counters(reset=True)
+    client = handshake(card)
+    counts = card.counters()
+    # One ephemeral key, one ServerKeyExchange signature, one ECDH, 32 random bytes (server_random).
+    assert counts["ec_keygen"] == 1
+    assert counts["ecdsa_sign"] == 1
+    assert counts["ecdh"] == 1
+    assert counts["random_bytes"] == 32
+    # Two records (the client's and the server's Finished, 16 bytes each) in GCM: per record
+    # H and the tag mask (2 AES blocks) + 1 block of data; 2 GHASH blocks + 1 of data.
+    assert counts["aes_blocks"] == 2 * 3
+    assert counts["ghash_blocks"] == 2 * 3
+    # SHA-256: the two transcript digests (each over the whole transcript once), plus the HMACs
+    # of the PRF: master secret (48 B = 2 outputs), key block (40 B = 2), two Finished (12 B = 1
+    # each): P_SHA256 makes 2 HMACs per output block: (2+2+1+1) * 2 = 12 HMACs.
+    assert counts["hmac"] == 12
+    transcript = len(client.transcript)
+    finished = 16
+    def blocks(n: int) -> int:
+        return (n + 8) // 64 + 1
+    session_part = transcript - finished
+    expected_transcript = blocks(session_part) + blocks(transcript)
+    assert counts["sha256_blocks"] >= expected_transcript + 12 * 4

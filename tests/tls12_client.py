@@ -1,0 +1,192 @@
+"""A deliberately small TLS 1.2 client (ECDHE-ECDSA, AES-128-GCM) for tests that a stock client
+cannot run: a tampered Finished, an invalid ECDH point, a client that stops half-way, and exact
+knowledge of every byte sent. Written for the tests from RFC 5246, RFC 8422, RFC 7627, RFC 5288.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import socket
+import struct
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+HANDSHAKE, CCS, ALERT, APPDATA = 22, 20, 21, 23
+GCM_SUITE = 0xC02B
+
+
+def prf(secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:
+    """RFC 5246 section 5, P_SHA256."""
+    out, a = b"", label + seed
+    while len(out) < length:
+        a = hmac.new(secret, a, hashlib.sha256).digest()
+        out += hmac.new(secret, a + label + seed, hashlib.sha256).digest()
+    return out[:length]
+
+
+def record(content_type: int, body: bytes, version: int = 0x0303) -> bytes:
+    return struct.pack(">BHH", content_type, version, len(body)) + body
+
+
+def handshake_message(msg_type: int, body: bytes) -> bytes:
+    return bytes([msg_type]) + len(body).to_bytes(3, "big") + body
+
+
+def extension(ext_type: int, body: bytes) -> bytes:
+    return struct.pack(">HH", ext_type, len(body)) + body
+
+
+def client_hello(random: bytes, suites: list[int], groups: list[int] = [23], ems: bool = True,
+                 sig_algs: list[int] = [0x0403], extra: bytes = b"") -> bytes:
+    exts = extension(10, struct.pack(">H", 2 * len(groups)) + b"".join(struct.pack(">H", g) for g in groups))
+    exts += extension(11, b"\x01\x00")
+    exts += extension(13, struct.pack(">H", 2 * len(sig_algs)) + b"".join(struct.pack(">H", s) for s in sig_algs))
+    exts += extension(0xFF01, b"\x00")
+    if ems:
+        exts += extension(23, b"")
+    exts += extra
+    body = b"\x03\x03" + random + b"\x00" + struct.pack(">H", 2 * len(suites))
+    body += b"".join(struct.pack(">H", s) for s in suites) + b"\x01\x00" + struct.pack(">H", len(exts)) + exts
+    return handshake_message(1, body)
+
+
+class AlertReceived(Exception):
+    def __init__(self, level: int, description: int) -> None:
+        super().__init__(f"alert {description} (level {level})")
+        self.level, self.description = level, description
+
+
+@dataclass
+class RawTlsClient:
+    host: str
+    port: int
+    ca: x509.Certificate | None = None
+    timeout: float = 20.0
+    sock: "socket.socket | object | None" = None
+    transcript: bytes = b""
+    buffer: bytes = b""
+    write_seq: int = 0
+    read_seq: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sock is None:
+            self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_record(self) -> tuple[int, bytes]:
+        while len(self.buffer) < 5 or len(self.buffer) < 5 + struct.unpack(">H", self.buffer[3:5])[0]:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            self.buffer += chunk
+        length = struct.unpack(">H", self.buffer[3:5])[0]
+        content_type, body = self.buffer[0], self.buffer[5:5 + length]
+        self.buffer = self.buffer[5 + length:]
+        if content_type == ALERT and len(body) == 2:
+            raise AlertReceived(body[0], body[1])
+        return content_type, body
+
+    def read_handshake_messages(self, until: int) -> dict[int, bytes]:
+        messages: dict[int, bytes] = {}
+        pending = b""
+        while until not in messages:
+            content_type, body = self.read_record()
+            assert content_type == HANDSHAKE, f"expected handshake, got {content_type}"
+            pending += body
+            while len(pending) >= 4 and len(pending) >= 4 + int.from_bytes(pending[1:4], "big"):
+                n = 4 + int.from_bytes(pending[1:4], "big")
+                message, pending = pending[:n], pending[n:]
+                self.transcript += message
+                messages[message[0]] = message[4:]
+        return messages
+
+    def handshake(self, suites: list[int] = [GCM_SUITE], tamper_finished: bool = False,
+                  point: bytes | None = None, stop_after_hello: bool = False, **hello: object) -> None:
+        self.client_random = os.urandom(32)
+        hello_msg = client_hello(self.client_random, suites, **hello)  # type: ignore[arg-type]
+        self.transcript = hello_msg
+        self.send(record(HANDSHAKE, hello_msg, 0x0301))
+        if stop_after_hello:
+            return
+        messages = self.read_handshake_messages(until=14)
+        self._check_server(messages)
+        key = ec.generate_private_key(ec.SECP256R1())
+        my_point = key.public_key().public_bytes(serialization.Encoding.X962,
+                                                 serialization.PublicFormat.UncompressedPoint)
+        cke = handshake_message(16, bytes([65]) + (point if point is not None else my_point))
+        self.transcript += cke
+        premaster = key.exchange(ec.ECDH(), self.server_key)
+        session_hash = hashlib.sha256(self.transcript).digest()
+        if self.ems:
+            self.master = prf(premaster, b"extended master secret", session_hash, 48)
+        else:
+            self.master = prf(premaster, b"master secret", self.client_random + self.server_random, 48)
+        block = prf(self.master, b"key expansion", self.server_random + self.client_random, 40)
+        self.client_key, self.server_key_bytes = block[:16], block[16:32]
+        self.client_iv, self.server_iv = block[32:36], block[36:40]
+        verify = prf(self.master, b"client finished", session_hash, 12)
+        if tamper_finished:
+            verify = bytes([verify[0] ^ 1]) + verify[1:]
+        finished = handshake_message(20, verify)
+        self.send(record(HANDSHAKE, cke) + record(CCS, b"\x01") + self.protect(HANDSHAKE, finished))
+        self.transcript += finished
+        content_type, body = self.read_record()
+        assert (content_type, body) == (CCS, b"\x01")
+        content_type, body = self.read_record()
+        server_finished = self.unprotect(content_type, body)
+        expected = prf(self.master, b"server finished", hashlib.sha256(self.transcript).digest(), 12)
+        assert server_finished == handshake_message(20, expected), "server Finished does not verify"
+
+    def _check_server(self, messages: dict[int, bytes]) -> None:
+        hello = messages[2]
+        self.server_random = hello[2:34]
+        sid = hello[34]
+        self.suite = int.from_bytes(hello[35 + sid:37 + sid], "big")
+        self.ems = b"\x00\x17\x00\x00" in hello[38 + sid:]
+        chain = messages[11]
+        first = int.from_bytes(chain[3:6], "big")
+        self.certificate = x509.load_der_x509_certificate(chain[6:6 + first])
+        if self.ca is not None:
+            self.certificate.verify_directly_issued_by(self.ca)
+        ske = messages[12]
+        assert ske[:4] == b"\x03\x00\x17\x41"
+        point = ske[4:69]
+        params = ske[:69]
+        assert ske[69:71] == b"\x04\x03"
+        sig_len = int.from_bytes(ske[71:73], "big")
+        public = self.certificate.public_key()
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        public.verify(ske[73:73 + sig_len], self.client_random + self.server_random + params,
+                      ec.ECDSA(hashes.SHA256()))
+        self.server_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+
+    def protect(self, content_type: int, data: bytes) -> bytes:
+        explicit = struct.pack(">Q", self.write_seq)
+        aad = struct.pack(">QBHH", self.write_seq, content_type, 0x0303, len(data))
+        self.write_seq += 1
+        return record(content_type, explicit + AESGCM(self.client_key).encrypt(self.client_iv + explicit, data, aad))
+
+    def unprotect(self, content_type: int, body: bytes) -> bytes:
+        aad = struct.pack(">QBHH", self.read_seq, content_type, 0x0303, len(body) - 24)
+        self.read_seq += 1
+        return AESGCM(self.server_key_bytes).decrypt(self.server_iv + body[:8], body[8:], aad)
+
+    def send_data(self, data: bytes) -> None:
+        self.send(self.protect(APPDATA, data))
+
+    def receive_data(self) -> bytes:
+        content_type, body = self.read_record()
+        plain = self.unprotect(content_type, body)
+        if content_type == ALERT:
+            raise AlertReceived(plain[0], plain[1])
+        return plain
