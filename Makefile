@@ -1,4 +1,6 @@
 # SE-TLS: a TLS server in a Java Card secure element. `make demo` and `make test` set up everything.
+SHELL   := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PY      := .venv/bin/python
 ANT     := ant -q -e
 READER  ?=
@@ -25,7 +27,7 @@ subset-check: classes
 	@$(PY) scripts/jcsubset.py build/applet/classes
 
 test-java: classes
-	@$(ANT) test
+	@ant -e test | grep -vE "^\s*$$"
 
 test-python: classes
 	@./scripts/pcscd-vpcd.sh start
