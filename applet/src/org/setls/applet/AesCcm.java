@@ -24,6 +24,7 @@ final class AesCcm {
     private static final short L_TAG = 0;
     private static final short L_ENCRYPT = 1;
     private static final short L_Q = 2;
+    private static final short PARAMS_SIZE = 3;
 
     private final Cipher aes;
     private final byte[] st;
@@ -33,7 +34,7 @@ final class AesCcm {
     AesCcm() {
         aes = Cipher.getInstance(Cipher.ALG_AES_BLOCK_128_ECB_NOPAD, false);
         st = JCSystem.makeTransientByteArray(STATE_SIZE, JCSystem.CLEAR_ON_DESELECT);
-        params = JCSystem.makeTransientShortArray((short) 3, JCSystem.CLEAR_ON_DESELECT);
+        params = JCSystem.makeTransientShortArray(PARAMS_SIZE, JCSystem.CLEAR_ON_DESELECT);
     }
 
     void setKey(AESKey key) {

@@ -31,6 +31,7 @@ final class AesGcm {
     private static final short L_AAD = 0;
     private static final short L_TEXT = 1;
     private static final short L_ENCRYPT = 2;
+    private static final short LENGTHS_SIZE = 3;
 
     private final Cipher aes;
     private final byte[] st;
@@ -40,7 +41,7 @@ final class AesGcm {
     AesGcm() {
         aes = Cipher.getInstance(Cipher.ALG_AES_BLOCK_128_ECB_NOPAD, false);
         st = JCSystem.makeTransientByteArray(STATE_SIZE, JCSystem.CLEAR_ON_DESELECT);
-        lengths = JCSystem.makeTransientShortArray((short) 3, JCSystem.CLEAR_ON_DESELECT);
+        lengths = JCSystem.makeTransientShortArray(LENGTHS_SIZE, JCSystem.CLEAR_ON_DESELECT);
     }
 
     void setKey(AESKey key) {

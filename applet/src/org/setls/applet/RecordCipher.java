@@ -47,6 +47,7 @@ final class RecordCipher {
     private static final short KIND_CCM = 2;
     private static final short KIND_CCM_8 = 3;
     private static final short KIND_CBC = 4;
+    private static final short KIND_SIZE = 1;
 
     private final byte[] secrets;
     private final byte[] seq;
@@ -71,7 +72,7 @@ final class RecordCipher {
         secrets = JCSystem.makeTransientByteArray(SECRETS_SIZE, JCSystem.CLEAR_ON_DESELECT);
         seq = JCSystem.makeTransientByteArray(SEQ_SIZE, JCSystem.CLEAR_ON_DESELECT);
         scratch = JCSystem.makeTransientByteArray(SCRATCH_SIZE, JCSystem.CLEAR_ON_DESELECT);
-        kind = JCSystem.makeTransientShortArray((short) 1, JCSystem.CLEAR_ON_DESELECT);
+        kind = JCSystem.makeTransientShortArray(KIND_SIZE, JCSystem.CLEAR_ON_DESELECT);
         clientKey = (AESKey) KeyBuilder.buildKey(KeyBuilder.TYPE_AES_TRANSIENT_DESELECT,
                 KeyBuilder.LENGTH_AES_128, false);
         serverKey = (AESKey) KeyBuilder.buildKey(KeyBuilder.TYPE_AES_TRANSIENT_DESELECT,

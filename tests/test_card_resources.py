@@ -1,0 +1,31 @@
+"""The applet's declared memory, printed, and held to the budget of docs/resources.md."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RAM_DESELECT_BUDGET = 1536
+RAM_RESET_BUDGET = 64
+EEPROM_BUDGET = 32 * 1024
+
+
+def test_declared_ram_and_eeprom_fit_the_budget() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "card_resources.py")],
+                         capture_output=True, text=True, check=True).stdout
+    print(out)
+    totals = {line.split(":")[0].removeprefix("total "): int(line.split(":")[1].split()[0])
+              for line in out.splitlines() if line.startswith("total ")}
+    assert 0 < totals["RAM (deselect)"] <= RAM_DESELECT_BUDGET
+    assert totals["RAM (reset)"] <= RAM_RESET_BUDGET
+    assert 16 * 1024 < totals["EEPROM"] <= EEPROM_BUDGET
+
+
+def test_resources_doc_lists_every_declared_buffer() -> None:
+    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "card_resources.py"), "--markdown"],
+                           capture_output=True, text=True, check=True).stdout
+    doc = (ROOT / "docs" / "resources.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    missing = [row for row in rows if row not in doc]
+    assert not missing, "docs/resources.md is out of date: python3 scripts/card_resources.py --markdown"
