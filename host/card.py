@@ -106,7 +106,9 @@ class SeTlsCard:
             self._command(Ins.VERIFY, 0, slot, pin.encode(), ne=0, what="VERIFY")
         except ApduError as exc:
             if exc.sw & 0xFFF0 == StatusWord.PIN_TRIES_LEFT_00:
-                raise CardOpenError(f"wrong PIN for identity slot {slot}: {exc.sw & 0xF} tries left") from None
+                left = exc.sw & 0xF
+                raise CardOpenError(f"wrong PIN for identity slot {slot}: {left} "
+                                    f"{'try' if left == 1 else 'tries'} left") from None
             if exc.sw == StatusWord.PIN_BLOCKED:
                 raise CardOpenError(f"the PIN of identity slot {slot} is blocked") from None
             if exc.sw == StatusWord.CONDITIONS_NOT_SATISFIED:
@@ -147,6 +149,14 @@ class SeTlsCard:
 
     def certificate_list(self, slot: int) -> bytes:
         return self._command(Ins.GET_DATA, DataTag.CHAIN, slot, ne=65536, what="GET DATA chain")
+
+    def certificate_subject(self, slot: int) -> str:
+        """The subject of the first certificate the identity presents."""
+        from cryptography import x509
+
+        chain = self.certificate_list(slot)
+        length = int.from_bytes(chain[:3], "big")
+        return x509.load_der_x509_certificate(chain[3:3 + length]).subject.rfc4514_string()
 
     def find_identity(self, name: str, slots: int = 2) -> int:
         for slot in range(slots):

@@ -103,10 +103,11 @@ class TlsTandem:
     """The paper's tls-tandem: cards that serve one identity, with a record mode."""
 
     def __init__(self, slots: list[CardSlot], identity: str = "server", record_mode: str = "card",
-                 timeouts: Timeouts | None = None) -> None:
+                 timeouts: Timeouts | None = None, identity_subject: str = "") -> None:
         if record_mode not in ("card", "host"):
             raise ValueError("record mode is 'card' or 'host'")
         self.identity = identity
+        self.identity_subject = identity_subject
         self.record_mode = record_mode
         self.timeouts = timeouts or Timeouts()
         self.slots = slots

@@ -61,9 +61,10 @@ def resolve_pin(args: argparse.Namespace) -> str:
     raise CardOpenError(f"no PIN: give --pin, set {PIN_ENV}, or run in a terminal")
 
 
-async def serve(args: argparse.Namespace, slots: list[CardSlot]) -> None:
+async def serve(args: argparse.Namespace, slots: list[CardSlot], subject: str) -> None:
     timeouts = Timeouts(handshake=args.handshake_timeout, idle=args.idle_timeout)
-    tandem = TlsTandem(slots, identity=args.identity, record_mode=args.record_layer, timeouts=timeouts)
+    tandem = TlsTandem(slots, identity=args.identity, record_mode=args.record_layer, timeouts=timeouts,
+                       identity_subject=subject)
     listeners = []
     apps = application_servers(args, tandem)
     if not apps:
@@ -116,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             for i, card in enumerate(cards):
                 card.unlock(args.identity, pin)
                 slots.append(CardSlot(f"{i}:{card.name}", card))
+            subject = cards[0].certificate_subject(cards[0].slot or 0)
+            log.info("identity %r: %s, PIN verified on %d card(s)", args.identity, subject, len(cards))
             try:
-                asyncio.run(serve(args, slots))
+                asyncio.run(serve(args, slots, subject))
             finally:
                 for slot in slots:
                     slot.shutdown()

@@ -1,0 +1,108 @@
+"""`python -m host.server` and `python -m host.provision` as an operator meets them: a card in a
+PC/SC reader (the pcscd + vpcd virtual reader, with jcardsim as the card), and every error a user
+can hit answered with a sentence, not a traceback."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, free_port, start_server, stop_server
+from host.channel import Channel, ChannelError
+from host.simulator import VPCD_PORT, attach_to_pcscd, card_present, vpcd_reader_name
+from tls12_client import RawTlsClient
+
+pytestmark = pytest.mark.timeout(300)
+PIN = "8642"
+
+
+def run(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_sentence(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def personalised_card(classes: Path, port: int) -> Iterator[str]:
+    """A jcardsim card in pcscd's virtual reader, personalised by the provisioning CLI."""
+    try:
+        name = vpcd_reader_name(port)
+    except ChannelError as e:
+        pytest.skip(f"pcscd with the vpcd driver is not running ({e}): sudo scripts/pcscd-vpcd.sh start")
+    if card_present(name, timeout=0):
+        pytest.skip(f"{name!r} already has a card")
+    channel: Channel
+    with attach_to_pcscd(port, reader=name, classes=classes) as channel:
+        result = run("host.provision", "--reader", name, "--pin", PIN, "--export-keys")
+        assert result.returncode == 0, result.stderr
+        assert "identity 'server' ready" in result.stdout
+        yield name
+
+
+@pytest.fixture(scope="module")
+def reader(applet_classes: Path) -> Iterator[str]:
+    yield from personalised_card(applet_classes, VPCD_PORT)
+
+
+@pytest.fixture()
+def reader_to_block(applet_classes: Path) -> Iterator[str]:
+    """A card of its own (vpcd's second reader), since the test blocks its PIN."""
+    yield from personalised_card(applet_classes, VPCD_PORT + 1)
+
+
+def test_no_cards_named_is_a_usage_error() -> None:
+    assert_sentence(run("host.server", "--tls-echo", "0"), "--sim", "--reader")
+
+
+def test_unknown_reader_is_named_in_the_error() -> None:
+    assert_sentence(run("host.server", "--reader", "No Such Reader 99", "--pin", PIN, "--tls-echo", "1"),
+                    "No Such Reader 99")
+
+
+def test_server_on_a_pcsc_reader_serves_a_handshake(reader: str) -> None:
+    server = start_server(["--reader", reader, "--pin", PIN, "--tls-echo", "0"])
+    try:
+        client = RawTlsClient("127.0.0.1", server.ports["tls-echo"])
+        client.handshake()
+        client.send_data(b"through pcscd")
+        assert client.receive_data() == b"through pcscd"
+        client.close()
+    finally:
+        stop_server(server)
+
+
+def test_unknown_identity_is_named(reader: str) -> None:
+    assert_sentence(run("host.server", "--reader", reader, "--pin", PIN, "--identity", "nobody",
+                        "--tls-echo", "1"), "no identity named 'nobody'")
+
+
+def test_port_in_use_is_reported(reader: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert_sentence(run("host.server", "--reader", reader, "--pin", PIN, "--tls-echo", str(port)),
+                        f"cannot listen on 127.0.0.1:{port}")
+
+
+def test_wrong_pin_tells_the_tries_left_then_blocks(reader_to_block: str) -> None:
+    reader = reader_to_block
+    assert_sentence(run("host.server", "--reader", reader, "--pin", "0000", "--tls-echo", "1"),
+                    "wrong PIN", "2 tries left")
+    # The right PIN resets the counter (OwnerPIN), so the server starts again.
+    server = start_server(["--reader", reader, "--pin", PIN, "--tls-echo", "0"])
+    stop_server(server)
+    for left in (2, 1):
+        assert_sentence(run("host.server", "--reader", reader, "--pin", "0000", "--tls-echo", "1"),
+                        f"{left} tries left" if left > 1 else "1 try left")
+    assert_sentence(run("host.server", "--reader", reader, "--pin", "0000", "--tls-echo", "1"), "blocked")
+    assert_sentence(run("host.server", "--reader", reader, "--pin", PIN, "--tls-echo", "1"), "blocked")
