@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from .agent import TransportError
 from .record_layer import CardRecordLayer, HostRecordLayer, PeerAlert, PeerClosed, RecordLayer
 from .record_protection import SUITE_NAMES, HostRecordProtection, SessionKeys
 from .tls_records import (AlertDescription, ContentType, FlightAssembler, FlightPhase, RecordError,
@@ -249,7 +250,7 @@ class ServerTLS:
         peer = writer.get_extra_info("peername")
         try:
             layer, info = await self.tandem.open_session(reader, writer, slot)
-        except (HandshakeFailed, RecordError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (HandshakeFailed, RecordError, TransportError, asyncio.TimeoutError, ConnectionError) as exc:
             reason = "handshake timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc)
             if isinstance(exc, RecordError):
                 writer.write(alert_record(exc.alert))
