@@ -5,7 +5,6 @@ import javacard.framework.OwnerPIN;
 import javacard.framework.Util;
 import javacard.security.ECPrivateKey;
 import javacard.security.ECPublicKey;
-import javacard.security.KeyBuilder;
 import javacard.security.KeyPair;
 
 /**
@@ -39,13 +38,7 @@ final class Identity {
 
     /** Allocated once, at install; the key has its domain parameters before any generation. */
     Identity() {
-        ECPrivateKey priv = (ECPrivateKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PRIVATE,
-                KeyBuilder.LENGTH_EC_FP_256, false);
-        ECPublicKey pub = (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC,
-                KeyBuilder.LENGTH_EC_FP_256, false);
-        P256.setDomainParameters(priv);
-        P256.setDomainParameters(pub);
-        keyPair = new KeyPair(pub, priv);
+        keyPair = P256.newKeyPair();
         setDefaultSuites();
     }
 

@@ -1,6 +1,10 @@
 package org.setls.applet;
 
 import javacard.security.ECKey;
+import javacard.security.ECPrivateKey;
+import javacard.security.ECPublicKey;
+import javacard.security.KeyBuilder;
+import javacard.security.KeyPair;
 
 /**
  * The curve secp256r1 (SEC 2 section 2.4.2, FIPS 186-4 D.1.2.3). Real cards ship EC keys without
@@ -46,6 +50,22 @@ final class P256 {
     static final short COFACTOR = 1;
 
     private P256() {
+    }
+
+    /** A key pair of P-256 keys with their domain parameters set. Call at install only. */
+    static KeyPair newKeyPair() {
+        ECPrivateKey priv = (ECPrivateKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PRIVATE,
+                KeyBuilder.LENGTH_EC_FP_256, false);
+        ECPublicKey pub = (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC,
+                KeyBuilder.LENGTH_EC_FP_256, false);
+        KeyPair pair = new KeyPair(pub, priv);
+        setDomainParameters(pair);
+        return pair;
+    }
+
+    static void setDomainParameters(KeyPair pair) {
+        setDomainParameters((ECPrivateKey) pair.getPrivate());
+        setDomainParameters((ECPublicKey) pair.getPublic());
     }
 
     static void setDomainParameters(ECKey key) {

@@ -6,7 +6,6 @@ import javacard.security.CryptoException;
 import javacard.security.ECPrivateKey;
 import javacard.security.ECPublicKey;
 import javacard.security.KeyAgreement;
-import javacard.security.KeyBuilder;
 import javacard.security.KeyPair;
 import javacard.security.MessageDigest;
 import javacard.security.RandomData;
@@ -92,13 +91,7 @@ final class TlsServer implements MessageHandler {
         identity = JCSystem.makeTransientObjectArray((short) 1, JCSystem.CLEAR_ON_DESELECT);
         transcript = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
         session = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
-        ECPrivateKey priv = (ECPrivateKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PRIVATE,
-                KeyBuilder.LENGTH_EC_FP_256, false);
-        ECPublicKey pub = (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC,
-                KeyBuilder.LENGTH_EC_FP_256, false);
-        P256.setDomainParameters(priv);
-        P256.setDomainParameters(pub);
-        ephemeral = new KeyPair(pub, priv);
+        ephemeral = P256.newKeyPair();
         ecdh = KeyAgreement.getInstance(KeyAgreement.ALG_EC_SVDP_DH_PLAIN, false);
         signer = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
         alert = new TlsAlert();
@@ -454,8 +447,7 @@ final class TlsServer implements MessageHandler {
         w = Util.setShort(buf, w, Tls.GROUP_SECP256R1);
         buf[w++] = (byte) P256.POINT_SIZE;
         // clearKey() after the last handshake dropped the domain parameters too: set them again.
-        P256.setDomainParameters((ECPrivateKey) ephemeral.getPrivate());
-        P256.setDomainParameters((ECPublicKey) ephemeral.getPublic());
+        P256.setDomainParameters(ephemeral);
         ephemeral.genKeyPair();
         counters.count(OpCounters.EC_KEYGEN, (short) 1);
         w += ((ECPublicKey) ephemeral.getPublic()).getW(buf, w);

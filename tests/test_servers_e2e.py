@@ -1,0 +1,110 @@
+"""`python -m host.server` serving HTTPS and CoAP over TLS from the card to unmodified clients:
+curl, Python http.client over ssl, aiocoap, and headless Chromium."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import shutil
+import ssl
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from conftest import DEMO, ROOT, ServerProcess
+
+pytestmark = pytest.mark.timeout(300)
+ARTIFACTS = ROOT / "build" / "test-artifacts"
+
+
+@pytest.fixture(scope="module", params=["card", "host"])
+def servers(request: pytest.FixtureRequest, server_factory) -> ServerProcess:  # type: ignore[no-untyped-def]
+    return server_factory("--sim", "--https", "0", "--coaps-tcp", "0", "--record-layer", request.param,
+                          "--export-keys")
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["curl", "-sS", "--cacert", str(DEMO / "ca.pem"), "--max-time", "60", *args],
+                          capture_output=True, text=True, timeout=90)
+
+
+def test_curl_gets_the_temperature_and_switches_the_plug(servers: ServerProcess) -> None:
+    base = f"https://localhost:{servers.ports['https']}"
+    got = curl(f"{base}/sensors/temperature")
+    assert got.returncode == 0, got.stderr
+    assert "celsius" in json.loads(got.stdout)
+    put = curl("-X", "PUT", "-H", "Content-Type: application/json", "-d", '{"on": true}', f"{base}/actuators/plug")
+    assert put.returncode == 0, put.stderr
+    assert json.loads(curl(f"{base}/actuators/plug").stdout)["on"] is True
+    bad = curl("-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "-d", "not json", f"{base}/actuators/plug")
+    assert bad.stdout == "400"
+
+
+def test_http_client_makes_ten_requests_on_one_keep_alive_connection(servers: ServerProcess) -> None:
+    context = ssl.create_default_context(cafile=str(DEMO / "ca.pem"))
+    connection = http.client.HTTPSConnection("localhost", servers.ports["https"], context=context, timeout=60)
+    sockets = set()
+    for i in range(10):
+        body = json.dumps({"on": i % 2 == 0})
+        connection.request("PUT", "/actuators/plug", body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read())["on"] is (i % 2 == 0)
+        sockets.add(id(connection.sock))
+    assert len(sockets) == 1, "the connection was not kept alive"
+    assert connection.sock.version() == "TLSv1.2"
+    connection.close()
+
+
+def test_aiocoap_gets_and_puts_over_coaps_tcp(servers: ServerProcess) -> None:
+    import asyncio
+
+    import aiocoap
+
+    async def exchange() -> tuple[bytes, bytes]:
+        context = await aiocoap.Context.create_client_context()
+        try:
+            from coap_client import trust_demo_ca
+            trust_demo_ca(context, DEMO / "ca.pem")
+            uri = f"coaps+tcp://localhost:{servers.ports['coaps-tcp']}"
+            got = await context.request(aiocoap.Message(code=aiocoap.GET, uri=f"{uri}/sensors/temperature")).response
+            put = await context.request(aiocoap.Message(code=aiocoap.PUT, uri=f"{uri}/actuators/plug",
+                                                        payload=b'{"on": true}')).response
+            assert put.code.is_successful(), put
+            return got.payload, put.payload
+        finally:
+            await context.shutdown()
+
+    temperature, plug = asyncio.run(asyncio.wait_for(exchange(), 120))
+    assert "celsius" in json.loads(temperature)
+    assert json.loads(plug)["on"] is True
+
+
+def spki_pin(pem: Path) -> str:
+    certificate = x509.load_pem_x509_certificate(pem.read_bytes())
+    spki = certificate.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (make setup)")
+def test_chromium_loads_the_status_page_with_the_card_key_pinned(servers: ServerProcess) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    url = f"https://localhost:{servers.ports['https']}/"
+    mode = "card" if "record layer in the card" in servers.lines() else "host"
+    screenshot = ARTIFACTS / f"status-page-{mode}.png"
+    with tempfile.TemporaryDirectory() as profile:
+        # Only the card's public key is trusted (SPKI pin), every other certificate check stays on.
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile}", f"--ignore-certificate-errors-spki-list={spki_pin(DEMO / 'server.pem')}"]
+        dom = subprocess.run(["chromium", *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+        subprocess.run(["chromium", *flags, f"--screenshot={screenshot}", "--window-size=1000,700", url],
+                       capture_output=True, text=True, timeout=120)
+    assert "ECDHE-ECDSA" in dom.stdout, dom.stdout + dom.stderr
+    assert screenshot.exists() and screenshot.stat().st_size > 1000
