@@ -36,8 +36,12 @@ test-python: classes
 test: subset-check test-java test-python
 
 demo: classes
-	@echo "TLS echo on 127.0.0.1:8444 -- try: openssl s_client -connect 127.0.0.1:8444 -CAfile build/demo/ca.pem -tls1_2"
-	@$(PY) -m host.server --sim --tls-echo 8444
+	@echo "Starting a simulated card. Then, from another terminal:"
+	@echo "  curl --cacert build/demo/ca.pem https://localhost:8443/sensors/temperature"
+	@echo "  curl --cacert build/demo/ca.pem -X PUT -d '{\"on\": true}' https://localhost:8443/actuators/plug"
+	@echo "  SSL_CERT_FILE=build/demo/ca.pem .venv/bin/aiocoap-client coaps+tcp://127.0.0.1:5684/sensors/temperature"
+	@echo "  openssl s_client -connect 127.0.0.1:8444 -CAfile build/demo/ca.pem -tls1_2   (TLS echo)"
+	@$(PY) -m host.server --sim --https 8443 --coaps-tcp 5684 --tls-echo 8444
 
 ## Loads the CAP on a real card with GlobalPlatformPro (GP=path/to/gp.jar or gp on PATH).
 install-card: applet

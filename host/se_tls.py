@@ -240,10 +240,17 @@ class ServerTLS:
             writer.close()
 
     async def _dispatch(self) -> None:
-        """One dispatcher per card: takes a free card, then the next waiting connection."""
+        """One dispatcher per card: the next waiting connection, then a free card (the cards may
+        be shared with other servers, so a card is only taken once a client is there)."""
         while True:
-            slot = await self.tandem.free.get()
             reader, writer = await self.pending.get()
+            try:
+                slot = await asyncio.wait_for(self.tandem.free.get(), self.tandem.timeouts.backlog_wait)
+            except asyncio.TimeoutError:
+                log.warning("%s %s: no card free within %.0f s: closed", self.name,
+                            writer.get_extra_info("peername"), self.tandem.timeouts.backlog_wait)
+                writer.close()
+                continue
             await self._session(slot, reader, writer)
 
     async def _session(self, slot: CardSlot, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

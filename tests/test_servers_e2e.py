@@ -6,6 +6,7 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -61,28 +62,23 @@ def test_http_client_makes_ten_requests_on_one_keep_alive_connection(servers: Se
     connection.close()
 
 
-def test_aiocoap_gets_and_puts_over_coaps_tcp(servers: ServerProcess) -> None:
-    import asyncio
+def aiocoap_client(*args: str) -> subprocess.CompletedProcess[str]:
+    """The unmodified aiocoap-client; it trusts the demo CA through OpenSSL's SSL_CERT_FILE."""
+    env = dict(os.environ, SSL_CERT_FILE=str(DEMO / "ca.pem"))
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "aiocoap-client"), *args], capture_output=True,
+                          text=True, timeout=120, env=env)
 
-    import aiocoap
 
-    async def exchange() -> tuple[bytes, bytes]:
-        context = await aiocoap.Context.create_client_context()
-        try:
-            from coap_client import trust_demo_ca
-            trust_demo_ca(context, DEMO / "ca.pem")
-            uri = f"coaps+tcp://localhost:{servers.ports['coaps-tcp']}"
-            got = await context.request(aiocoap.Message(code=aiocoap.GET, uri=f"{uri}/sensors/temperature")).response
-            put = await context.request(aiocoap.Message(code=aiocoap.PUT, uri=f"{uri}/actuators/plug",
-                                                        payload=b'{"on": true}')).response
-            assert put.code.is_successful(), put
-            return got.payload, put.payload
-        finally:
-            await context.shutdown()
-
-    temperature, plug = asyncio.run(asyncio.wait_for(exchange(), 120))
-    assert "celsius" in json.loads(temperature)
-    assert json.loads(plug)["on"] is True
+def test_aiocoap_client_gets_and_puts_over_coaps_tcp(servers: ServerProcess) -> None:
+    uri = f"coaps+tcp://127.0.0.1:{servers.ports['coaps-tcp']}"  # the server listens on IPv4 only
+    got = aiocoap_client(f"{uri}/sensors/temperature")
+    assert got.returncode == 0, got.stderr
+    assert "celsius" in json.loads(got.stdout)
+    put = aiocoap_client("-m", "PUT", "--payload", '{"on": false}', f"{uri}/actuators/plug")
+    assert put.returncode == 0, put.stderr
+    assert json.loads(put.stdout)["on"] is False
+    missing = aiocoap_client(f"{uri}/no/such/thing")
+    assert "4.04" in missing.stdout + missing.stderr
 
 
 def spki_pin(pem: Path) -> str:
