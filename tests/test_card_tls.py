@@ -113,3 +113,30 @@ def test_counters_match_a_hand_count_of_one_gcm_handshake(card: SeTlsCard) -> No
     session_part = transcript - finished
     expected_transcript = blocks(session_part) + blocks(transcript)
     assert counts["sha256_blocks"] >= expected_transcript + 12 * 4
+
+
+def test_two_simulated_cards_generate_different_keys(applet_classes: object) -> None:
+    """jcardsim's own key generation is unseeded: every card would make the same keys. The applet
+    draws its scalars from RandomData, so they differ (docs: EcKeyGenerator)."""
+    with open_cards(sim=2) as cards:
+        points = {card.generate_key(0) for card in cards}
+        points |= {cards[0].generate_key(1)}
+    assert len(points) == 3
+
+
+def test_ephemeral_keys_never_repeat(card: SeTlsCard) -> None:
+    seen = set()
+    for _ in range(5):
+        client = handshake(card)
+        ske = [m for m in _messages(client.transcript) if m[0] == 12][0]
+        seen.add(ske[8:73])  # the ECPoint of the ServerKeyExchange
+    assert len(seen) == 5
+
+
+def _messages(transcript: bytes) -> list[bytes]:
+    out, p = [], 0
+    while p < len(transcript):
+        n = 4 + int.from_bytes(transcript[p + 1:p + 4], "big")
+        out.append(transcript[p:p + n])
+        p += n
+    return out

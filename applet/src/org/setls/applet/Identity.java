@@ -85,12 +85,12 @@ final class Identity {
     }
 
     /** Regenerates the key pair; the old certificate chain no longer matches and is dropped. */
-    void generateKey() {
+    void generateKey(EcKeyGenerator generator, byte[] scratch, short off) {
         JCSystem.beginTransaction();
         keyReady = false;
         chainLength = 0;
         JCSystem.commitTransaction();
-        keyPair.genKeyPair();
+        generator.generate(keyPair, scratch, off);
         keyReady = true;
     }
 }

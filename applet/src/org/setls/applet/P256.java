@@ -91,11 +91,20 @@ final class P256 {
         return lessThanP(buf, x) && lessThanP(buf, y) && !isZero(buf, x, (short) (2 * COORDINATE_SIZE));
     }
 
-    /** Big-endian unsigned comparison with p (Util.arrayCompare compares signed bytes). */
+    /** True if the 32-byte big-endian number at off is below the order n. */
+    static boolean isBelowOrder(byte[] buf, short off) {
+        return unsignedLess(buf, off, R);
+    }
+
     private static boolean lessThanP(byte[] buf, short off) {
+        return unsignedLess(buf, off, FIELD_P);
+    }
+
+    /** Big-endian unsigned comparison (Util.arrayCompare compares signed bytes). */
+    private static boolean unsignedLess(byte[] buf, short off, byte[] bound) {
         for (short i = 0; i < COORDINATE_SIZE; i++) {
             short a = (short) (buf[(short) (off + i)] & 0xFF);
-            short b = (short) (FIELD_P[i] & 0xFF);
+            short b = (short) (bound[i] & 0xFF);
             if (a != b) {
                 return a < b;
             }

@@ -70,6 +70,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Identit
     private final EchoHandler echo;
     private final TlsServer tls;
     private final Identity[] identities;
+    private final EcKeyGenerator keys;
 
     /** Every object the applet will ever use is allocated here, once. */
     private SeTlsApplet() {
@@ -82,7 +83,8 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Identit
         RecordCipher cipher = new RecordCipher(new AesGcm(), new AesCcm(), hmac, random, counters);
         TlsPrf prf = new TlsPrf(hmac);
         prf.setCounters(counters);
-        tls = new TlsServer(prf, cipher, random, counters);
+        keys = new EcKeyGenerator(random);
+        tls = new TlsServer(prf, cipher, random, keys, counters);
         echo = new EchoHandler();
         eap = new EapTls(buffers.io, this);
         identities = new Identity[MAX_IDENTITIES];
@@ -246,7 +248,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Identit
     private void generateKey(APDU apdu) {
         byte[] buf = apdu.getBuffer();
         Identity id = personalisable(buf);
-        id.generateKey();
+        id.generateKey(keys, buf, (short) 0);
         counters.count(OpCounters.EC_KEYGEN, (short) 1);
         short len = id.publicKey().getW(buf, (short) 0);
         apdu.setOutgoingAndSend((short) 0, len);

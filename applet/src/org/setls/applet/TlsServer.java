@@ -76,12 +76,14 @@ final class TlsServer implements MessageHandler {
     private final Signature signer;
     private final RandomData random;
     private final TlsPrf prf;
+    private final EcKeyGenerator keys;
     private final RecordCipher cipher;
     private final TlsAlert alert;
     private final OpCounters counters;
 
     /** Allocated once, at install. */
-    TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, OpCounters counters) {
+    TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters) {
+        this.keys = keys;
         this.prf = prf;
         this.cipher = cipher;
         this.random = random;
@@ -446,9 +448,7 @@ final class TlsServer implements MessageHandler {
         buf[w++] = Tls.CURVE_TYPE_NAMED;
         w = Util.setShort(buf, w, Tls.GROUP_SECP256R1);
         buf[w++] = (byte) P256.POINT_SIZE;
-        // clearKey() after the last handshake dropped the domain parameters too: set them again.
-        P256.setDomainParameters(ephemeral);
-        ephemeral.genKeyPair();
+        keys.generate(ephemeral, secrets, KEY_BLOCK);
         counters.count(OpCounters.EC_KEYGEN, (short) 1);
         w += ((ECPublicKey) ephemeral.getPublic()).getW(buf, w);
         short paramsLength = (short) (w - params);

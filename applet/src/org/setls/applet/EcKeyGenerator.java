@@ -1,0 +1,57 @@
+package org.setls.applet;
+
+import javacard.framework.Util;
+import javacard.security.CryptoException;
+import javacard.security.ECPrivateKey;
+import javacard.security.ECPublicKey;
+import javacard.security.KeyAgreement;
+import javacard.security.KeyPair;
+import javacard.security.RandomData;
+
+/**
+ * Generates P-256 key pairs from the card's RandomData: the private scalar is drawn from it and
+ * the public point computed as S * G with ECDH ALG_EC_SVDP_DH_PLAIN_XY (Java Card 3.0.5).
+ *
+ * Why not KeyPair.genKeyPair(): jcardsim's key generation draws from an unseeded SHA-1 generator,
+ * so every simulated card made the same keys in the same order, and its ECDH computes a wrong
+ * secret for a scalar with a leading zero byte (about 1 handshake in 256 failed). Drawing S here
+ * makes the keys as good as RandomData (seeded on jcardsim with randomdata.secure=1, the card's
+ * TRNG on real cards), and scalars with a leading zero byte are skipped (a 1/256 narrowing of the
+ * key space, harmless). Cards without PLAIN_XY (Java Card 3.0.4) fall back to genKeyPair().
+ */
+final class EcKeyGenerator {
+    private final RandomData random;
+    private final KeyAgreement multiply;
+
+    /** Allocated once, at install. */
+    EcKeyGenerator(RandomData random) {
+        this.random = random;
+        KeyAgreement xy = null;
+        try {
+            xy = KeyAgreement.getInstance(KeyAgreement.ALG_EC_SVDP_DH_PLAIN_XY, false);
+        } catch (CryptoException e) {
+            xy = null; // a Java Card 3.0.4 card: genKeyPair() it is
+        }
+        multiply = xy;
+    }
+
+    /** New key pair; {@code scratch} needs P256.POINT_SIZE bytes at {@code off} and is wiped. */
+    void generate(KeyPair pair, byte[] scratch, short off) {
+        P256.setDomainParameters(pair); // clearKey() drops them on some platforms
+        ECPrivateKey priv = (ECPrivateKey) pair.getPrivate();
+        if (multiply == null) {
+            do {
+                pair.genKeyPair();
+            } while (priv.getS(scratch, off) != P256.COORDINATE_SIZE);
+        } else {
+            do {
+                random.generateData(scratch, off, P256.COORDINATE_SIZE);
+            } while (scratch[off] == 0 || !P256.isBelowOrder(scratch, off));
+            priv.setS(scratch, off, P256.COORDINATE_SIZE);
+            multiply.init(priv);
+            short len = multiply.generateSecret(P256.G, (short) 0, P256.POINT_SIZE, scratch, off);
+            ((ECPublicKey) pair.getPublic()).setW(scratch, off, len);
+        }
+        Util.arrayFillNonAtomic(scratch, off, P256.POINT_SIZE, (byte) 0);
+    }
+}
