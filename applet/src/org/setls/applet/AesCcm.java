@@ -3,28 +3,50 @@ package org.setls.applet;
 import javacard.framework.JCSystem;
 import javacard.framework.Util;
 import javacard.security.AESKey;
+import javacard.security.CryptoException;
 import javacardx.crypto.Cipher;
 
 /**
- * AES-128-CCM (NIST SP 800-38C, RFC 3610 formatting) on the card's AES-ECB: CBC-MAC over
- * B0 || encoded AAD || payload, CTR for the payload and the tag. Nonces of 7 to 13 bytes
- * (TLS uses 12: q = 3), tags of 4 to 16 bytes (TLS: 16 for CCM, 8 for CCM_8, RFC 6655).
- * Streaming: begin() (the payload length is part of B0), update() in whole blocks except on
- * the last call, then the tag. RAM: STATE_SIZE bytes and 3 shorts, CLEAR_ON_DESELECT.
+ * AES-128-CCM (NIST SP 800-38C, the formatting of its appendix A = RFC 3610) on the card's
+ * AES-ECB: real cards (JCOP 3/4) have no CCM. CBC-MAC over B0 || encoded AAD || payload, and
+ * CTR for the payload and the tag, both through one ECB cipher: the CBC-MAC XOR is done here
+ * rather than by a second, CBC cipher, whose update() may hold back output on some cards.
+ *
+ * Nonces of 7 to 13 bytes (L = 15 - nonce length bytes of payload length: TLS uses 12, so L = 3,
+ * RFC 6655), tags of 4, 6, ..., 16 bytes (TLS: 16 for CCM, 8 for CCM_8). The AAD is taken whole,
+ * with the 2-byte length encoding (a < 2^16 - 2^8; TLS's is 13 bytes).
+ *
+ * Streaming, for a 16 KB record spread over many APDUs: begin() (the payload length is part of
+ * B0, so it is known up front), update() in multiples of 16 bytes except on the last call, then
+ * finishTag() or verifyTag(); both refuse (ILLEGAL_USE) until exactly payloadLen bytes went in.
+ *
+ * RAM, CLEAR_ON_DESELECT (per-message state; a record never spans a deselect):
+ *   {@code st}     STATE_SIZE = 64 bytes: the CBC-MAC value X, the counter block A_i,
+ *                  S0 = E(K, A_0) that masks the tag, and a block of keystream / AAD scratch
+ *   {@code params} PARAMS_SIZE = 4 shorts = 8 bytes: tag length, direction, q, bytes still due
+ * Total 72 bytes.
  */
 final class AesCcm {
     private static final short BLOCK = 16;
-    // STATE layout.
+    private static final short MIN_NONCE = 7;
+    private static final short MAX_NONCE = 13;
+    private static final short MIN_TAG = 4;
+    private static final short MAX_TAG = 16;
+    /** The flags byte's Adata bit: B0 is followed by encoded AAD. */
+    private static final byte FLAG_ADATA = 0x40;
+
+    // st layout.
     private static final short X = 0;        // CBC-MAC chaining value
     private static final short CTR = 16;     // counter block A_i
     private static final short S0 = 32;      // E(K, A_0), masks the tag
-    private static final short BUF = 48;     // keystream / scratch
+    private static final short BUF = 48;     // keystream / AAD block being filled
     private static final short STATE_SIZE = 64;
 
-    private static final short L_TAG = 0;
-    private static final short L_ENCRYPT = 1;
-    private static final short L_Q = 2;
-    private static final short PARAMS_SIZE = 3;
+    private static final short P_TAG = 0;
+    private static final short P_ENCRYPT = 1;
+    private static final short P_Q = 2;           // bytes of the length field / counter
+    private static final short P_REMAINING = 3;   // payload bytes not yet through update()
+    private static final short PARAMS_SIZE = 4;
 
     private final Cipher aes;
     private final byte[] st;
@@ -41,29 +63,38 @@ final class AesCcm {
         aes.init(key, Cipher.MODE_ENCRYPT);
     }
 
+    /**
+     * Starts a message of {@code payloadLen} bytes: B0 and the AAD into the CBC-MAC, S0 computed.
+     * Throws ILLEGAL_VALUE for a nonce length outside 7..13 or a tag length outside {4, 6, .., 16}.
+     */
     void begin(boolean encrypt, byte[] nonce, short nOff, short nLen, byte[] aad, short aadOff,
                short aadLen, short payloadLen, short tagLen) {
+        if (nLen < MIN_NONCE || nLen > MAX_NONCE || tagLen < MIN_TAG || tagLen > MAX_TAG
+                || (tagLen & 1) != 0 || aadLen < 0 || payloadLen < 0) {
+            CryptoException.throwIt(CryptoException.ILLEGAL_VALUE);
+        }
         short q = (short) (15 - nLen);
-        params[L_TAG] = tagLen;
-        params[L_ENCRYPT] = (short) (encrypt ? 1 : 0);
-        params[L_Q] = q;
-        // B0 = flags || N || Q (SP 800-38C A.2.1).
-        short m = (short) ((short) (tagLen - 2) >> 1);
-        byte flags = (byte) ((aadLen > 0 ? 0x40 : 0) | (m << 3) | (q - 1));
-        st[X] = flags;
+        params[P_TAG] = tagLen;
+        params[P_ENCRYPT] = (short) (encrypt ? 1 : 0);
+        params[P_Q] = q;
+        params[P_REMAINING] = payloadLen;
+        // B0 = flags || N || Q, flags = Adata || (t - 2) / 2 || q - 1 (SP 800-38C A.2.1). Q is
+        // at least 2 bytes (q >= 2) and a short's worth of payload fits in its last two.
+        st[X] = (byte) ((aadLen > 0 ? FLAG_ADATA : 0) | (short) ((short) ((short) (tagLen - 2) >> 1) << 3)
+                | (short) (q - 1));
         Util.arrayCopyNonAtomic(nonce, nOff, st, (short) (X + 1), nLen);
         Util.arrayFillNonAtomic(st, (short) (X + 1 + nLen), q, (byte) 0);
         Util.setShort(st, (short) (X + BLOCK - 2), payloadLen);
         aes.doFinal(st, X, BLOCK, st, X);
         macAad(aad, aadOff, aadLen);
-        // A_i = (q - 1) || N || i; S0 = E(K, A_0) masks the tag, the payload uses A_1, A_2, ...
+        // A_i = (q - 1) || N || i (A.3); S0 = E(K, A_0) masks the tag, the payload uses A_1, ...
         st[CTR] = (byte) (q - 1);
         Util.arrayCopyNonAtomic(nonce, nOff, st, (short) (CTR + 1), nLen);
         Util.arrayFillNonAtomic(st, (short) (CTR + 1 + nLen), q, (byte) 0);
         aes.doFinal(st, CTR, BLOCK, st, S0);
     }
 
-    /** The AAD with its 2-byte length prefix (a < 2^16 - 2^8), zero padded, into the CBC-MAC. */
+    /** The AAD with its 2-byte length prefix, zero padded to whole blocks, into the CBC-MAC. */
     private void macAad(byte[] aad, short aadOff, short aadLen) {
         if (aadLen == 0) {
             return;
@@ -88,16 +119,17 @@ final class AesCcm {
         }
     }
 
-    /** X = E(K, X xor block), the block being n bytes padded with zeros. */
-    private void macBlock(byte[] in, short off, short n) {
-        for (short k = 0; k < n; k++) {
-            st[(short) (X + k)] ^= in[(short) (off + k)];
-        }
-        aes.doFinal(st, X, BLOCK, st, X);
-    }
-
+    /**
+     * Encrypts or decrypts {@code len} bytes; returns len. len must be a multiple of 16 on every
+     * call but the last, and the calls must add up to payloadLen (ILLEGAL_USE otherwise). In
+     * place is fine: each block is MACed before (encrypt) or after (decrypt) it is overwritten.
+     */
     short update(byte[] in, short inOff, short len, byte[] out, short outOff) {
-        boolean encrypt = params[L_ENCRYPT] != 0;
+        short remaining = params[P_REMAINING];
+        if (len < 0 || len > remaining || (len < remaining && (len & (BLOCK - 1)) != 0)) {
+            CryptoException.throwIt(CryptoException.ILLEGAL_USE);
+        }
+        boolean encrypt = params[P_ENCRYPT] != 0;
         for (short i = 0; i < len; i += BLOCK) {
             short n = (short) (len - i) < BLOCK ? (short) (len - i) : BLOCK;
             short src = (short) (inOff + i);
@@ -114,33 +146,60 @@ final class AesCcm {
                 macBlock(out, dst, n);
             }
         }
+        params[P_REMAINING] = (short) (remaining - len);
         return len;
     }
 
+    /** Writes the tag (T xor S0, tagLen of begin() bytes) after encrypting. */
+    void finishTag(byte[] tag, short tagOff) {
+        checkComplete();
+        short t = params[P_TAG];
+        for (short i = 0; i < t; i++) {
+            tag[(short) (tagOff + i)] = (byte) (st[(short) (X + i)] ^ st[(short) (S0 + i)]);
+        }
+    }
+
+    /**
+     * After decrypting: whether the received tag matches, compared in constant time. The length
+     * must be begin()'s (it is public, so that check may return early).
+     */
+    boolean verifyTag(byte[] tag, short tagOff, short tagLen) {
+        checkComplete();
+        short t = params[P_TAG];
+        if (tagLen != t) {
+            return false;
+        }
+        byte diff = 0;
+        for (short i = 0; i < t; i++) {
+            diff |= (byte) (tag[(short) (tagOff + i)] ^ st[(short) (X + i)] ^ st[(short) (S0 + i)]);
+        }
+        return diff == 0;
+    }
+
+    /** The MAC covers exactly the payload length announced in B0. */
+    private void checkComplete() {
+        if (params[P_REMAINING] != 0) {
+            CryptoException.throwIt(CryptoException.ILLEGAL_USE);
+        }
+    }
+
+    /** X = E(K, X xor block), the block being the n bytes at off padded with zeros. */
+    private void macBlock(byte[] in, short off, short n) {
+        for (short k = 0; k < n; k++) {
+            st[(short) (X + k)] ^= in[(short) (off + k)];
+        }
+        aes.doFinal(st, X, BLOCK, st, X);
+    }
+
+    /** i + 1 in the last q bytes of the counter block. */
     private void incrementCounter() {
         short last = (short) (CTR + BLOCK - 1);
-        short first = (short) (CTR + BLOCK - params[L_Q]);
+        short first = (short) (CTR + BLOCK - params[P_Q]);
         for (short i = last; i >= first; i--) {
             st[i]++;
             if (st[i] != 0) {
                 return;
             }
         }
-    }
-
-    void finishTag(byte[] tag, short tagOff) {
-        short t = params[L_TAG];
-        for (short i = 0; i < t; i++) {
-            tag[(short) (tagOff + i)] = (byte) (st[(short) (X + i)] ^ st[(short) (S0 + i)]);
-        }
-    }
-
-    boolean verifyTag(byte[] tag, short tagOff, short tagLen) {
-        short t = params[L_TAG];
-        byte diff = (byte) (tagLen == t ? 0 : 1);
-        for (short i = 0; i < t; i++) {
-            diff |= (byte) (tag[(short) (tagOff + (i < tagLen ? i : 0))] ^ st[(short) (X + i)] ^ st[(short) (S0 + i)]);
-        }
-        return diff == 0;
     }
 }

@@ -5,16 +5,32 @@ import javacard.framework.Util;
 import javacard.security.MessageDigest;
 
 /**
- * HMAC-SHA256 (RFC 2104) on the card's SHA-256: real cards (NXP JCOP 3/4) have no native HMAC.
- * RAM: PAD_SIZE bytes, CLEAR_ON_DESELECT: the key block K0 (64) and the inner hash (32).
+ * HMAC-SHA256 (RFC 2104) on the card's SHA-256: real cards (NXP JCOP 3/4) have SHA-256 but no
+ * HMAC-SHA256 Signature.
+ *
+ * HMAC(K, m) = H((K0 xor opad) || H((K0 xor ipad) || m)), K0 = K zero-padded to a block, or H(K)
+ * zero-padded when K is longer than a block (RFC 2104 section 2).
+ *
+ * RAM, CLEAR_ON_DESELECT (the key must not outlive the session; nothing here must survive a
+ * deselect): {@code pad}, PAD_SIZE = 96 bytes:
+ *   KEY_PAD     BLOCK_SIZE (64)  K0, kept between calls so restart() needs no key
+ *   INNER_HASH  HASH_SIZE (32)   H((K0 xor ipad) || m) while the outer hash runs
+ * The inner hash has its own slot rather than going through the caller's output buffer: that
+ * buffer is often the persistent I/O buffer (RecordCipher), and 32 bytes of RAM are cheaper than
+ * a second EEPROM write per record.
  */
 final class HmacSha256 {
+    /** SHA-256's input block: the size of K0 and of the ipad/opad blocks. */
     static final short BLOCK_SIZE = 64;
+    /** SHA-256's output, and so the MAC's. */
     static final short HASH_SIZE = 32;
     private static final byte IPAD = 0x36;
     private static final byte OPAD = 0x5C;
-    private static final short INNER_HASH = BLOCK_SIZE;
-    private static final short PAD_SIZE = BLOCK_SIZE + HASH_SIZE;
+
+    // pad layout.
+    private static final short KEY_PAD = 0;
+    private static final short INNER_HASH = (short) (KEY_PAD + BLOCK_SIZE);
+    private static final short PAD_SIZE = (short) (INNER_HASH + HASH_SIZE);
 
     private final MessageDigest digest;
     private final byte[] pad;
@@ -25,23 +41,27 @@ final class HmacSha256 {
         pad = JCSystem.makeTransientByteArray(PAD_SIZE, JCSystem.CLEAR_ON_DESELECT);
     }
 
-    /** Sets the key (a key longer than a block is hashed first) and starts a computation. */
+    /**
+     * Sets the key and starts a computation. Any length: a key longer than a block is hashed
+     * first (RFC 2104), as RFC 4231 test cases 6 and 7 check.
+     */
     void init(byte[] key, short off, short len) {
-        Util.arrayFillNonAtomic(pad, (short) 0, BLOCK_SIZE, (byte) 0);
+        Util.arrayFillNonAtomic(pad, KEY_PAD, BLOCK_SIZE, (byte) 0);
         if (len > BLOCK_SIZE) {
             digest.reset();
-            digest.doFinal(key, off, len, pad, (short) 0);
+            digest.doFinal(key, off, len, pad, KEY_PAD);
         } else {
-            Util.arrayCopyNonAtomic(key, off, pad, (short) 0, len);
+            Util.arrayCopyNonAtomic(key, off, pad, KEY_PAD, len);
         }
         restart();
     }
 
-    /** Starts a new computation with the same key. */
+    /** Starts a new computation with the key of the last init() (the PRF's many HMACs). */
     void restart() {
         digest.reset();
+        // K0 xor ipad is fed to the digest, then K0 restored: no second 64-byte buffer.
         xorPad(IPAD);
-        digest.update(pad, (short) 0, BLOCK_SIZE);
+        digest.update(pad, KEY_PAD, BLOCK_SIZE);
         xorPad(IPAD);
     }
 
@@ -49,17 +69,21 @@ final class HmacSha256 {
         digest.update(in, off, len);
     }
 
-    /** Finishes with the last input bytes; writes the 32-byte MAC (out may be the input). */
+    /**
+     * Finishes with the last {@code len} input bytes (0 is fine) and writes the 32-byte MAC at
+     * outOff; returns HASH_SIZE. The output may overlap the input. The key stays set: restart()
+     * begins the next MAC.
+     */
     short doFinal(byte[] in, short off, short len, byte[] out, short outOff) {
         digest.doFinal(in, off, len, pad, INNER_HASH);
         xorPad(OPAD);
-        digest.update(pad, (short) 0, BLOCK_SIZE);
+        digest.update(pad, KEY_PAD, BLOCK_SIZE);
         xorPad(OPAD);
         return digest.doFinal(pad, INNER_HASH, HASH_SIZE, out, outOff);
     }
 
     private void xorPad(byte value) {
-        for (short i = 0; i < BLOCK_SIZE; i++) {
+        for (short i = KEY_PAD; i < (short) (KEY_PAD + BLOCK_SIZE); i++) {
             pad[i] ^= value;
         }
     }

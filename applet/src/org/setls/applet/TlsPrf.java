@@ -5,23 +5,28 @@ import javacard.framework.Util;
 
 /**
  * The TLS 1.2 PRF with P_SHA256 (RFC 5246 section 5):
- * P_hash(secret, seed) = HMAC(secret, A(1) + seed) + HMAC(secret, A(2) + seed) + ...,
- * A(0) = seed, A(i) = HMAC(secret, A(i-1)), and seed = label + seed.
- * RAM: SCRATCH_SIZE bytes, CLEAR_ON_DESELECT: A(i) and one output block.
+ *   PRF(secret, label, seed) = P_SHA256(secret, label + seed)
+ *   P_SHA256(secret, s) = HMAC(secret, A(1) + s) + HMAC(secret, A(2) + s) + ...
+ *   A(0) = s, A(i) = HMAC(secret, A(i-1))
+ * label + seed is never assembled: its pieces go to the HMAC one after the other, so the caller's
+ * seed can be two separate randoms (key expansion: server_random + client_random).
+ *
+ * RAM, CLEAR_ON_DESELECT (A(i) is derived from the secret): {@code a}, A_SIZE = 32 bytes, plus the
+ * HMAC's own. Whole output blocks are written straight to {@code out}; only a last partial block
+ * passes through {@code a}, once A(i) is no longer needed.
  */
 final class TlsPrf {
-    private static final short A = 0;
-    private static final short OUTPUT = HmacSha256.HASH_SIZE;
-    private static final short SCRATCH_SIZE = 2 * HmacSha256.HASH_SIZE;
+    /** A(i), and at the end the last (partial) output block. */
+    private static final short A_SIZE = HmacSha256.HASH_SIZE;
 
     private final HmacSha256 hmac;
-    private final byte[] scratch;
+    private final byte[] a;
     private OpCounters counters;
 
     /** Allocated once, at install. */
     TlsPrf(HmacSha256 hmac) {
         this.hmac = hmac;
-        scratch = JCSystem.makeTransientByteArray(SCRATCH_SIZE, JCSystem.CLEAR_ON_DESELECT);
+        a = JCSystem.makeTransientByteArray(A_SIZE, JCSystem.CLEAR_ON_DESELECT);
     }
 
     /** Counts the HMACs (and their SHA-256 blocks) this PRF computes. */
@@ -29,40 +34,51 @@ final class TlsPrf {
         this.counters = counters;
     }
 
-    /** out = PRF(secret, label, seed1 + seed2)[0..outLen); seed2 may be null. */
+    /**
+     * out = PRF(secret, label, seed1 + seed2)[0..outLen); seed2 may be null (or of length 0).
+     * {@code out} must not overlap the secret, the label or the seeds: they are read again
+     * after each output block is written. Leaves the HMAC keyed with the secret.
+     */
     void derive(byte[] secret, short sOff, short sLen, byte[] label, short lOff, short lLen,
                 byte[] seed1, short s1Off, short s1Len, byte[] seed2, short s2Off, short s2Len,
                 byte[] out, short outOff, short outLen) {
         if (seed2 == null) {
+            // HMAC's doFinal needs an array: an empty piece of seed1 stands in.
             seed2 = seed1;
             s2Off = s1Off;
             s2Len = 0;
         }
-        short seedLen = (short) (lLen + s1Len + s2Len);
+        short seedLen = (short) ((short) (lLen + s1Len) + s2Len);
         // A(1) = HMAC(secret, label + seed)
         hmac.init(secret, sOff, sLen);
         hmac.update(label, lOff, lLen);
         hmac.update(seed1, s1Off, s1Len);
-        hmac.doFinal(seed2, s2Off, s2Len, scratch, A);
+        hmac.doFinal(seed2, s2Off, s2Len, a, (short) 0);
         count(seedLen);
         while (outLen > 0) {
+            // HMAC(secret, A(i) + label + seed)
             hmac.restart();
-            hmac.update(scratch, A, HmacSha256.HASH_SIZE);
+            hmac.update(a, (short) 0, A_SIZE);
             hmac.update(label, lOff, lLen);
             hmac.update(seed1, s1Off, s1Len);
-            hmac.doFinal(seed2, s2Off, s2Len, scratch, OUTPUT);
-            count((short) (HmacSha256.HASH_SIZE + seedLen));
-            short n = outLen < HmacSha256.HASH_SIZE ? outLen : HmacSha256.HASH_SIZE;
-            Util.arrayCopyNonAtomic(scratch, OUTPUT, out, outOff, n);
-            outOff += n;
-            outLen -= n;
+            count((short) (A_SIZE + seedLen));
+            if (outLen < HmacSha256.HASH_SIZE) {
+                // The last block, partial: A(i) has been consumed, its slot takes the block.
+                hmac.doFinal(seed2, s2Off, s2Len, a, (short) 0);
+                Util.arrayCopyNonAtomic(a, (short) 0, out, outOff, outLen);
+                break;
+            }
+            hmac.doFinal(seed2, s2Off, s2Len, out, outOff);
+            outOff += HmacSha256.HASH_SIZE;
+            outLen -= HmacSha256.HASH_SIZE;
             if (outLen > 0) {
+                // A(i+1) = HMAC(secret, A(i)), in place.
                 hmac.restart();
-                hmac.doFinal(scratch, A, HmacSha256.HASH_SIZE, scratch, A);
-                count(HmacSha256.HASH_SIZE);
+                hmac.doFinal(a, (short) 0, A_SIZE, a, (short) 0);
+                count(A_SIZE);
             }
         }
-        Util.arrayFillNonAtomic(scratch, (short) 0, SCRATCH_SIZE, (byte) 0);
+        Util.arrayFillNonAtomic(a, (short) 0, A_SIZE, (byte) 0);
     }
 
     /** One HMAC over a message of {@code len} bytes: inner hash of 64 + len, outer of 64 + 32. */
