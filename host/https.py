@@ -1,153 +1,266 @@
-"""HTTP/1.1 over the card's TLS sessions, on h11 (sans-IO): keep-alive, bounded bodies, and a
-4xx answer, not a dropped connection, for requests that are wrong."""
+"""HTTP/1.1 over a TLS session whose handshake ran in the card, on h11.
+
+Three layers, the first two sans-IO:
+
+- `HttpApp`: one request (an `h11.Request` and its body) to one `HttpResponse`; the status page
+  (`/`, `/status.json`) and the device's resources.
+- `HttpServerConnection`: bytes from the client in, bytes to send out. It drives an
+  `h11.Connection`: keep-alive and pipelining, `Connection: close`, HEAD, `Expect: 100-continue`,
+  413 past `MAX_BODY`, and an error response (400, or 431 for huge headers), not a dropped
+  connection, when the request is malformed.
+- `https_application(tandem)`: pumps records between a `RecordLayer` and the connection.
+"""
 from __future__ import annotations
 
 import html
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
+from urllib.parse import urlsplit
 
 import h11
 
-from .device import BadRequest, Device, shared_device, MethodNotAllowed, NotFound, status
+from .device import Device, Outcome, Reply, Status, process_device
 from .record_layer import RecordLayer
+from .se_tls import Application, SessionInfo
 
 log = logging.getLogger(__name__)
+
 MAX_BODY = 64 * 1024
-SERVER = b"SE-TLS"
+MAX_HEADERS = 16 * 1024
+SERVER_NAME = "se-tls-host"
+JSON_TYPE = "application/json"
+HTML_TYPE = "text/html; charset=utf-8"
+PAGES = ("/", "/status.json")
+PAGE_METHODS = ("GET", "HEAD")
+
+HTTP_STATUS = {
+    Outcome.CONTENT: 200,
+    Outcome.CHANGED: 200,
+    Outcome.BAD_REQUEST: 400,
+    Outcome.NOT_FOUND: 404,
+    Outcome.METHOD_NOT_ALLOWED: 405,
+}
 
 
 @dataclass
 class HttpResponse:
     status: int
     body: bytes = b""
-    content_type: str = "application/json"
+    content_type: str = JSON_TYPE
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-def json_response(status_code: int, document: Any) -> HttpResponse:
-    return HttpResponse(status_code, json.dumps(document).encode() + b"\n")
+def json_response(status: int, document: Any, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
+    return HttpResponse(status, json.dumps(document).encode() + b"\n", JSON_TYPE, headers or [])
+
+
+def error_response(status: int, message: str) -> HttpResponse:
+    return json_response(status, {"error": message})
+
+
+def with_head(methods: tuple[str, ...]) -> tuple[str, ...]:
+    """The methods of a resource as HTTP sees them: HEAD wherever GET is."""
+    return (*methods, "HEAD") if "GET" in methods and "HEAD" not in methods else methods
+
+
+def request_path(target: bytes) -> str:
+    """The path of an origin-form or absolute-form request target, without its query."""
+    return urlsplit(target.decode("ascii", "replace")).path or "/"
 
 
 class HttpApp:
-    """Maps a request to a response; knows nothing of sockets, TLS or h11."""
+    """Requests to responses; knows nothing of sockets, TLS, or how bytes are framed."""
 
     def __init__(self, device: Device, tandem: Any) -> None:
         self.device = device
         self.tandem = tandem
 
-    def handle(self, method: str, target: str, body: bytes) -> HttpResponse:
-        path = target.split("?", 1)[0]
-        if method == "HEAD":
-            response = self.handle("GET", target, body)
-            response.headers.append(("Content-Length", str(len(response.body))))
-            response.body = b""
-            return response
-        if path in ("/", "/status.json"):
-            if method != "GET":
-                return HttpResponse(405, b"", "text/plain", [("Allow", "GET, HEAD")])
-            return self.status_page() if path == "/" else json_response(200, status(self.tandem))
-        try:
-            return json_response(200, self.device.handle(method, path, body))
-        except NotFound:
-            return json_response(404, {"error": f"no resource at {path}"})
-        except MethodNotAllowed as exc:
-            response = json_response(405, {"error": f"{method} not allowed on {path}"})
-            response.headers.append(("Allow", ", ".join(exc.allowed)))
-            return response
-        except BadRequest as exc:
-            return json_response(400, {"error": str(exc)})
+    def respond(self, request: h11.Request, body: bytes) -> HttpResponse:
+        """The response to a complete request; for HEAD, the GET response (the body is not sent)."""
+        method = request.method.decode("ascii")
+        path = request_path(request.target)
+        if path in PAGES:
+            return self._page(method, path)
+        return self._resource("GET" if method == "HEAD" else method, path, body)
 
-    def status_page(self) -> HttpResponse:
-        info = status(self.tandem)
-        last = info["last_session"] or {}
-        rows = [("Cards", ", ".join(info["cards"])), ("Identity", info["identity"]),
-                ("Certificate subject", info["subject"]), ("Cipher suite", last.get("suite", "")),
-                ("Record layer", last.get("record_mode", info["record_mode"])),
-                ("Last handshake", f"{last.get('handshake_ms', '')} ms, {last.get('apdus', '')} APDUs, "
-                                   f"{last.get('bytes_to_card', '')}/{last.get('bytes_from_card', '')} bytes")]
-        cells = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-        page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>SE-TLS device</title>
+    def _page(self, method: str, path: str) -> HttpResponse:
+        if method not in PAGE_METHODS:
+            return json_response(405, {"error": f"{method} is not allowed on {path}"},
+                                 [("Allow", ", ".join(PAGE_METHODS))])
+        status = Status.of(self.tandem, self.device)
+        if path == "/status.json":
+            return json_response(200, status.as_dict())
+        return HttpResponse(200, status_page(status).encode(), HTML_TYPE)
+
+    def _resource(self, method: str, path: str, body: bytes) -> HttpResponse:
+        reply: Reply = self.device.handle(method, path, body)
+        headers = []
+        if reply.outcome is Outcome.METHOD_NOT_ALLOWED:
+            headers.append(("Allow", ", ".join(with_head(reply.allowed))))
+        return json_response(HTTP_STATUS[reply.outcome], reply.document, headers)
+
+
+def status_page(status: Status) -> str:
+    """A small HTML page; every value is escaped."""
+    last = status.last_session
+    rows = [("Cards", ", ".join(status.cards) or "none"), ("Identity", status.identity),
+            ("Certificate subject", status.subject or "unknown"), ("Record layer", status.record_mode),
+            ("Plug", "on" if status.plug_on else "off")]
+    if last is not None:
+        rows += [("Last session", f"{last.peer} on card {last.card}"), ("Cipher suite", last.suite),
+                 ("Last handshake", f"{last.handshake_ms} ms, {last.apdus} APDUs, "
+                                    f"{last.bytes_to_card} bytes to and {last.bytes_from_card} from the card")]
+    cells = "\n".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(str(value))}</td></tr>"
+                      for name, value in rows)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>SE-TLS device status</title>
 <style>body{{font-family:sans-serif;margin:2em}}th{{text-align:left;padding-right:1em}}</style></head>
-<body><h1>TLS server in a secure element</h1>
+<body>
+<h1>TLS server in a secure element</h1>
 <p>This page came over a TLS session whose handshake ran in the card.</p>
 <table>
 {cells}
 </table>
 <p>Resources: <a href="/sensors/temperature">/sensors/temperature</a>,
 <a href="/actuators/plug">/actuators/plug</a>, <a href="/status.json">/status.json</a></p>
-</body></html>
+</body>
+</html>
 """
-        return HttpResponse(200, page.encode(), "text/html; charset=utf-8")
 
 
-def _response_bytes(connection: h11.Connection, response: HttpResponse, close: bool) -> bytes:
-    headers = [("Content-Type", response.content_type), ("Server", SERVER.decode()), *response.headers]
-    if not any(name.lower() == "content-length" for name, _ in headers):
-        headers.append(("Content-Length", str(len(response.body))))
-    if close:
-        headers.append(("Connection", "close"))
-    out = connection.send(h11.Response(status_code=response.status, headers=headers)) or b""
-    if response.body:
-        out += connection.send(h11.Data(data=response.body)) or b""
-    return out + (connection.send(h11.EndOfMessage()) or b"")
+def declared_length(request: h11.Request) -> int:
+    for name, value in request.headers:
+        if name == b"content-length":
+            return int(value)
+    return 0
 
 
-async def _next_event(connection: h11.Connection, layer: RecordLayer) -> Any:
-    while True:
-        event = connection.next_event()
-        if event is not h11.NEED_DATA:
-            return event
-        record = await layer.recv()
-        connection.receive_data(b"" if record is None else await layer.decrypt(record))
+class HttpServerConnection:
+    """Sans-IO HTTP/1.1 server side: `receive_data()`, `receive_eof()`, then `data_to_send()`.
 
+    `closed` turns true once the connection must end (client's close, our `Connection: close`,
+    an error response); the caller then sends what is left and closes the TLS session.
+    """
 
-async def _read_request(connection: h11.Connection, layer: RecordLayer) -> tuple[h11.Request, bytes, bool] | None:
-    """The next request and its body (dropped past MAX_BODY, then flagged), None at the end."""
-    event = await _next_event(connection, layer)
-    if isinstance(event, h11.ConnectionClosed):
-        return None
-    assert isinstance(event, h11.Request)
-    request, body, too_large = event, b"", False
-    while not isinstance(event := await _next_event(connection, layer), h11.EndOfMessage):
-        if isinstance(event, h11.Data) and not too_large:
-            body += event.data
-            too_large = len(body) > MAX_BODY
-    return request, (b"" if too_large else body), too_large
+    def __init__(self, app: HttpApp, max_body: int = MAX_BODY, clock: Callable[[], float] = time.time) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.clock = clock
+        self.closed = False
+        self.responses = 0
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
+        self._request: h11.Request | None = None
+        self._body = bytearray()
+        self._out = bytearray()
 
+    def receive_data(self, data: bytes) -> None:
+        """Application data from the client (an empty chunk is not the end of the stream)."""
+        if data and not self.closed:
+            self._h11.receive_data(data)
+            self._process()
 
-async def serve_http(app: HttpApp, layer: RecordLayer) -> None:
-    """Requests one after another on one TLS session (HTTP/1.1 keep-alive)."""
-    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
-    while True:
-        try:
-            received = await _read_request(connection, layer)
-        except h11.RemoteProtocolError as exc:
-            log.info("bad HTTP request: %s", exc)
-            if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                bad = json_response(exc.error_status_hint, {"error": str(exc)})
-                await layer.send(await layer.encrypt(_response_bytes(connection, bad, close=True)))
-            return
-        if received is None:
-            return
-        request, body, too_large = received
-        if too_large:
-            response = json_response(413, {"error": f"body over {MAX_BODY} bytes"})
+    def receive_eof(self) -> None:
+        """The client ended the stream."""
+        if not self.closed:
+            self._h11.receive_data(b"")
+            self._process()
+            self.closed = True
+
+    def data_to_send(self) -> bytes:
+        out, self._out = bytes(self._out), bytearray()
+        return out
+
+    def _process(self) -> None:
+        while not self.closed:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._reject(exc)
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                self._maybe_continue()
+                return
+            self._on_event(event)
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, h11.Request):
+            self._request, self._body = event, bytearray()
+            if declared_length(event) > self.max_body:
+                self._too_large()
+        elif isinstance(event, h11.Data):
+            self._body += event.data
+            if len(self._body) > self.max_body:
+                self._too_large()
+        elif isinstance(event, h11.EndOfMessage):
+            assert self._request is not None
+            self._answer(self.app.respond(self._request, bytes(self._body)))
+        elif isinstance(event, h11.ConnectionClosed):
+            self.closed = True
+
+    def _maybe_continue(self) -> None:
+        """Expect: 100-continue: the body is welcome (its size was checked with the headers)."""
+        if self._h11.they_are_waiting_for_100_continue and self._h11.our_state is h11.SEND_RESPONSE:
+            self._out += self._h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+
+    def _too_large(self) -> None:
+        log.info("HTTP request body over %d bytes: 413 and close", self.max_body)
+        self._answer(error_response(413, f"the body is over {self.max_body} bytes"), close=True)
+
+    def _reject(self, exc: h11.RemoteProtocolError) -> None:
+        log.info("malformed HTTP request: %s", exc)
+        if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self._request = None
+            self._answer(error_response(exc.error_status_hint, f"malformed request: {exc}"), close=True)
+        self.closed = True
+
+    def _answer(self, response: HttpResponse, close: bool = False) -> None:
+        head = self._request is not None and self._request.method == b"HEAD"
+        self._out += self._serialise(response, head, close)
+        self.responses += 1
+        if close or self._h11.our_state is h11.MUST_CLOSE:
+            self.closed = True
         else:
-            response = app.handle(request.method.decode(), request.target.decode(), body)
-        close = connection.their_state is h11.MUST_CLOSE
-        await layer.send(await layer.encrypt(_response_bytes(connection, response, close)))
-        if connection.our_state is h11.MUST_CLOSE or close:
-            return
-        connection.start_next_cycle()
+            self._h11.start_next_cycle()
+            self._request = None
+
+    def _serialise(self, response: HttpResponse, head: bool, close: bool) -> bytes:
+        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
+                   ("Cache-Control", "no-store"), ("Date", formatdate(self.clock(), usegmt=True)),
+                   ("Server", SERVER_NAME), *response.headers]
+        if close:
+            headers.append(("Connection", "close"))
+        out = self._h11.send(h11.Response(status_code=response.status, headers=headers)) or b""
+        if response.body and not head:
+            out += self._h11.send(h11.Data(data=response.body)) or b""
+        return out + (self._h11.send(h11.EndOfMessage()) or b"")
 
 
-def https_application(tandem: Any) -> Any:
-    app = HttpApp(shared_device(), tandem)
+async def serve_http(connection: HttpServerConnection, layer: RecordLayer) -> None:
+    """Records in, responses out, until the connection is done or the client ends the stream."""
+    while not connection.closed:
+        record = await layer.recv()
+        if record is None:
+            connection.receive_eof()
+        else:
+            connection.receive_data(await layer.decrypt(record))
+        out = connection.data_to_send()
+        if out:
+            await layer.send(await layer.encrypt(out))
 
-    async def application(layer: RecordLayer, info: Any) -> None:
-        await serve_http(app, layer)
+
+def https_application(tandem: Any, device: Device | None = None) -> Application:
+    """The HTTPS application for `GenericServer`: one `HttpServerConnection` per TLS session."""
+    app = HttpApp(device or process_device(), tandem)
+
+    async def application(layer: RecordLayer, info: SessionInfo) -> None:
+        connection = HttpServerConnection(app)
+        await serve_http(connection, layer)
+        log.info("%s: HTTP session ended after %d response(s)", info.peer, connection.responses)
 
     return application
