@@ -83,8 +83,9 @@ MAX_ATTEMPTS = 5
 WARM_UP = 10                  # round trips before a keep-alive measurement (the simulator's JIT)
 HTTPS_MODULE = PROJECT_ROOT / "host" / "https.py"
 HTTPS_PATH = "/status.json"   # answered by the host alone: the card only protects the records
-JCARDSIM_SHORT_KEY = ("jcardsim 3.0.6.0 computes ECDH and ECDSA wrongly with an EC private key shorter than "
-                      "32 bytes, which about 0.6 % of its key generations give")
+JCARDSIM_SHORT_KEY = ("a failure would point at jcardsim 3.0.6.0, which computes ECDH and ECDSA wrongly with an "
+                      "EC private key shorter than 32 bytes; the applet's EcKeyGenerator draws 32-byte scalars, "
+                      "so none is expected")
 
 
 @dataclass
@@ -1220,9 +1221,7 @@ def notes_section(report: Report) -> list[str]:
     failures = sum(r.failures for r in report.runs)
     attempts = failures + sum(len(r.samples) + 1 for r in report.runs)
     lines.append(f"- Handshakes that failed on the simulated card (retried, not in the figures): {failures} of "
-                 f"{attempts}. Cause: {JCARDSIM_SHORT_KEY}; an ephemeral key of that kind makes the card answer "
-                 "flight 3 with bad_record_mac, an identity key of that kind fails every handshake (the benchmark "
-                 "then generates another). Real cards are not affected.")
+                 f"{attempts}: {JCARDSIM_SHORT_KEY}.")
     refused = report.results.find(kind="scaling-failures")
     if refused:
         lines.append(f"- Handshakes the servers refused during the throughput runs (not in the rates): "
