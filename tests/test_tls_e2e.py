@@ -169,3 +169,15 @@ def _assert_served(server: ServerProcess) -> None:
     client.send_data(b"still there?")
     assert client.receive_data() == b"still there?"
     client.close()
+
+
+def test_renegotiation_is_refused_with_a_warning_and_the_session_goes_on(echo_server: ServerProcess) -> None:
+    client = RawTlsClient("127.0.0.1", echo_server.ports["tls-echo"])
+    client.handshake()
+    client.send(client.protect(22, b"\x01\x00\x00\x00"))  # a (minimal) ClientHello inside the session
+    with pytest.raises(AlertReceived) as alert:
+        client.receive_data()
+    assert (alert.value.level, alert.value.description) == (1, 100)  # warning, no_renegotiation
+    client.send_data(b"still talking")
+    assert client.receive_data() == b"still talking"
+    client.close()
