@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import platform
-import queue
 import signal
 import socket
 import ssl
@@ -31,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -52,6 +50,7 @@ from .bench_client import (
 )
 from .card import COUNTER_NAMES, SeTlsCard, open_cards
 from .channel import PROJECT_ROOT, CardSession, Traffic
+from .daemon import ReadyProcess, start_ready
 from .cost_model import Breakdown, Link, UnitCosts, Workload
 from .demo_pki import DEMO_DIR, DemoCa
 from .provision import IdentitySpec, personalise
@@ -408,10 +407,17 @@ def target_results(modeled: Sequence[Modeled], results: Results) -> None:
 
 @dataclass
 class ServerProcess:
-    process: subprocess.Popen[str]
+    daemon: ReadyProcess
     port: int              # the TLS echo port (also used for handshakes)
-    lines: list[str]
     https_port: int = 0    # 0: no HTTPS server
+
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        return self.daemon.process
+
+    @property
+    def lines(self) -> list[str]:
+        return self.daemon.log
 
 
 def free_port() -> int:
@@ -421,42 +427,12 @@ def free_port() -> int:
 
 
 def start_process(args: list[str], port: int, what: str, https_port: int = 0) -> ServerProcess:
-    """Starts `python ARGS` and waits for its 'ready' line (no fixed sleep)."""
-    process = subprocess.Popen([sys.executable, *args], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    server = ServerProcess(process, port, [], https_port)
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_drain, args=(server, lines), daemon=True).start()
-    deadline = time.monotonic() + READY_TIMEOUT
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=left)
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        if line.strip() == "ready":
-            return server
-    stop_process(server)
-    raise RuntimeError(f"{what} did not become ready:\n" + "".join(server.lines[-30:]))
-
-
-def _drain(server: ServerProcess, lines: queue.Queue[str | None]) -> None:
-    assert server.process.stdout is not None
-    for line in server.process.stdout:
-        server.lines.append(line)
-        lines.put(line)
-    lines.put(None)
+    """Starts `python ARGS` and waits for its 'ready' line (host.daemon; no fixed sleep)."""
+    return ServerProcess(start_ready(args, READY_TIMEOUT, what), port, https_port)
 
 
 def stop_process(server: ServerProcess) -> None:
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait()
+    server.daemon.stop()
 
 
 def card_server(cards: int, record_layer: str, https: bool = False) -> ServerProcess:

@@ -1,16 +1,14 @@
 """Shared fixtures: the compiled applet, and servers started the way users start them."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from host.daemon import ReadyProcess, start_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ROOT / "build" / "applet" / "classes"
@@ -35,19 +33,15 @@ def free_port() -> int:
 
 @dataclass
 class ServerProcess:
-    process: subprocess.Popen[str]
+    daemon: ReadyProcess
     ports: dict[str, int]
-    log: list[str]
 
     def lines(self) -> str:
-        return "".join(self.log)
+        return self.daemon.output()
 
 
 def start_server(args: list[str], ready_timeout: float = 120.0) -> ServerProcess:
-    """`python -m host.server ARGS`, waiting for its 'ready' line (no fixed sleep)."""
-    import queue
-    import threading
-
+    """`python -m host.server ARGS` (a port 0 is replaced by a free one), once it is ready."""
     ports: dict[str, int] = {}
     full = list(args)
     for flag in ("--tls-echo", "--https", "--coaps-tcp"):
@@ -56,41 +50,11 @@ def start_server(args: list[str], ready_timeout: float = 120.0) -> ServerProcess
             if full[i + 1] == "0":
                 full[i + 1] = str(free_port())
             ports[flag.lstrip("-")] = int(full[i + 1])
-    process = subprocess.Popen([sys.executable, "-m", "host.server", *full], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    server = ServerProcess(process, ports, [])
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def drain() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            server.log.append(line)
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=drain, daemon=True).start()
-    deadline = time.monotonic() + ready_timeout
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=left)
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        if line.strip() == "ready":
-            return server
-    stop_server(server)
-    raise RuntimeError("server did not become ready:\n" + server.lines())
+    return ServerProcess(start_ready(["-m", "host.server", *full], ready_timeout), ports)
 
 
 def stop_server(server: ServerProcess) -> None:
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait()
+    server.daemon.stop()
 
 
 @pytest.fixture(scope="module")
