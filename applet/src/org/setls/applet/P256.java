@@ -79,8 +79,8 @@ final class P256 {
 
     /**
      * The checks of a peer's public point that need no field arithmetic (SEC 1 section 3.2.2.1
-     * steps 1-2): uncompressed form, both coordinates in [0, p-1], not all zero. Whether the point
-     * lies on the curve is left to the card's ECDH, whose failure becomes an illegal_parameter alert.
+     * steps 1-2): uncompressed form, both coordinates in [0, p-1], not all zero. PointCheck then
+     * checks the curve equation (step 3).
      */
     static boolean isPlausiblePoint(byte[] buf, short off, short len) {
         if (len != POINT_SIZE || buf[off] != POINT_UNCOMPRESSED) {

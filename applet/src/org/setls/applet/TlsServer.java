@@ -77,6 +77,7 @@ final class TlsServer implements MessageHandler {
     private final RandomData random;
     private final TlsPrf prf;
     private final EcKeyGenerator keys;
+    private final PointCheck curve;
     private final RecordCipher cipher;
     private final TlsAlert alert;
     private final OpCounters counters;
@@ -84,6 +85,7 @@ final class TlsServer implements MessageHandler {
     /** Allocated once, at install. */
     TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters) {
         this.keys = keys;
+        curve = new PointCheck();
         this.prf = prf;
         this.cipher = cipher;
         this.random = random;
@@ -530,7 +532,7 @@ final class TlsServer implements MessageHandler {
         if ((short) (pointLength + 1) != body) {
             alert.raise(Tls.ALERT_DECODE_ERROR);
         }
-        if (!P256.isPlausiblePoint(buf, point, pointLength)) {
+        if (!P256.isPlausiblePoint(buf, point, pointLength) || !curve.isOnCurve(buf, point)) {
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
         }
         transcript.update(buf, off, (short) (end - off));
