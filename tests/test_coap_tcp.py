@@ -25,9 +25,9 @@ from host.coap_tcp import (ABORT_BAD_CSM_OPTION, CSM_BLOCK_WISE_TRANSFER, CSM_MA
                            encode_message, encode_options, encode_uint, frame_size)
 from host.demo_pki import DemoCa
 from host.device import Device
-from host.record_layer import RecordLayer
 from host.se_tls import GenericServer, SessionInfo
 from host.tls_records import TLS12, AlertDescription, ContentType, Record, RecordReader
+from fakes import PlainRecordLayer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -284,18 +284,6 @@ def test_requests_arriving_byte_by_byte_are_answered_once_complete_and_empty_mes
 
 
 # -- the application over records, with a RecordLayer that does not encrypt -----------------------
-
-class PlainRecordLayer(RecordLayer):
-    """Records carry plaintext: tests the application layer, never a substitute for the card."""
-
-    record_mode = "plain"
-
-    async def _unprotect(self, record: Record) -> tuple[int, bytes]:
-        return record.content_type, record.fragment
-
-    async def _protect(self, content_type: int, data: bytes) -> bytes:
-        return Record(content_type, TLS12, data).encode()
-
 
 def test_coap_tcp_application_sends_its_csm_answers_over_records_and_closes_on_release() -> None:
     async def scenario() -> list[Record]:

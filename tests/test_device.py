@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-
 import pytest
 
 from host.device import (BASE_CELSIUS, PERIOD_SECONDS, PLUG, TEMPERATURE, Device, Outcome, Status,
                          process_device)
 from host.se_tls import SessionInfo
+from fakes import Tandem
 
 START = 1_800_000_000.0   # 2027-01-15T08:00:00Z
 
@@ -19,22 +18,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@dataclass
-class Slot:
-    name: str
-
-
-@dataclass
-class Tandem:
-    """The attributes of host.se_tls.TlsTandem that the status model reads."""
-
-    identity: str = "server"
-    record_mode: str = "card"
-    slots: list[Slot] = field(default_factory=lambda: [Slot("0:jcardsim")])
-    last_session: SessionInfo | None = None
-    identity_subject: object = "CN=localhost"
 
 
 def test_temperature_starts_at_the_base_and_carries_the_utc_time() -> None:

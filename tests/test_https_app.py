@@ -15,28 +15,11 @@ import pytest
 
 from host.device import Device
 from host.https import MAX_BODY, HttpApp, HttpServerConnection, https_application
-from host.record_layer import RecordLayer
 from host.se_tls import Application, GenericServer, SessionInfo
 from host.tls_records import TLS12, AlertDescription, ContentType, Record, RecordReader
+from fakes import PlainRecordLayer, Tandem
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@dataclass
-class Slot:
-    name: str
-
-
-@dataclass
-class Tandem:
-    identity: str = "server"
-    record_mode: str = "card"
-    identity_subject: str = "CN=localhost"
-    last_session: SessionInfo | None = None
-
-    @property
-    def slots(self) -> list[Slot]:
-        return [Slot("0:jcardsim")]
 
 
 @dataclass
@@ -246,18 +229,6 @@ def test_http_app_maps_one_request_without_any_connection() -> None:
 
 
 # -- the application over a real socket, with a RecordLayer that does not encrypt -----------------
-
-class PlainRecordLayer(RecordLayer):
-    """Records carry plaintext: tests the application layer, never a substitute for the card."""
-
-    record_mode = "plain"
-
-    async def _unprotect(self, record: Record) -> tuple[int, bytes]:
-        return record.content_type, record.fragment
-
-    async def _protect(self, content_type: int, data: bytes) -> bytes:
-        return Record(content_type, TLS12, data).encode()
-
 
 async def serve_plain(application: Application) -> asyncio.base_events.Server:
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
