@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks compiled class files against the Java Card 3.0.x subset, without the Oracle converter.
 
-    python3 scripts/jcsubset.py DIR_OR_CLASS... [--allow-int]
+    python3 scripts/jcsubset.py DIR_OR_CLASS... [--allow-int] [--probed FILE]
 
 Reads every .class file below the given directories and prints one line per construct that a
 real card's converter (Java Card 3.0.x, no optional int support) would refuse:
@@ -30,6 +30,8 @@ Rules (the id in brackets is printed with every violation):
   [class-version]     class files newer than Java 8 (major version 52).
   [clinit]            a static initialiser doing more than storing constants and arrays of
                       byte/short/boolean constants.
+  [api-version]       a javacard.*/javacardx.* class, method or field newer than the cards this
+                      applet targets (see "Java Card API versions" below).
   [analysis]          the int-not-narrowed analysis could not follow a method (malformed or
                       unusual bytecode): not a card rule, but the method went unchecked.
 
@@ -39,6 +41,58 @@ not), merged conservatively where branches meet. Judgment calls, stricter than s
 a wide value in a comparison or as an array index is refused (cast it). Narrow on purpose: the
 results of iand, ior, ixor, irem and ishr on narrow values (they fit a short), x & 0..0x7FFF for
 any x, and values of declared int type (their declaration is already a [no-int] violation).
+
+Java Card API versions
+----------------------
+The applet compiles against jcardsim's javacard.*/javacardx.* classes, which carry Java Card 3.0.5
+and some 3.1 members. The cards it targets are older: NXP JCOP 3 implements Java Card 3.0.4 and
+JCOP 4 Java Card 3.0.5. Every API class, method and field that the bytecode names (CONSTANT_Class,
+Fieldref, Methodref and InterfaceMethodref entries, and the classes in the descriptors of fields,
+methods, locals and referenced members) is looked up in API_ADDITIONS, a table of what Java Card
+3.0.5 and 3.1 added:
+  - newer than 3.0.5 (3.1 and later): always refused, no card of either kind has it;
+  - 3.0.5 (newer than JCOP 3's 3.0.4): refused unless the method that references it is listed as
+    a probed use in scripts/jc-api-probed.txt (or the file given with --probed). One line per
+    method, `package.Class#method` (`<init>` for a constructor) followed by the fallback in words:
+        org.example.Foo#sign    fallback: the Signature allocated at install
+    Listing a method states that it only reaches the member after an install-time probe found it,
+    and takes the fallback otherwise. A 3.0.5 type in a field or in the class's own header has no
+    method to list and is always refused. Entries that name a checked class but no method of it
+    that needs the list are reported as stale (a warning). Note what a probe can and cannot do:
+    referencing a 3.0.5 class or method makes the CAP file import the 3.0.5 version of its API
+    package (javacard.security 1.6, say), and a 3.0.4 card refuses to load such a CAP at all. A
+    listed use therefore means "this build targets JCOP 4 and copes with a 3.0.5 card that lacks
+    the algorithm"; a CAP that must also load on JCOP 3 lists nothing.
+Members the table does not list are taken to be in Java Card 3.0.4 or earlier: the table is kept to
+the packages an applet like this one uses (javacard.framework, javacard.security, javacardx.crypto,
+javacardx.apdu) and to the 3.0.5/3.1 additions elsewhere as whole packages.
+
+What a bytecode check cannot see: static final primitive constants (Signature.ALG_ECDSA_SHA_384,
+KeyAgreement.ALG_EC_SVDP_DH_PLAIN_XY, MessageDigest.ALG_SHA3_256, KeyBuilder.TYPE_DH_PUBLIC, ...)
+are inlined by javac, so the class file holds the byte value, not a Fieldref. They are in the table
+for the record, and would be caught if a compiler ever emitted a getstatic for one. The applet
+handles them the Java Card way: they are only byte values passed to Signature/Cipher/KeyAgreement/
+MessageDigest/RandomData.getInstance or KeyBuilder.buildKey, which throw CryptoException
+(NO_SUCH_ALGORITHM) on a card without the algorithm, whatever its version. Calling getInstance at
+install inside a try/catch and keeping a fallback (EcKeyGenerator does this for
+ALG_EC_SVDP_DH_PLAIN_XY, 3.0.5, falling back to KeyPair.genKeyPair()) *is* the probe, and needs no
+entry in the list: the constant leaves no import in the CAP file.
+
+Sources of the table, all public: Oracle's release notes of the Java Card 3.0.5 specification (new
+since 3.0.4: one-shot "static cryptography" objects, EC domain sharing, PIN extensions for banking,
+sensitive arrays and results, APDUUtil for the CLA byte, Diffie-Hellman, AES-CMAC, PACE, AEAD
+CCM/GCM, one-to-many biometry) and of the 3.1 specification (array views, events, NIO buffers, time,
+certificates, key derivation, counters, X25519/Ed25519 keys); the "Since" tags of Oracle's API
+documentation as carried by its 3.0.5 API sources (Signature.OneShot and the Signature/Cipher
+algorithm getters 3.0.5, Signature.setInitialDigest 3.0.4) and the "Added in" column of the "New
+API" page of the 3.2 API documentation for packages and interfaces; for constants and package
+versions, JCAlgTest's table of what each Java Card version introduced (SupportTable.java:
+ALG_EC_SVDP_DH_PLAIN_XY, ALG_SHA3_*, AEADCipher, RandomData.ALG_TRNG ... are 3.0.5; its issues
+name signPreComputedHash and setInitialDigest as the methods 3.0.4 added).
+Signature.verifyPreComputedHash is taken as 3.1, per the 3.1 API documentation: JCAlgTest and the
+3.0.5 release notes do not list it, though jcardsim has carried the method since 2018. Java Card
+3.2 additions are not listed yet: a member missing from the table passes, so one that a later
+jcardsim gains needs a line in API_ADDITIONS.
 """
 from __future__ import annotations
 
@@ -46,9 +100,10 @@ import argparse
 import logging
 import struct
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 log = logging.getLogger("jcsubset")
 
@@ -359,6 +414,263 @@ def package_of(name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Java Card API versions (see the module's docstring)
+
+JCOP3_VERSION = "3.0.4"
+JCOP4_VERSION = "3.0.5"
+DEFAULT_PROBED = Path(__file__).resolve().with_name("jc-api-probed.txt")
+DEFAULT_PROBED_LABEL = "scripts/jc-api-probed.txt"  # how messages name it
+
+# What Java Card added after 3.0.4, by version. One entry a line:
+#   package.Class            a class or interface (nested classes with $, as in the class file)
+#   package.*                every class of a package and of its subpackages
+#   package.Class#name       a field, or every overload of a method
+#   package.Class#name(BSZ)  one overload: its parameters as a JVM descriptor
+# The longest matching package entry wins (javacardx.security.cert.* over javacardx.security.*).
+API_ADDITIONS: dict[str, str] = {
+    "3.0.5": """
+        # one-shot ("static cryptography") objects
+        javacard.security.Signature$OneShot
+        javacard.security.MessageDigest$OneShot
+        javacard.security.InitializedMessageDigest$OneShot
+        javacard.security.RandomData$OneShot
+        javacardx.crypto.Cipher$OneShot
+        # algorithm getters of the (cipher, padding, digest) getInstance forms
+        javacard.security.Signature#getMessageDigestAlgorithm
+        javacard.security.Signature#getCipherAlgorithm
+        javacard.security.Signature#getPaddingAlgorithm
+        javacardx.crypto.Cipher#getCipherAlgorithm
+        javacardx.crypto.Cipher#getPaddingAlgorithm
+        # AEAD (AES-GCM, AES-CCM)
+        javacardx.crypto.AEADCipher
+        # random data: nextBytes replaces the deprecated generateData
+        javacard.security.RandomData#nextBytes
+        # key building by algorithm and memory type, and shared EC domains
+        javacard.security.KeyBuilder#buildKey(BBSZ)
+        javacard.security.KeyBuilder#buildKeyWithSharedDomain
+        javacard.security.ECKey#copyDomainParametersFrom
+        # Diffie-Hellman
+        javacard.security.DHKey
+        javacard.security.DHPrivateKey
+        javacard.security.DHPublicKey
+        # PIN extensions for banking
+        javacard.framework.OwnerPINx
+        javacard.framework.OwnerPINxWithPredecrement
+        javacard.framework.OwnerPINBuilder
+        # sensitive arrays and results
+        javacard.framework.SensitiveArrays
+        javacardx.security.*
+        # global arrays
+        javacard.framework.JCSystem#makeGlobalArray
+        # new packages
+        javacardx.apdu.util.*
+        javacardx.biometry1toN.*
+        # constants (inlined by javac: for the record, see the docstring)
+        javacard.security.Signature#ALG_AES_CMAC_128
+        javacard.security.Signature#SIG_CIPHER_AES_CMAC128
+        javacard.security.KeyAgreement#ALG_EC_PACE_GM
+        javacard.security.KeyAgreement#ALG_EC_SVDP_DH_PLAIN_XY
+        javacard.security.KeyAgreement#ALG_DH_PLAIN
+        javacard.security.KeyPair#ALG_DH
+        javacard.security.MessageDigest#ALG_SHA3_224
+        javacard.security.MessageDigest#ALG_SHA3_256
+        javacard.security.MessageDigest#ALG_SHA3_384
+        javacard.security.MessageDigest#ALG_SHA3_512
+        javacard.security.MessageDigest#LENGTH_SHA3_224
+        javacard.security.MessageDigest#LENGTH_SHA3_256
+        javacard.security.MessageDigest#LENGTH_SHA3_384
+        javacard.security.MessageDigest#LENGTH_SHA3_512
+        javacard.security.RandomData#ALG_TRNG
+        javacard.security.RandomData#ALG_PRESEEDED_DRBG
+        javacard.security.RandomData#ALG_FAST
+        javacard.security.RandomData#ALG_KEYGENERATION
+        javacard.security.KeyBuilder#TYPE_DH_PUBLIC
+        javacard.security.KeyBuilder#TYPE_DH_PUBLIC_TRANSIENT_DESELECT
+        javacard.security.KeyBuilder#TYPE_DH_PUBLIC_TRANSIENT_RESET
+        javacard.security.KeyBuilder#TYPE_DH_PRIVATE
+        javacard.security.KeyBuilder#TYPE_DH_PRIVATE_TRANSIENT_DESELECT
+        javacard.security.KeyBuilder#TYPE_DH_PRIVATE_TRANSIENT_RESET
+        javacard.security.KeyBuilder#LENGTH_DH_1024
+        javacard.security.KeyBuilder#LENGTH_DH_2048
+        javacard.security.KeyBuilder#ALG_TYPE_DES
+        javacard.security.KeyBuilder#ALG_TYPE_AES
+        javacard.security.KeyBuilder#ALG_TYPE_DSA_PUBLIC
+        javacard.security.KeyBuilder#ALG_TYPE_DSA_PRIVATE
+        javacard.security.KeyBuilder#ALG_TYPE_EC_F2M_PUBLIC
+        javacard.security.KeyBuilder#ALG_TYPE_EC_F2M_PRIVATE
+        javacard.security.KeyBuilder#ALG_TYPE_EC_FP_PUBLIC
+        javacard.security.KeyBuilder#ALG_TYPE_EC_FP_PRIVATE
+        javacard.security.KeyBuilder#ALG_TYPE_HMAC
+        javacard.security.KeyBuilder#ALG_TYPE_KOREAN_SEED
+        javacard.security.KeyBuilder#ALG_TYPE_RSA_PUBLIC
+        javacard.security.KeyBuilder#ALG_TYPE_RSA_PRIVATE
+        javacard.security.KeyBuilder#ALG_TYPE_RSA_CRT_PRIVATE
+        javacard.security.KeyBuilder#ALG_TYPE_DH_PUBLIC
+        javacard.security.KeyBuilder#ALG_TYPE_DH_PRIVATE
+        javacard.security.KeyBuilder#ALG_TYPE_EC_F2M_PARAMETERS
+        javacard.security.KeyBuilder#ALG_TYPE_EC_FP_PARAMETERS
+        javacard.security.KeyBuilder#ALG_TYPE_DSA_PARAMETERS
+        javacard.security.KeyBuilder#ALG_TYPE_DH_PARAMETERS
+        javacard.framework.JCSystem#ARRAY_TYPE_BOOLEAN
+        javacard.framework.JCSystem#ARRAY_TYPE_BYTE
+        javacard.framework.JCSystem#ARRAY_TYPE_SHORT
+        javacard.framework.JCSystem#ARRAY_TYPE_INT
+        javacard.framework.JCSystem#ARRAY_TYPE_OBJECT
+        javacardx.crypto.AEADCipher#ALG_AES_GCM
+        javacardx.crypto.AEADCipher#ALG_AES_CCM
+        javacardx.crypto.AEADCipher#CIPHER_AES_GCM
+        javacardx.crypto.AEADCipher#CIPHER_AES_CCM
+    """,
+    "3.1": """
+        # verifying a signature over a hash computed elsewhere (signPreComputedHash is 3.0.4)
+        javacard.security.Signature#verifyPreComputedHash
+        # array views
+        javacard.framework.JCSystem#makeArrayView
+        javacard.framework.JCSystem#isArrayView
+        # named curves: X25519 and Ed25519 keys
+        javacard.security.NamedParameterSpec
+        javacard.security.XECKey
+        javacard.security.XECPrivateKey
+        javacard.security.XECPublicKey
+        javacard.security.KeyBuilder#buildXECKey
+        # new packages: events, NIO buffers, time, certificates, key derivation, counters
+        javacardx.framework.event.*
+        javacardx.framework.nio.*
+        javacardx.framework.time.*
+        javacardx.security.cert.*
+        javacardx.security.derivation.*
+        javacardx.security.util.*
+        # constants (inlined by javac: for the record)
+        javacard.framework.ISO7816#SW_AUTHENTICATION_METHOD_BLOCKED
+    """,
+}
+
+# The API supertypes that the table's members are inherited through: javac names the static
+# type of the receiver as the owner (ECPrivateKey.copyDomainParametersFrom,
+# Signature.OneShot.verifyPreComputedHash).
+API_SUPERTYPES: dict[str, tuple[str, ...]] = {
+    "javacard/security/Signature$OneShot": ("javacard/security/Signature",),
+    "javacard/security/MessageDigest$OneShot": ("javacard/security/MessageDigest",),
+    "javacard/security/InitializedMessageDigest": ("javacard/security/MessageDigest",),
+    "javacard/security/InitializedMessageDigest$OneShot":
+        ("javacard/security/InitializedMessageDigest",),
+    "javacard/security/RandomData$OneShot": ("javacard/security/RandomData",),
+    "javacardx/crypto/Cipher$OneShot": ("javacardx/crypto/Cipher",),
+    "javacardx/crypto/AEADCipher": ("javacardx/crypto/Cipher",),
+    "javacard/security/ECPrivateKey": ("javacard/security/ECKey",),
+    "javacard/security/ECPublicKey": ("javacard/security/ECKey",),
+}
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def api_name(name: str) -> str:
+    """javacard/security/Signature$OneShot -> javacard.security.Signature.OneShot"""
+    return dotted(name).replace("$", ".")
+
+
+@dataclass(frozen=True)
+class ApiMember:
+    params: str | None   # a method's parameter descriptor, or None for any overload or a field
+    version: str
+
+
+@dataclass
+class ApiTable:
+    """API_ADDITIONS, parsed: what was added after Java Card 3.0.4, and in which version."""
+    classes: dict[str, str] = field(default_factory=dict)          # internal name -> version
+    packages: dict[str, str] = field(default_factory=dict)         # "javacardx/apdu/" -> version
+    members: dict[tuple[str, str], list[ApiMember]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, additions: dict[str, str]) -> ApiTable:
+        table = cls()
+        for version, text in additions.items():
+            version_key(version)  # a malformed version fails here, at import
+            for raw in text.splitlines():
+                entry = raw.strip()
+                if entry and not entry.startswith("#"):  # comments are whole lines
+                    table.add(entry, version)
+        return table
+
+    def add(self, entry: str, version: str) -> None:
+        owner, _, member = entry.partition("#")
+        internal = owner.replace(".", "/")
+        if not internal.startswith(ALLOWED_PREFIXES) or " " in entry:
+            raise ValueError(f"API_ADDITIONS: {entry!r} is not a javacard.*/javacardx.* name")
+        if member:
+            name, paren, params = member.partition("(")
+            self.members.setdefault((internal, name), []).append(
+                ApiMember("(" + params if paren else None, version))
+        elif internal.endswith("/*"):
+            self.packages[internal[:-1]] = version
+        else:
+            self.classes[internal] = version
+
+    def class_version(self, name: str) -> str | None:
+        if name in self.classes:
+            return self.classes[name]
+        prefixes = [prefix for prefix in self.packages if name.startswith(prefix)]
+        return self.packages[max(prefixes, key=len)] if prefixes else None
+
+    def member_version(self, ref: MemberRef) -> tuple[str, str] | None:
+        """(declaring class, version) of a referenced member the table lists, else None."""
+        is_method = ref.descriptor.startswith("(")
+        params = ref.descriptor[:ref.descriptor.find(")") + 1] if is_method else None
+        todo, seen = [ref.owner], set()
+        while todo:
+            owner = todo.pop(0)
+            seen.add(owner)
+            for entry in self.members.get((owner, ref.name), []):
+                if entry.params is None or entry.params == params:
+                    return owner, entry.version
+            todo.extend(s for s in API_SUPERTYPES.get(owner, ()) if s not in seen)
+        return None
+
+
+API = ApiTable.parse(API_ADDITIONS)
+
+
+class UsageError(Exception):
+    """A command-line argument or the probed-uses list is wrong."""
+
+
+@dataclass(frozen=True)
+class ProbedUses:
+    """The methods listed in jc-api-probed.txt: they may reference 3.0.5 members."""
+    label: str                                   # how messages name the file
+    methods: frozenset[tuple[str, str]] = frozenset()   # (internal class name, method name)
+
+    @classmethod
+    def load(cls, path: Path | None) -> ProbedUses:
+        """The list in path, or the default list (empty when absent) if path is None."""
+        if path is None:
+            if not DEFAULT_PROBED.is_file():
+                return cls(DEFAULT_PROBED_LABEL)
+            path, label = DEFAULT_PROBED, DEFAULT_PROBED_LABEL
+        else:
+            label = str(path)
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise UsageError(f"{path}: {exc.strerror}") from exc
+        methods = set()
+        for number, raw in enumerate(lines, 1):
+            text = raw.strip()
+            if not text or text.startswith("#"):
+                continue
+            name, *fallback = text.split(None, 1)
+            owner, hash_, method = name.partition("#")
+            if not hash_ or not owner or not method or not fallback:
+                raise UsageError(f"{path}:{number}: expected 'package.Class#method  fallback: "
+                                 f"what the method does without the member', got {text!r}")
+            methods.add((owner.replace(".", "/"), method))
+        return cls(label, frozenset(methods))
+
+
+# --------------------------------------------------------------------------------------------
 # Bytecode
 
 OPCODE_NAMES = """
@@ -513,6 +825,7 @@ class Context:
     member: str = "class"
     code: Code | None = None
     line: int | None = None   # for checks outside code: the member's line, if known
+    method: str | None = None  # the method's name, when checking a method
 
     def at(self, pc: int | None = None) -> tuple[int, int]:
         if pc is not None and self.code is not None:
@@ -524,12 +837,15 @@ class Context:
 class Checker:
     """Checks class files and collects the violations."""
 
-    def __init__(self, classes: Sequence[ClassFile], allow_int: bool) -> None:
+    def __init__(self, classes: Sequence[ClassFile], allow_int: bool,
+                 probed: ProbedUses | None = None) -> None:
         self.classes = classes
         self.allow_int = allow_int
+        self.probed = probed if probed is not None else ProbedUses(DEFAULT_PROBED_LABEL)
         self.own_classes = {cls.name for cls in classes}
         self.own_packages = {cls.package for cls in classes}
         self.violations: set[Violation] = set()
+        self.probed_used: set[tuple[str, str]] = set()
 
     def run(self) -> list[Violation]:
         for cls in self.classes:
@@ -537,6 +853,10 @@ class Checker:
                 ClassCheck(self, cls).run()
             except ClassFormatError as exc:
                 raise ClassFormatError(f"{cls.path}: {exc}") from exc
+        for owner, method in sorted(self.probed.methods - self.probed_used):
+            if owner in self.own_classes:
+                log.warning("%s lists %s#%s, which references no Java Card 3.0.5 member: "
+                            "remove the line", self.probed.label, dotted(owner), method)
         return sorted(self.violations)
 
     def report(self, ctx: Context, rule: str, message: str, pc: int | None = None) -> None:
@@ -591,6 +911,8 @@ class ClassCheck:
         if name and not self.checker.class_allowed(name):
             self.report(ctx, "class-not-in-api", f"{what} has type {type_name(type_)}, "
                         "not a Java Card API class", pc)
+        elif name:
+            self.check_api_version(ctx, api_name(name), API.class_version(name), pc)
 
     def check_descriptor(self, ctx: Context, descriptor: str, what: str,
                          pc: int | None = None) -> None:
@@ -608,10 +930,32 @@ class ClassCheck:
         elif not self.checker.class_allowed(name):
             self.report(ctx, "class-not-in-api",
                         f"{dotted(name)} ({what}) is not a Java Card API class", pc)
+        else:
+            self.check_api_version(ctx, api_name(name), API.class_version(name), pc)
 
     def check_class_ref(self, ctx: Context, index: int, what: str, pc: int | None = None) -> None:
         self.seen_cp.add(index)
         self.check_class_name(ctx, self.cls.class_name(index), what, pc)
+
+    def check_api_version(self, ctx: Context, label: str, version: str | None,
+                          pc: int | None = None) -> None:
+        """Refuses an API class or member newer than JCOP 4, or newer than JCOP 3 unless the
+        method that uses it is listed as a probed use."""
+        if version is None or version_key(version) <= version_key(JCOP3_VERSION):
+            return
+        if version_key(version) > version_key(JCOP4_VERSION):
+            self.report(ctx, "api-version", f"{label} is Java Card {version}; "
+                        f"JCOP 3 is {JCOP3_VERSION}, JCOP 4 is {JCOP4_VERSION}", pc)
+            return
+        use = (self.cls.name, ctx.method or "")
+        if ctx.method is not None and use in self.checker.probed.methods:
+            self.checker.probed_used.add(use)
+            return
+        where = (f"list {dotted(self.cls.name)}#{ctx.method} in {self.checker.probed.label} "
+                 "once it probes for it at install and falls back"
+                 if ctx.method is not None else "only a method can probe for it")
+        self.report(ctx, "api-version", f"{label} is Java Card {version}; JCOP 3 is "
+                    f"{JCOP3_VERSION}: {where}", pc)
 
     # --- fields and methods
 
@@ -640,7 +984,8 @@ class ClassCheck:
     def check_method(self, member: Member) -> None:
         code = member.code
         first_line = code.lines[0][1] if code and code.lines else None
-        ctx = Context(self.cls, f"{member.name}()", code=code, line=first_line)
+        ctx = Context(self.cls, f"{member.name}()", code=code, line=first_line,
+                      method=member.name)
         self.check_flags(ctx, member.access, METHOD_FLAG_RULES)
         self.check_descriptor(ctx, member.descriptor, f"{member.name}()")
         for index in member.exceptions:
@@ -758,6 +1103,11 @@ class CodeCheck:
             parens = "()" if ref.descriptor.startswith("(") else ""
             label = f"{dotted(ref.owner)}.{ref.name}{parens}"
             self.parent.check_descriptor(self.ctx, ref.descriptor, label, insn.pc)
+            added = API.member_version(ref)
+            if added is not None:
+                declaring, version = added
+                self.parent.check_api_version(
+                    self.ctx, f"{api_name(declaring)}.{ref.name}{parens}", version, insn.pc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1209,11 +1559,14 @@ def class_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def check_paths(paths: Iterable[Path], allow_int: bool = False) -> tuple[list[Violation], int]:
-    """Checks the class files below paths; returns the violations and how many files were read."""
+def check_paths(paths: Iterable[Path], allow_int: bool = False,
+                probed: Path | None = None) -> tuple[list[Violation], int]:
+    """Checks the class files below paths; returns the violations and how many files were read.
+    probed: the list of probed uses of 3.0.5 members (default: scripts/jc-api-probed.txt)."""
+    probed_uses = ProbedUses.load(probed)
     files = class_files(paths)
     classes = [parse_class(path) for path in files]
-    return Checker(classes, allow_int).run(), len(files)
+    return Checker(classes, allow_int, probed_uses).run(), len(files)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -1223,6 +1576,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="class files, or directories searched for .class files")
     parser.add_argument("--allow-int", action="store_true",
                         help="the target card supports the optional int type")
+    parser.add_argument("--probed", type=Path, metavar="FILE",
+                        help="methods that probe for Java Card 3.0.5 members and fall back "
+                        "(default: scripts/jc-api-probed.txt)")
     return parser.parse_args(argv)
 
 
@@ -1230,8 +1586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="jcsubset: %(levelname)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
     try:
-        violations, count = check_paths(args.paths, args.allow_int)
-    except ClassFormatError as exc:
+        violations, count = check_paths(args.paths, args.allow_int, args.probed)
+    except (ClassFormatError, UsageError) as exc:
         log.error("%s", exc)
         return 2
     if count == 0:

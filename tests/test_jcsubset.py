@@ -1,9 +1,10 @@
 """Tests of scripts/jcsubset.py, the Java Card subset checker for class files.
 
 The planted violations are small Java sources in fixtures/jcsubset/violations/, one file per rule;
-fixtures/jcsubset/clean/ holds an applet the checker must accept. They are compiled here with the
-JDK's javac (-source 8 -target 8 -g, as the converter reads them), so the tests pin what javac
-really emits rather than hand-written bytecode.
+fixtures/jcsubset/clean/ holds an applet the checker must accept, and fixtures/jcsubset/api/ uses
+Java Card API members newer than the target cards. They are compiled here with the JDK's javac
+(-source 8 -target 8 -g, as the converter reads them; clean/ and api/ against the jcardsim jar),
+so the tests pin what javac really emits rather than hand-written bytecode.
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ FIXTURES = ROOT / "tests" / "fixtures" / "jcsubset"
 JCARDSIM = ROOT / "build" / "lib" / "jcardsim.jar"
 APPLET_CLASSES = ROOT / "build" / "applet" / "classes"
 VIOLATIONS_PACKAGE = "fixtures/violations"
+API_PACKAGE = "fixtures/api"
+JC_3_1_MESSAGE = ("javacard.security.Signature.verifyPreComputedHash() is Java Card 3.1; "
+                  "JCOP 3 is 3.0.4, JCOP 4 is 3.0.5")
 
 
 def load_checker() -> ModuleType:
@@ -56,18 +60,27 @@ def violations_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return javac(sources, tmp_path_factory.mktemp("violations"))
 
 
-@pytest.fixture(scope="module")
-def clean_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def compile_against_jcardsim(folder: str, factory: pytest.TempPathFactory) -> Path:
     if shutil.which("javac") is None:
         pytest.skip("javac (a JDK) is needed to compile the fixtures")
     if not JCARDSIM.is_file():
         pytest.skip(f"{JCARDSIM} missing: run scripts/fetch-jars.sh")
-    sources = sorted((FIXTURES / "clean").glob("*.java"))
-    return javac(sources, tmp_path_factory.mktemp("clean"), classpath=JCARDSIM)
+    sources = sorted((FIXTURES / folder).glob("*.java"))
+    return javac(sources, factory.mktemp(folder), classpath=JCARDSIM)
 
 
-def check(path: Path, allow_int: bool = False) -> list[Any]:
-    violations: list[Any] = jcsubset.check_paths([path], allow_int)[0]
+@pytest.fixture(scope="module")
+def clean_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_against_jcardsim("clean", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def api_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_against_jcardsim("api", tmp_path_factory)
+
+
+def check(path: Path, allow_int: bool = False, probed: Path | None = None) -> list[Any]:
+    violations: list[Any] = jcsubset.check_paths([path], allow_int, probed)[0]
     return violations
 
 
@@ -82,9 +95,24 @@ def rules(violations_dir: Path, name: str, allow_int: bool = False) -> set[str]:
     return {rule for rule, _line in found(violations_dir, name, allow_int)}
 
 
-def line_of(name: str, snippet: str) -> int:
+def api_found(api_dir: Path, name: str, probed: Path | None = None) -> dict[int, list[str]]:
+    """The [api-version] messages the checker reports in fixture api/`name`, by line."""
+    by_line: dict[int, list[str]] = {}
+    for v in check(api_dir / API_PACKAGE / f"{name}.class", probed=probed):
+        assert v.file == f"{API_PACKAGE}/{name}.java" and v.rule == "api-version", v.render()
+        by_line.setdefault(v.line, []).append(v.message)
+    return by_line
+
+
+def probed_list(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "jc-api-probed.txt"
+    path.write_text("# probed uses\n" + "".join(line + "\n" for line in lines))
+    return path
+
+
+def line_of(name: str, snippet: str, folder: str = "violations") -> int:
     """The line of fixture `name` that holds snippet (lines count from 1, as javac's do)."""
-    lines = (FIXTURES / "violations" / f"{name}.java").read_text().splitlines()
+    lines = (FIXTURES / folder / f"{name}.java").read_text().splitlines()
     matches = [number for number, text in enumerate(lines, 1) if snippet in text]
     assert len(matches) == 1, f"{snippet!r} is not on exactly one line of {name}.java"
     return matches[0]
@@ -208,6 +236,90 @@ def test_class_version_above_java_8_is_refused(clean_dir: Path, tmp_path: Path) 
     patched.parent.mkdir(parents=True)
     patched.write_bytes(bytes(data))
     assert [v.rule for v in check(patched)] == ["class-version"]
+
+
+# --- Java Card API versions (JCOP 3 is 3.0.4, JCOP 4 is 3.0.5)
+
+def test_java_card_3_1_member_is_refused_naming_member_and_version(api_dir: Path) -> None:
+    line = line_of("VerifiesPreComputedHash", "verifyPreComputedHash(", "api")
+    assert api_found(api_dir, "VerifiesPreComputedHash") == {line: [JC_3_1_MESSAGE]}
+
+
+def test_java_card_3_1_member_is_refused_even_when_listed_as_probed(
+        api_dir: Path, tmp_path: Path) -> None:
+    probed = probed_list(tmp_path, "fixtures.api.VerifiesPreComputedHash#check  fallback: none")
+    line = line_of("VerifiesPreComputedHash", "verifyPreComputedHash(", "api")
+    assert api_found(api_dir, "VerifiesPreComputedHash", probed) == {line: [JC_3_1_MESSAGE]}
+
+
+def test_java_card_3_0_5_member_is_refused_unless_listed_as_probed(api_dir: Path) -> None:
+    reported = api_found(api_dir, "SignsOneShot")
+    probe = line_of("SignsOneShot", "PAD_NULL).close()", "api")
+    use = line_of("SignsOneShot", "Signature.OneShot sig = ", "api")
+    assert probe in reported and use in reported
+    assert reported[probe] == [
+        "javacard.security.Signature.OneShot is Java Card 3.0.5; JCOP 3 is 3.0.4: list "
+        "fixtures.api.SignsOneShot#<init> in scripts/jc-api-probed.txt once it probes for it "
+        "at install and falls back"]
+
+
+def test_java_card_3_0_5_member_listed_as_probed_is_accepted(api_dir: Path, tmp_path: Path) -> None:
+    probed = probed_list(
+        tmp_path,
+        "fixtures.api.SignsOneShot#<init>  fallback: oneShot stays false when open() throws",
+        "fixtures.api.SignsOneShot#sign    fallback: the Signature allocated at install")
+    assert api_found(api_dir, "SignsOneShot", probed) == {}
+
+
+def test_listing_only_the_probe_still_refuses_the_use(api_dir: Path, tmp_path: Path) -> None:
+    probed = probed_list(tmp_path, "fixtures.api.SignsOneShot#<init>  fallback: oneShot false")
+    reported = api_found(api_dir, "SignsOneShot", probed)
+    assert line_of("SignsOneShot", "Signature.OneShot sig = ", "api") in reported
+    assert line_of("SignsOneShot", "PAD_NULL).close()", "api") not in reported
+
+
+def test_cli_probed_option(api_dir: Path, tmp_path: Path) -> None:
+    class_file = str(api_dir / API_PACKAGE / "SignsOneShot.class")
+    assert run_cli(class_file).returncode == 1
+    probed = probed_list(tmp_path, "fixtures.api.SignsOneShot#<init>  fallback: oneShot false",
+                         "fixtures.api.SignsOneShot#sign  fallback: the install-time Signature")
+    result = run_cli("--probed", str(probed), class_file)
+    assert result.returncode == 0, result.stdout
+
+
+def test_probed_entry_without_its_fallback_is_a_usage_error(tmp_path: Path) -> None:
+    probed = probed_list(tmp_path, "fixtures.api.SignsOneShot#sign")
+    result = run_cli("--probed", str(probed), str(tmp_path))
+    assert result.returncode == 2
+    assert f"{probed}:2" in result.stderr
+
+
+def test_default_probed_list_is_readable() -> None:
+    assert jcsubset.ProbedUses.load(None).label == "scripts/jc-api-probed.txt"
+
+
+def test_version_table_holds_only_additions_after_jcop3() -> None:
+    table = jcsubset.API
+    versions = [*table.classes.values(), *table.packages.values(),
+                *(m.version for ms in table.members.values() for m in ms)]
+    assert versions and all(jcsubset.version_key(v) > (3, 0, 4) for v in versions)
+    names = [*table.classes, *table.packages, *(owner for owner, _name in table.members)]
+    assert all(name.startswith(("javacard/", "javacardx/")) for name in names)
+
+
+def test_version_table_resolves_overloads_and_inherited_members() -> None:
+    ref = jcsubset.MemberRef
+    build = "javacard/security/KeyBuilder"
+    key = "Ljavacard/security/Key;"
+    assert jcsubset.API.member_version(ref(build, "buildKey", f"(BSZ){key}")) is None
+    assert jcsubset.API.member_version(ref(build, "buildKey", f"(BBSZ){key}")) == (build, "3.0.5")
+    verify = ref("javacard/security/Signature$OneShot", "verifyPreComputedHash", "([BSS[BSS)Z")
+    assert jcsubset.API.member_version(verify) == ("javacard/security/Signature", "3.1")
+    copy = ref("javacard/security/ECPrivateKey", "copyDomainParametersFrom",
+               "(Ljavacard/security/ECKey;)V")
+    assert jcsubset.API.member_version(copy) == ("javacard/security/ECKey", "3.0.5")
+    assert jcsubset.API.class_version("javacardx/security/cert/X509Certificate") == "3.1"
+    assert jcsubset.API.class_version("javacardx/security/SensitiveResult") == "3.0.5"
 
 
 # --- what must pass
