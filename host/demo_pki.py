@@ -28,7 +28,7 @@ class DemoCa:
     certificate: x509.Certificate
 
     @classmethod
-    def load_or_create(cls, directory: Path = DEMO_DIR) -> "DemoCa":
+    def load_or_create(cls, directory: Path = DEMO_DIR) -> DemoCa:
         key_path, cert_path = directory / "ca.key", directory / "ca.pem"
         if key_path.exists() and cert_path.exists():
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
@@ -45,11 +45,11 @@ class DemoCa:
         return ca
 
     @classmethod
-    def create(cls) -> "DemoCa":
+    def create(cls) -> DemoCa:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SE-TLS demo"),
                           x509.NameAttribute(NameOID.COMMON_NAME, "SE-TLS demo CA")])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (x509.CertificateBuilder()
                 .subject_name(name).issuer_name(name)
                 .public_key(key.public_key())
@@ -70,7 +70,7 @@ class DemoCa:
                                  ips: tuple[str, ...] = ("127.0.0.1", "::1")) -> x509.Certificate:
         """Certifies the card's public key (the 65-byte point GENERATE KEY answered)."""
         public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public_point)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
         return (x509.CertificateBuilder()

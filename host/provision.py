@@ -16,9 +16,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .card import SeTlsCard
-from .demo_pki import DEMO_DIR, DemoCa, certificate_list
-from .record_protection import SUITE_NAMES
+from host.card.commands import SeTlsCard
+from host.demo_pki import DEMO_DIR, DemoCa, certificate_list
+from host.tls.numbers import CipherSuite
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def personalise(card: SeTlsCard, spec: IdentitySpec, ca: DemoCa,
 
 
 def parse_suites(text: str) -> tuple[int, ...]:
-    by_name = {name.lower(): code for code, name in SUITE_NAMES.items()}
+    by_name = {suite.openssl_name.lower(): suite.value for suite in CipherSuite}
     suites = []
     for item in filter(None, (s.strip().lower() for s in text.split(","))):
         if item in by_name:
@@ -69,7 +69,7 @@ def parse_suites(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .card import open_cards, CardOpenError  # the I/O edge
+    from host.card.commands import CardOpenError, open_cards
 
     parser = argparse.ArgumentParser(prog="python -m host.provision", description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group(required=True)

@@ -18,22 +18,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from .agent import TransportError
-from .record_layer import CardRecordLayer, HostRecordLayer, PeerAlert, PeerClosed, RecordLayer
-from .record_protection import SUITE_NAMES, HostRecordProtection, SessionKeys
-from .tls_records import (AlertDescription, ContentType, FlightAssembler, FlightPhase, RecordError,
-                          RecordReader, alert_record, split_records)
+from host.card.errors import TransportError
+from host.tls.alerts import LocalAlert, RemoteAlert, TlsAlert
+from host.tls.handshake import alert_in, suite_of_server_flight
+from host.tls.numbers import suite_name
+from host.tls.protection import HostRecordProtection, SessionKeys
+from host.tls.record_layer import CardRecordLayer, HostRecordLayer, PeerClosed, RecordLayer
+from host.tls.records import FlightAssembler, FlightPhase, RecordError, RecordReader, alert_record
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 class HandshakeFailed(Exception):
-    """The handshake ended with an alert (sent by the card, or by the client)."""
+    """The handshake could not go on for a reason other than an alert (the client left)."""
 
 
 class SessionCard(Protocol):
-    """What a session needs of a card (host.card.SeTlsCard implements it)."""
+    """What a session needs of a card (host.card.commands.SeTlsCard implements it)."""
 
     def begin_conversation(self, identity: str) -> None: ...
     def exchange(self, flight: bytes) -> bytes: ...
@@ -65,7 +67,7 @@ class SessionInfo:
 
     @property
     def suite_name(self) -> str:
-        return SUITE_NAMES.get(self.suite, f"{self.suite:#06x}")
+        return suite_name(self.suite)
 
 
 class CardSlot:
@@ -81,23 +83,6 @@ class CardSlot:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def suite_of_server_flight(flight: bytes) -> int:
-    """The cipher suite the card chose, read from its plaintext ServerHello."""
-    for record in split_records(flight):
-        body = record.fragment
-        if record.content_type == ContentType.HANDSHAKE and body[:1] == b"\x02" and len(body) > 40:
-            sid = body[38]
-            return int.from_bytes(body[39 + sid:41 + sid], "big")
-    return 0
-
-
-def has_alert(flight: bytes) -> int | None:
-    for record in split_records(flight):
-        if record.content_type == ContentType.ALERT and len(record.fragment) == 2:
-            return record.fragment[1]
-    return None
 
 
 class TlsTandem:
@@ -161,13 +146,13 @@ class TlsTandem:
             if flight is None:
                 continue
             if record.is_alert:
-                raise HandshakeFailed(f"client sent alert {record.fragment[-1:].hex()} during the handshake")
+                raise RemoteAlert(record.fragment[-1], record.fragment[0], "during the handshake")
             answer = await slot.run(slot.card.exchange, flight)
             writer.write(answer)
             await writer.drain()
-            alert = has_alert(answer)
+            alert = alert_in(answer)
             if alert is not None:
-                raise HandshakeFailed(f"card refused the handshake: alert {AlertDescription(alert).name}")
+                raise LocalAlert(alert, detail="the card refused the handshake")
             if not info.suite:
                 info.suite = suite_of_server_flight(answer)
 
@@ -187,23 +172,15 @@ class GenericServer:
             await layer.close()
         except (PeerClosed, asyncio.IncompleteReadError, ConnectionError):
             await layer.close()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.info("%s idle for %.0f s: closed", info.peer, layer.idle_timeout)
             await layer.close()
-        except PeerAlert as exc:
+        except RemoteAlert as exc:
             log.info("%s: %s", info.peer, exc)
             await layer.close()
         except RecordError as exc:
             log.info("%s: %s", info.peer, exc)
             await layer.close(exc.alert)
-
-
-async def echo_application(layer: RecordLayer, info: SessionInfo) -> None:
-    """--tls-echo: every byte of application data comes back."""
-    while (record := await layer.recv()) is not None:
-        data = await layer.decrypt(record)
-        if data:
-            await layer.send(await layer.encrypt(data))
 
 
 @dataclass
@@ -246,7 +223,7 @@ class ServerTLS:
             reader, writer = await self.pending.get()
             try:
                 slot = await asyncio.wait_for(self.tandem.free.get(), self.tandem.timeouts.backlog_wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("%s %s: no card free within %.0f s: closed", self.name,
                             writer.get_extra_info("peername"), self.tandem.timeouts.backlog_wait)
                 writer.close()
@@ -257,7 +234,7 @@ class ServerTLS:
         peer = writer.get_extra_info("peername")
         try:
             layer, info = await self.tandem.open_session(reader, writer, slot)
-        except (HandshakeFailed, RecordError, TransportError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, HandshakeFailed, TlsAlert, RecordError, TransportError, ConnectionError) as exc:
             reason = "handshake timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc)
             if isinstance(exc, RecordError):
                 writer.write(alert_record(exc.alert))

@@ -13,10 +13,11 @@ import os
 import signal
 import sys
 
-from .card import CardOpenError, open_cards
-from .demo_pki import DEMO_DIR, DemoCa
-from .provision import DEMO_IDENTITY, DEMO_PIN, IdentitySpec, personalise
-from .se_tls import CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem, echo_application
+from host.apps.echo import echo_application
+from host.card.commands import CardOpenError, open_cards
+from host.demo_pki import DEMO_DIR, DemoCa
+from host.provision import DEMO_IDENTITY, DEMO_PIN, IdentitySpec, personalise
+from host.se_tls import CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem
 
 log = logging.getLogger("host.server")
 PIN_ENV = "SETLS_PIN"
@@ -91,10 +92,10 @@ def application_servers(args: argparse.Namespace, tandem: TlsTandem) -> list[tup
     if args.tls_echo:
         apps.append(("tls-echo", args.tls_echo, echo_application))
     if args.https:
-        from .https import https_application
+        from host.apps.https import https_application
         apps.append(("https", args.https, https_application(tandem)))
     if args.coaps_tcp:
-        from .coap_tcp import coap_tcp_application
+        from host.apps.coap_tcp import coap_tcp_application
         apps.append(("coaps+tcp", args.coaps_tcp, coap_tcp_application(tandem)))
     return apps
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from host.daemon import ReadyProcess, start_ready
+from host.bench.daemon import ReadyProcess, start_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ROOT / "build" / "applet" / "classes"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from host.record_layer import RecordLayer
 from host.se_tls import SessionInfo
-from host.tls_records import TLS12, Record
+from host.tls.numbers import TLS12
+from host.tls.record_layer import RecordLayer
+from host.tls.records import Record
 
 
 @dataclass

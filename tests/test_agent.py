@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from host.agent import (
+from host.card.errors import (
     AccessDeniedError,
     CardFailureError,
     CardRefusedError,
     EapRejectedError,
     MessageTooLargeError,
-    PacketSizes,
-    SessionClosedError,
     UnknownIdentityError,
-    card_error,
-    choose_packet_sizes,
+    WrongPinError,
+    refusal,
 )
-from host.apdu import ApduError, StatusWord
-from host.channel import CardCapabilities
+from host.card.numbers import AppletStatus
+from host.card.session import CardCapabilities
+from host.card.transport import PacketSizes, choose_packet_sizes
+from host.iso7816.apdu import ApduError, StatusWord
+from host.iso7816.quirks import SIMULATOR_ATR, quirks_for
+
+SIMULATOR = quirks_for(SIMULATOR_ATR)
 
 
 def caps(
@@ -40,7 +43,7 @@ def caps(
 def test_packet_sizes_follow_the_card_and_the_apdu_format(
     card: CardCapabilities, extended: bool, max_packet: int | None, sizes: PacketSizes
 ) -> None:
-    assert choose_packet_sizes(card, extended, max_packet) == sizes
+    assert choose_packet_sizes(card, extended, max_packet, SIMULATOR.max_short_lc_with_le) == sizes
 
 
 def test_packet_size_below_the_card_minimum_is_refused() -> None:
@@ -53,16 +56,15 @@ def test_packet_size_below_the_card_minimum_is_refused() -> None:
     [
         (StatusWord.REFERENCED_DATA_NOT_FOUND, UnknownIdentityError),
         (StatusWord.FILE_FULL, MessageTooLargeError),
-        (StatusWord.EAP_UNEXPECTED, EapRejectedError),
+        (AppletStatus.EAP_UNEXPECTED, EapRejectedError),
         (StatusWord.SECURITY_NOT_SATISFIED, AccessDeniedError),
-        (0x63C2, AccessDeniedError),
-        (StatusWord.SESSION_CLOSED, SessionClosedError),
-        (StatusWord.CRYPTO_FAILURE, CardFailureError),
+        (0x63C2, WrongPinError),
+        (AppletStatus.CRYPTO_FAILURE, CardFailureError),
         (StatusWord.INS_NOT_SUPPORTED, CardRefusedError),
     ],
 )
 def test_status_words_become_domain_errors(sw: int, error: type[CardRefusedError]) -> None:
-    translated = card_error(ApduError(sw, command="PROCESS EAP"), "server message")
+    translated = refusal(ApduError(sw), "PROCESS EAP (server message)")
     assert type(translated) is error
     assert translated.sw == sw
-    assert str(translated).startswith("server message: PROCESS EAP: card answered")
+    assert str(translated).startswith("PROCESS EAP (server message): card answered")

@@ -13,13 +13,19 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from host import cost_model
-from host.bench import personalise_working
-from host.bench_client import HandshakeError, HandshakeTrace, MemoryTlsClient, client_context, drive_handshake
-from host.card import SeTlsCard, open_cards
-from host.cost_model import CardRow, Link, MissingCost, Workload
+from host.bench import cost_model
+from host.bench.client import (
+    HandshakeError,
+    HandshakeTrace,
+    MemoryTlsClient,
+    client_context,
+    drive_handshake,
+)
+from host.bench.cost_model import CardRow, Link, MissingCost, Workload
+from host.bench.runner import personalise_working
+from host.card.commands import SeTlsCard, open_cards
 from host.demo_pki import DemoCa
-from host.record_protection import SUITE_GCM
+from host.tls.numbers import CipherSuite
 
 COLUMNS = ("ecdsa_p256_sign_ms,ecdsa_p256_verify_ms,ecdh_p256_ms,ec_p256_keygen_ms,rsa2048_crt_decrypt_ms,"
            "sha256_64B_ms,sha256_256B_ms,sha256_per_extra_block_ms,aes128_cbc_16B_ms,aes128_cbc_256B_ms,"
@@ -140,7 +146,7 @@ def gcm_card(applet_classes: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         ca = DemoCa.load_or_create(directory)
         cafile = str(directory / "ca.pem")
         personalise_working(card, ca, cafile)  # a new key while jcardsim mishandles it (JCARDSIM_SHORT_KEY)
-        card.put_suites(card.slot or 0, (SUITE_GCM,))
+        card.put_suites(card.slot or 0, (CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,))
         yield card, cafile
 
 
@@ -149,7 +155,7 @@ def counted_handshake(card: SeTlsCard, cafile: str) -> tuple[MemoryTlsClient, Ha
     jcardsim's ephemeral keys make the handshake fail (host.bench.JCARDSIM_SHORT_KEY): one such
     failure is retried, since these tests are about the counts."""
     for attempt in range(2):
-        client = MemoryTlsClient(client_context(cafile, SUITE_GCM))
+        client = MemoryTlsClient(client_context(cafile, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256))
         card.counters(reset=True)
         card.session.stats.reset()
         try:
@@ -168,7 +174,7 @@ def test_counters_of_a_gcm_handshake_by_python_ssl_match_a_hand_count(gcm_card: 
     card, cafile = gcm_card
     client, trace, counts = counted_handshake(card, cafile)
     stats = card.session.stats
-    assert trace.suite == SUITE_GCM and client.tls.version() == "TLSv1.2"
+    assert trace.suite == CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 and client.tls.version() == "TLSv1.2"
     assert counts["ec_keygen"] == 1 and counts["ecdsa_sign"] == 1 and counts["ecdh"] == 1
     assert counts["ecdsa_verify"] == 0
     assert counts["random_bytes"] == 32                # server_random

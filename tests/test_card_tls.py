@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from tls12_client import RawTlsClient
 
-from host.agent import AccessDeniedError
-from host.card import SeTlsCard, open_cards
+from host.card.commands import SeTlsCard, open_cards
+from host.card.errors import AccessDeniedError
 from host.demo_pki import DemoCa
 from host.provision import IdentitySpec, personalise
-from host.record_protection import HostRecordProtection
-from host.tls_records import FlightAssembler, RecordReader
-from tls12_client import RawTlsClient
+from host.tls.protection import HostRecordProtection
+from host.tls.records import FlightAssembler, RecordReader
 
 pytestmark = pytest.mark.timeout(300)
 PIN = "2468"
@@ -82,9 +82,9 @@ def test_card_and_host_record_layers_write_the_same_bytes(card: SeTlsCard) -> No
 def test_record_commands_are_refused_after_export(card: SeTlsCard) -> None:
     handshake(card)
     card.export_keys()
-    from host.apdu import ApduError
+    from host.card.errors import CardRefusedError
 
-    with pytest.raises(ApduError) as refused:
+    with pytest.raises(CardRefusedError) as refused:
         card.protect(23, b"no")
     assert refused.value.sw == 0x6985
 

@@ -15,32 +15,30 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from host.apdu import (
+from host.card.errors import CardRefusedError
+from host.card.numbers import Cla, Ins
+from host.card.session import CardSession
+from host.iso7816.apdu import (
     CLA_CHAINING,
-    CLA_PROPRIETARY,
-    MAX_SHORT_LC_WITH_LE,
     ApduError,
     CommandApdu,
-    Ins,
     ResponseApdu,
     StatusWord,
     is_extended,
 )
-from host.channel import (
-    CardSession,
+from host.iso7816.channel import Channel, ChannelError, CommandTooLongError, IncompleteResponseError, exchange
+from host.iso7816.layers import (
     ChainingLayer,
-    Channel,
-    ChannelError,
-    CommandTooLongError,
     GetResponseLayer,
-    IncompleteResponseError,
     TracingLayer,
-    VpcdChannel,
     WrongLengthLayer,
-    applet_info,
     build_stack,
-    exchange,
 )
+from host.iso7816.quirks import SIMULATOR_ATR, quirks_for
+from host.iso7816.vpcd import VpcdChannel
+from host.paths import applet_info
+
+MAX_SHORT_LC_WITH_LE = quirks_for(SIMULATOR_ATR).max_short_lc_with_le
 
 OK = struct.pack(">H", StatusWord.OK)
 ATR = bytes.fromhex("3B8880010000000000000000")
@@ -54,21 +52,22 @@ def sw(value: int) -> bytes:
 class FakeCard(Channel):
     """Answers each command with `answer(command)`; remembers every command it got."""
 
-    def __init__(self, answer: Answer, *, extended: bool = False) -> None:
+    def __init__(self, answer: Answer, *, extended: bool = False, atr: bytes = ATR) -> None:
         self.answer = answer
         self.commands: list[bytes] = []
         self._extended = extended
+        self._atr = atr
 
     def transmit(self, command: bytes) -> bytes:
         self.commands.append(command)
         return self.answer(CommandApdu.parse(command))
 
     def reset(self) -> bytes:
-        return ATR
+        return self._atr
 
     @property
     def atr(self) -> bytes:
-        return ATR
+        return self._atr
 
     @property
     def extended_length(self) -> bool:
@@ -124,11 +123,11 @@ def test_get_response_collects_a_response_sent_in_small_pieces(
     payload: bytes, piece: int, sw1: int
 ) -> None:
     card = FakeCard(PiecemealCard(payload, piece, sw1=sw1))
-    command = CommandApdu(CLA_PROPRIETARY, Ins.PROCESS_EAP, data=b"x", ne=256).encode()
+    command = CommandApdu(Cla.OPEN_EAP, Ins.PROCESS_EAP, data=b"x", ne=256).encode()
     assert GetResponseLayer(card).transmit(command) == payload + OK
     for fetch in card.parsed()[1:]:
         assert (fetch.cla, fetch.ins, fetch.p1, fetch.p2) == (
-            CLA_PROPRIETARY,
+            Cla.OPEN_EAP,
             Ins.GET_RESPONSE,
             0,
             0,
@@ -227,14 +226,14 @@ class ChainingCard:
 @pytest.mark.parametrize("size", [255, 256, 509, 510, 1000, 4096])
 @pytest.mark.parametrize("ne", [0, 256, 65536])
 def test_chaining_splits_a_long_command_into_short_links(size: int, ne: int) -> None:
-    card = FakeCard(ChainingCard())
+    card = FakeCard(ChainingCard(), atr=SIMULATOR_ATR)  # its quirk: at most 254 bytes with Le
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    command = CommandApdu(CLA_PROPRIETARY, Ins.PROCESS_EAP, 0x12, 0x34, data, ne)
-    response = ChainingLayer(card).transmit(command.encode())
+    command = CommandApdu(Cla.OPEN_EAP, Ins.PROCESS_EAP, 0x12, 0x34, data, ne)
+    response = ChainingLayer(card).transmit(command.encode(max_lc_with_le=MAX_SHORT_LC_WITH_LE))
     links = card.parsed()
     assert all(not is_extended(raw) for raw in card.commands)
-    assert all(link.cla == CLA_PROPRIETARY | CLA_CHAINING and link.ne == 0 for link in links[:-1])
-    assert links[-1].cla == CLA_PROPRIETARY and links[-1].ne == min(ne, 256)
+    assert all(link.cla == Cla.OPEN_EAP | CLA_CHAINING and link.ne == 0 for link in links[:-1])
+    assert links[-1].cla == Cla.OPEN_EAP and links[-1].ne == min(ne, 256)
     assert all((link.ins, link.p1, link.p2) == (Ins.PROCESS_EAP, 0x12, 0x34) for link in links)
     assert b"".join(link.data for link in links) == data
     if ne:
@@ -356,7 +355,7 @@ def test_extended_length_required_but_impossible_is_refused() -> None:
 
 def test_select_failure_names_the_status_word() -> None:
     card = FakeCard(lambda c: sw(StatusWord.FILE_NOT_FOUND))
-    with pytest.raises(ApduError, match="SELECT: card answered 6A82 FILE_NOT_FOUND") as refused:
+    with pytest.raises(CardRefusedError, match="SELECT: card answered 6A82 FILE_NOT_FOUND") as refused:
         CardSession(card, b"\xf0\x01")
     assert refused.value.status is StatusWord.FILE_NOT_FOUND
 

@@ -16,18 +16,35 @@ import pytest
 from aiocoap.options import Options
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from fakes import PlainRecordLayer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from host.coap_tcp import (ABORT_BAD_CSM_OPTION, CSM_BLOCK_WISE_TRANSFER, CSM_MAX_MESSAGE_SIZE,
-                           MAX_MESSAGE_SIZE, PING_CUSTODY, CoapFormatError, CoapMessage, CoapTcpConnection, Code,
-                           ContentFormat, OptionNumber, coap_tcp_application, decode_message, decode_options,
-                           encode_message, encode_options, encode_uint, frame_size)
+from host.apps.coap_tcp import (
+    ABORT_BAD_CSM_OPTION,
+    CSM_BLOCK_WISE_TRANSFER,
+    CSM_MAX_MESSAGE_SIZE,
+    MAX_MESSAGE_SIZE,
+    PING_CUSTODY,
+    CoapFormatError,
+    CoapMessage,
+    CoapTcpConnection,
+    Code,
+    ContentFormat,
+    OptionNumber,
+    coap_tcp_application,
+    decode_message,
+    decode_options,
+    encode_message,
+    encode_options,
+    encode_uint,
+    frame_size,
+)
+from host.apps.device import Device
 from host.demo_pki import DemoCa
-from host.device import Device
 from host.se_tls import GenericServer, SessionInfo
-from host.tls_records import TLS12, AlertDescription, ContentType, Record, RecordReader
-from fakes import PlainRecordLayer
+from host.tls.numbers import TLS12, AlertDescription, ContentType
+from host.tls.records import Record, RecordReader
 
 pytestmark = pytest.mark.timeout(60)
 

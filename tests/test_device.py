@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 import json
-import pytest
 
-from host.device import (BASE_CELSIUS, PERIOD_SECONDS, PLUG, TEMPERATURE, Device, Outcome, Status,
-                         process_device)
-from host.se_tls import SessionInfo
+import pytest
 from fakes import Tandem
+
+from host.apps.device import (
+    BASE_CELSIUS,
+    PERIOD_SECONDS,
+    PLUG,
+    TEMPERATURE,
+    Device,
+    Outcome,
+    Status,
+    process_device,
+)
+from host.se_tls import SessionInfo
 
 START = 1_800_000_000.0   # 2027-01-15T08:00:00Z
 

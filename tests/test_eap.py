@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from host.eap import (
+from host.card.eap import (
     EAP_TLS_HEADER_SIZE,
     MIN_PACKET_SIZE,
     TLS_LENGTH_SIZE,

@@ -15,24 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from host.agent import (
-    EapRejectedError,
-    EapTlsTransport,
-    MessageTooLargeError,
-    Outcome,
-    UnknownIdentityError,
-)
-from host.apdu import CLA_PROPRIETARY, CommandApdu, Ins, StatusWord
-from host.channel import (
-    CardSession,
-    Channel,
-    NoCardError,
-    NoReaderError,
-    PcscChannel,
-    Traffic,
-    select,
-)
-from host.eap import (
+from host.card.eap import (
     EAP_TLS_HEADER_SIZE,
     EapCode,
     EapPacket,
@@ -41,7 +24,15 @@ from host.eap import (
     TlsFlags,
     fragment_message,
 )
-from host.simulator import (
+from host.card.errors import EapRejectedError, MessageTooLargeError, UnknownIdentityError
+from host.card.numbers import AppletStatus, Cla, Ins
+from host.card.session import CardSession, select
+from host.card.transport import EapTlsTransport, Outcome
+from host.iso7816.apdu import CommandApdu, StatusWord
+from host.iso7816.channel import Channel, NoCardError, NoReaderError
+from host.iso7816.layers import Traffic
+from host.iso7816.pcsc import PcscChannel
+from host.iso7816.simulator import (
     JCARDSIM_JAR,
     VPCD_PORT,
     SimulatorChannel,
@@ -167,7 +158,7 @@ def test_conversation_carries_several_messages_and_stays_open(
 
 def process_eap(session: CardSession, packet: EapPacket, p1p2: int = 0x0400) -> int:
     command = CommandApdu(
-        CLA_PROPRIETARY, Ins.PROCESS_EAP, p1p2 >> 8, p1p2 & 0xFF, packet.encode(), session.max_ne
+        Cla.OPEN_EAP, Ins.PROCESS_EAP, p1p2 >> 8, p1p2 & 0xFF, packet.encode(), session.max_ne
     )
     return session.transmit(command).sw
 
@@ -179,7 +170,7 @@ def test_bad_eap_identifier_is_refused_and_the_card_serves_a_new_conversation(
     identity = EapPacket(EapCode.RESPONSE, 0, EapType.IDENTITY, ECHO)
     assert process_eap(session, identity) == StatusWord.OK  # Start, identifier 1
     wrong = EapTlsData(TlsFlags.NONE, b"hello").packet(EapCode.RESPONSE, 0x42)
-    assert process_eap(session, wrong) == StatusWord.EAP_UNEXPECTED
+    assert process_eap(session, wrong) == AppletStatus.EAP_UNEXPECTED
     transport = EapTlsTransport(session, ECHO)
     transport.start()
     assert transport.exchange(b"hello") == b"hello"

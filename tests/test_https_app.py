@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import h11
 import pytest
-
-from host.device import Device
-from host.https import MAX_BODY, HttpApp, HttpServerConnection, https_application
-from host.se_tls import Application, GenericServer, SessionInfo
-from host.tls_records import TLS12, AlertDescription, ContentType, Record, RecordReader
 from fakes import PlainRecordLayer, Tandem
+
+from host.apps.device import Device
+from host.apps.https import MAX_BODY, HttpApp, HttpServerConnection, https_application
+from host.se_tls import Application, GenericServer, SessionInfo
+from host.tls.numbers import TLS12, AlertDescription, ContentType
+from host.tls.records import Record, RecordReader
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from conftest import ROOT, free_port, start_server, stop_server
-from host.channel import Channel, ChannelError
-from host.simulator import VPCD_PORT, attach_to_pcscd, card_present, vpcd_reader_name
+from conftest import ROOT, start_server, stop_server
 from tls12_client import RawTlsClient
+
+from host.iso7816.channel import Channel, ChannelError
+from host.iso7816.simulator import VPCD_PORT, attach_to_pcscd, card_present, vpcd_reader_name
 
 pytestmark = pytest.mark.timeout(300)
 PIN = "8642"

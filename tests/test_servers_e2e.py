@@ -14,10 +14,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import DEMO, ROOT, ServerProcess
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-
-from conftest import DEMO, ROOT, ServerProcess
 
 pytestmark = pytest.mark.timeout(300)
 ARTIFACTS = ROOT / "build" / "test-artifacts"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_echo_transport import require_java
 
-from host.simulator import SimulatorChannel, SimulatorError
+from host.iso7816.simulator import SimulatorChannel, SimulatorError
 
 pytestmark = [pytest.mark.simulator, pytest.mark.timeout(120)]
 

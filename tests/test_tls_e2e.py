@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-
 from conftest import DEMO, ServerProcess
-from tls12_client import GCM_SUITE, AlertReceived, RawTlsClient, record
+from cryptography import x509
+from tls12_client import AlertReceived, RawTlsClient
 
 pytestmark = pytest.mark.timeout(300)
 

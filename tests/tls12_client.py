@@ -67,7 +67,7 @@ class RawTlsClient:
     port: int
     ca: x509.Certificate | None = None
     timeout: float = 20.0
-    sock: "socket.socket | object | None" = None
+    sock: socket.socket | object | None = None
     transcript: bytes = b""
     buffer: bytes = b""
     write_seq: int = 0

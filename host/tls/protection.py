@@ -6,8 +6,8 @@ For the same data and sequence numbers the AEAD suites produce exactly the bytes
 """
 from __future__ import annotations
 
-import hmac
 import hashlib
+import hmac
 import os
 import struct
 from dataclasses import dataclass
@@ -16,19 +16,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 
-from .tls_records import TLS12, AlertDescription, ContentType, Record, RecordError
-
-SUITE_GCM = 0xC02B
-SUITE_CCM = 0xC0AC
-SUITE_CCM_8 = 0xC0AE
-SUITE_CBC_SHA256 = 0xC023
-
-SUITE_NAMES = {
-    SUITE_GCM: "ECDHE-ECDSA-AES128-GCM-SHA256",
-    SUITE_CCM: "ECDHE-ECDSA-AES128-CCM",
-    SUITE_CCM_8: "ECDHE-ECDSA-AES128-CCM8",
-    SUITE_CBC_SHA256: "ECDHE-ECDSA-AES128-SHA256",
-}
+from host.tls.numbers import TLS12, AlertDescription, CipherSuite, ContentType
+from host.tls.records import Record, RecordError
 
 _KIND_GCM, _KIND_CCM, _KIND_CCM_8, _KIND_CBC = 1, 2, 3, 4
 
@@ -48,7 +37,7 @@ class SessionKeys:
     write_seq: int = 0
 
     @classmethod
-    def parse(cls, data: bytes) -> "SessionKeys":
+    def parse(cls, data: bytes) -> SessionKeys:
         suite, kind = struct.unpack(">HB", data[:3])
         p = 3
         macs = b""
@@ -71,19 +60,19 @@ class HostRecordProtection:
     def __init__(self, keys: SessionKeys) -> None:
         self.keys = keys
         suite = keys.suite
-        if suite == SUITE_GCM:
+        if suite == CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256:
             self._read_aead, self._write_aead = AESGCM(keys.client_key), AESGCM(keys.server_key)
             self._tag = 16
-        elif suite in (SUITE_CCM, SUITE_CCM_8):
-            self._tag = 8 if suite == SUITE_CCM_8 else 16
+        elif suite in (CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8):
+            self._tag = 8 if suite == CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 else 16
             self._read_aead = AESCCM(keys.client_key, tag_length=self._tag)
             self._write_aead = AESCCM(keys.server_key, tag_length=self._tag)
-        elif suite != SUITE_CBC_SHA256:
+        elif suite != CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256:
             raise ValueError(f"unknown cipher suite {suite:#06x}")
 
     @property
     def is_aead(self) -> bool:
-        return self.keys.suite != SUITE_CBC_SHA256
+        return self.keys.suite != CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
 
     @staticmethod
     def _aad(seq: int, content_type: int, length: int) -> bytes:

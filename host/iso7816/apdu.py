@@ -10,30 +10,20 @@ import struct
 from dataclasses import dataclass, replace
 
 MAX_SHORT_LC = 255
-# jcardsim 3.0.6 keeps a short command in a 260-byte buffer: a 261-byte one (Lc = 255 and Le)
-# fails with 6F00 before the applet sees it. Real cards take it, but avoiding it everywhere costs
-# one byte in 255, so the automatic choice gives short commands with Le at most 254 data bytes.
-MAX_SHORT_LC_WITH_LE = 254
 MAX_SHORT_NE = 256
 MAX_EXTENDED_LC = 65535
 MAX_EXTENDED_NE = 65536
 HEADER_SIZE = 4
 
 CLA_ISO = 0x00
-CLA_PROPRIETARY = 0xA0
-CLA_CHAINING = 0x10
-
-
-class Ins(enum.IntEnum):
-    """Instruction bytes (docs/apdu.md)."""
-
-    SELECT = 0xA4
-    PROCESS_EAP = 0x80
-    GET_RESPONSE = 0xC0
+CLA_CHAINING = 0x10  # ISO 7816-4 5.3.3: more links of this command follow
+INS_SELECT = 0xA4
+INS_GET_RESPONSE = 0xC0
 
 
 class StatusWord(enum.IntEnum):
-    """Status words the applet (and the platform underneath it) answer."""
+    """ISO 7816-4 status words (5.6) and the GSM 11.11 9Fxx family; the applet's own are
+    `host.card.numbers.AppletStatus`."""
 
     OK = 0x9000
     BYTES_REMAINING_00 = 0x6100  # 61xx, fetch xx bytes with GET RESPONSE
@@ -57,10 +47,6 @@ class StatusWord(enum.IntEnum):
     INS_NOT_SUPPORTED = 0x6D00
     CLA_NOT_SUPPORTED = 0x6E00
     UNKNOWN = 0x6F00
-    EAP_UNEXPECTED = 0x6F01
-    CRYPTO_FAILURE = 0x6F02
-    INTERNAL_ERROR = 0x6F03
-    SESSION_CLOSED = 0x6F04
     RESPONSE_AVAILABLE_00 = 0x9F00  # 9Fxx (GSM 11.11), like 61xx
 
 
@@ -84,10 +70,6 @@ _DESCRIPTIONS: dict[int, str] = {
     StatusWord.INS_NOT_SUPPORTED: "INS not supported",
     StatusWord.CLA_NOT_SUPPORTED: "CLA not supported",
     StatusWord.UNKNOWN: "no precise diagnosis",
-    StatusWord.EAP_UNEXPECTED: "EAP packet unexpected in this state: code, type or identifier",
-    StatusWord.CRYPTO_FAILURE: "crypto failure in the card",
-    StatusWord.INTERNAL_ERROR: "internal error in the card",
-    StatusWord.SESSION_CLOSED: "session closed",
 }
 
 # Status word families whose low byte is a count: high byte -> (name, meaning).
@@ -159,19 +141,19 @@ class CommandApdu:
         if not 0 <= self.ne <= MAX_EXTENDED_NE:
             raise ValueError(f"ne must be in 0..{MAX_EXTENDED_NE}, got {self.ne}")
 
-    @property
-    def fits_short(self) -> bool:
-        """True if the short form should carry this command (see MAX_SHORT_LC_WITH_LE)."""
-        max_lc = MAX_SHORT_LC_WITH_LE if self.ne else MAX_SHORT_LC
+    def fits_short(self, max_lc_with_le: int = MAX_SHORT_LC) -> bool:
+        """True if the short form can carry this command; `max_lc_with_le` is the most data a
+        short command with Le may carry on this card (host.iso7816.quirks: 254 on jcardsim)."""
+        max_lc = max_lc_with_le if self.ne else MAX_SHORT_LC
         return len(self.data) <= max_lc and self.ne <= MAX_SHORT_NE
 
     def with_ne(self, ne: int) -> CommandApdu:
         return replace(self, ne=ne)
 
-    def encode(self, extended: bool | None = None) -> bytes:
+    def encode(self, extended: bool | None = None, max_lc_with_le: int = MAX_SHORT_LC) -> bytes:
         """Short form if it fits (or if extended is False), else the extended form."""
         if extended is None:
-            extended = not self.fits_short
+            extended = not self.fits_short(max_lc_with_le)
         header = bytes((self.cla, self.ins, self.p1, self.p2))
         if extended:
             return header + self._extended_body()

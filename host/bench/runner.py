@@ -37,8 +37,8 @@ from pathlib import Path
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from . import cost_model
-from .bench_client import (
+from host.bench import cost_model
+from host.bench.client import (
     PHASE_FLIGHT1,
     PHASE_FLIGHT3,
     PHASE_RECORD,
@@ -48,19 +48,23 @@ from .bench_client import (
     client_context,
     drive_handshake,
 )
-from .card import COUNTER_NAMES, SeTlsCard, open_cards
-from .channel import PROJECT_ROOT, CardSession, Traffic
-from .daemon import ReadyProcess, start_ready
-from .cost_model import Breakdown, Link, UnitCosts, Workload
-from .demo_pki import DEMO_DIR, DemoCa
-from .provision import IdentitySpec, personalise
-from .record_protection import SUITE_CBC_SHA256, SUITE_CCM, SUITE_CCM_8, SUITE_GCM, SUITE_NAMES
-from .tls_records import ContentType
+from host.bench.cost_model import Breakdown, Link, UnitCosts, Workload
+from host.bench.daemon import ReadyProcess, start_ready
+from host.card.commands import SeTlsCard, open_cards
+from host.card.numbers import Counter
+from host.card.session import CardSession
+from host.demo_pki import DEMO_DIR, DemoCa
+from host.iso7816.layers import Traffic
+from host.paths import PROJECT_ROOT
+from host.provision import IdentitySpec, personalise
+from host.tls.numbers import CipherSuite, ContentType
 
 log = logging.getLogger("host.bench")
 
-SUITES = (SUITE_GCM, SUITE_CCM_8, SUITE_CCM, SUITE_CBC_SHA256)
-SHORT_NAMES = {SUITE_GCM: "GCM", SUITE_CCM_8: "CCM_8", SUITE_CCM: "CCM", SUITE_CBC_SHA256: "CBC-SHA256"}
+GCM = CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+CBC_SHA256 = CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
+SUITES = (GCM, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, CBC_SHA256)
+SHORT_NAMES = dict(zip(SUITES, ("GCM", "CCM_8", "CCM", "CBC-SHA256"), strict=True))
 APDU_FORMATS = {"extended": None, "short": False}   # name -> CardSession(extended=...)
 HANDSHAKE_PHASES = (PHASE_FLIGHT1, PHASE_FLIGHT3)
 PHASES = (*HANDSHAKE_PHASES, PHASE_RECORD)
@@ -80,7 +84,7 @@ DEFAULT_COSTS = PROJECT_ROOT / "bench" / "card-op-costs.csv"
 READY_TIMEOUT = 180.0
 MAX_ATTEMPTS = 5
 WARM_UP = 10                  # round trips before a keep-alive measurement (the simulator's JIT)
-HTTPS_MODULE = PROJECT_ROOT / "host" / "https.py"
+HTTPS_MODULE = PROJECT_ROOT / "host" / "apps" / "https.py"
 HTTPS_PATH = "/status.json"   # answered by the host alone: the card only protects the records
 JCARDSIM_SHORT_KEY = ("a failure would point at jcardsim 3.0.6.0, which computes ECDH and ECDSA wrongly with an "
                       "EC private key shorter than 32 bytes; the applet's EcKeyGenerator draws 32-byte scalars, "
@@ -144,7 +148,7 @@ def git_commit() -> str:
 
 
 def java_version() -> str:
-    from .simulator import SimulatorError, java_executable
+    from host.iso7816.simulator import SimulatorError, java_executable
 
     try:
         out = subprocess.run([java_executable(), "-version"], capture_output=True, text=True, timeout=30,
@@ -218,7 +222,7 @@ def one_handshake(card: SeTlsCard, cafile: str, suite: int) -> Sample:
     trace = drive_handshake(card, client, stats, IDENTITY)
     wall = time.perf_counter() - start
     if trace.suite != suite:
-        raise RuntimeError(f"the card chose {trace.suite_name}, not {SUITE_NAMES[suite]}")
+        raise RuntimeError(f"the card chose {trace.suite_name}, not {CipherSuite(suite).openssl_name}")
     counts = card.counters(reset=True)
     record_counts, record_wall = record_round(card, client)
     traffic = {name: replace(stats.phases.get(name, Traffic())) for name in PHASES}
@@ -234,8 +238,8 @@ def measured_handshake(card: SeTlsCard, cafile: str, run: SimRun) -> Sample:
             return one_handshake(card, cafile, run.suite)
         except (HandshakeError, ssl.SSLError) as exc:
             run.failures += 1
-            log.warning("%s, %s APDUs: %s (retrying)", SUITE_NAMES[run.suite], run.apdu_format, exc)
-    raise RuntimeError(f"{MAX_ATTEMPTS} handshakes in a row failed for {SUITE_NAMES[run.suite]}")
+            log.warning("%s, %s APDUs: %s (retrying)", CipherSuite(run.suite).openssl_name, run.apdu_format, exc)
+    raise RuntimeError(f"{MAX_ATTEMPTS} handshakes in a row failed for {CipherSuite(run.suite).openssl_name}")
 
 
 def record_round(card: SeTlsCard, client: MemoryTlsClient) -> tuple[dict[str, int], float]:
@@ -277,7 +281,7 @@ def completes_a_handshake(card: SeTlsCard, cafile: str, tries: int = 3) -> bool:
     """True if one of `tries` GCM handshakes completes."""
     for _ in range(tries):
         try:
-            drive_handshake(card, MemoryTlsClient(client_context(cafile, SUITE_GCM)), card.session.stats, IDENTITY)
+            drive_handshake(card, MemoryTlsClient(client_context(cafile, GCM)), card.session.stats, IDENTITY)
             return True
         except (HandshakeError, ssl.SSLError):
             continue
@@ -315,7 +319,7 @@ def sim_results(runs: Sequence[SimRun], results: Results) -> None:
         add("apdus.handshake", run.handshake("apdus"), "APDUs")
         add("bytes_to_card.handshake", run.handshake("bytes_sent"), "bytes")
         add("bytes_from_card.handshake", run.handshake("bytes_received"), "bytes")
-        for name in COUNTER_NAMES:
+        for name in (counter.key for counter in Counter):
             add(f"ops.handshake.{name}", run.count(name), "operations")
             add(f"ops.record.{name}", run.count(name, record=True), "operations")
         walls = [s.wall_ms for s in run.samples]
@@ -330,7 +334,7 @@ def sim_results(runs: Sequence[SimRun], results: Results) -> None:
 
 def _adder(results: Results, kind: str, run: SimRun, card: str) -> Callable[[str, float, str], None]:
     def add(metric: str, value: float, unit: str) -> None:
-        results.add(kind, SUITE_NAMES[run.suite], run.apdu_format, card, metric, value, unit, len(run.samples))
+        results.add(kind, CipherSuite(run.suite).openssl_name, run.apdu_format, card, metric, value, unit, len(run.samples))
     return add
 
 
@@ -338,16 +342,16 @@ def _adder(results: Results, kind: str, run: SimRun, card: str) -> Callable[[str
 
 
 def handshake_workload(run: SimRun) -> Workload:
-    counts = {name: run.count(name) for name in COUNTER_NAMES}
+    counts = {name: run.count(name) for name in (counter.key for counter in Counter)}
     return Workload(counts, cost_model.digest_calls(counts["hmac"], TRANSCRIPT_DIGESTS),
-                    cost_model.aes_calls(counts["aes_blocks"], run.suite == SUITE_CBC_SHA256, HANDSHAKE_RECORDS),
+                    cost_model.aes_calls(counts["aes_blocks"], run.suite == CBC_SHA256, HANDSHAKE_RECORDS),
                     run.handshake("apdus"), run.handshake("bytes_sent") + run.handshake("bytes_received"))
 
 
 def record_workload(run: SimRun) -> Workload:
-    counts = {name: run.count(name, record=True) for name in COUNTER_NAMES}
+    counts = {name: run.count(name, record=True) for name in (counter.key for counter in Counter)}
     return Workload(counts, cost_model.digest_calls(counts["hmac"], 0),
-                    cost_model.aes_calls(counts["aes_blocks"], run.suite == SUITE_CBC_SHA256, RECORD_PHASE_RECORDS),
+                    cost_model.aes_calls(counts["aes_blocks"], run.suite == CBC_SHA256, RECORD_PHASE_RECORDS),
                     run.phase(PHASE_RECORD, "apdus"),
                     run.phase(PHASE_RECORD, "bytes_sent") + run.phase(PHASE_RECORD, "bytes_received"))
 
@@ -640,7 +644,7 @@ class HostOutcome:
 def host_benchmark(settings: Settings, results: Results) -> HostOutcome:
     """Runs the host-side measurements; says what could not be measured."""
     DemoCa.load_or_create(DEMO_DIR)  # the servers' CA; clients trust it
-    context = client_context(str(DEMO_DIR / "ca.pem"), SUITE_GCM)
+    context = client_context(str(DEMO_DIR / "ca.pem"), GCM)
     outcome = HostOutcome()
     with tempfile.TemporaryDirectory(prefix="setls-bench-sw-") as tmp:
         steps = host_steps(settings, results, context, Path(tmp), outcome.notes)
@@ -685,7 +689,7 @@ def server_works(port: int, context: ssl.SSLContext, tries: int = 3) -> bool:
 
 def host_steps(settings: Settings, results: Results, context: ssl.SSLContext, tmp: Path,
                notes: list[str]) -> list[HostStep]:
-    suite = SUITE_NAMES[SUITE_GCM]
+    suite = GCM.openssl_name
 
     def keep_alive(mode: str, card: str) -> Callable[[ServerProcess], None]:
         def measure(server: ServerProcess) -> None:
@@ -773,7 +777,7 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 SOFTWARE_STATUS = json.dumps({
     "cards": [], "identity": "software", "subject": "O=SE-TLS demo,CN=software TLS baseline",
     "record_mode": "software", "last_session": {
-        "peer": "127.0.0.1:00000", "card": "none", "suite": SUITE_NAMES[SUITE_GCM], "record_mode": "software",
+        "peer": "127.0.0.1:00000", "card": "none", "suite": GCM.openssl_name, "record_mode": "software",
         "handshake_ms": 0.0, "apdus": 0, "bytes_to_card": 0, "bytes_from_card": 0}}).encode() + b"\n"
 
 
@@ -1067,7 +1071,7 @@ def host_section(report: Report) -> list[str]:
     lines = ["## Host side (same run, jcardsim; simulator time)", ""]
     keep_alive = keep_alive_table(report.results)
     if keep_alive:
-        lines += [(f"Keep-alive throughput over one TLS 1.2 connection ({SUITE_NAMES[SUITE_GCM]}, Python `ssl` "
+        lines += [(f"Keep-alive throughput over one TLS 1.2 connection ({GCM.openssl_name}, Python `ssl` "
                    f"client): `GET {HTTPS_PATH}` requests (`http.client`) to `python -m host.server --sim --https`, "
                    f"and {RECORD_SIZE} B echo round trips to `--tls-echo`; the software reference is Python `ssl` "
                    "with an ECDSA P-256 key from the same CA, serving HTTP/1.1 with h11 as host/https.py does."), ""]
@@ -1112,7 +1116,7 @@ def scaling_lines(report: Report) -> list[str]:
     software = results.value(kind="scaling", card="software")
     if software is not None:
         lines += [f"Software TLS (Python ssl, same machine, 2 clients): {fmt(software, 1)} full handshakes/s.", ""]
-    gcm = next((r for r in report.sim() if r.suite == SUITE_GCM), None)
+    gcm = next((r for r in report.sim() if r.suite == GCM), None)
     single = f" (one handshake takes {fmt(gcm.median(lambda s: s.wall_ms), 0)} ms of simulator time)" if gcm else ""
     lines += [(f"Each simulated card is a JVM that computes its handshake on the CPU{single}; this machine has "
                f"{os.cpu_count()} cores, shared with the server and the clients, so once the JVMs' CPU time per "
@@ -1123,7 +1127,7 @@ def scaling_lines(report: Report) -> list[str]:
 
 
 def resumption_sketch(report: Report) -> str:
-    run = next((r for r in report.sim() if r.suite == SUITE_GCM), None)
+    run = next((r for r in report.sim() if r.suite == GCM), None)
     m = report.model(run, REFERENCE_CARD) if run else None
     if run is None or m is None:
         return ""
@@ -1152,8 +1156,8 @@ def targets_section(report: Report) -> list[str]:
 
 
 def cuts_section(report: Report) -> list[str]:
-    run = next((r for r in report.sim() if r.suite == SUITE_GCM), None)
-    short = next((r for r in report.sim("short") if r.suite == SUITE_GCM), None)
+    run = next((r for r in report.sim() if r.suite == GCM), None)
+    short = next((r for r in report.sim("short") if r.suite == GCM), None)
     m = report.model(run, REFERENCE_CARD) if run else None
     if run is None or m is None:
         return []

@@ -11,9 +11,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from host.paths import PROJECT_ROOT
+
 READY_LINE = "ready"
 
 

@@ -21,9 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .device import RESOURCES, Device, Outcome, process_device
-from .record_layer import RecordLayer
-from .se_tls import Application, SessionInfo
+from host.apps.device import RESOURCES, Device, Outcome, process_device
+from host.apps.pump import pump
+from host.se_tls import Application, SessionInfo
+from host.tls.record_layer import RecordLayer
 
 log = logging.getLogger(__name__)
 
@@ -426,28 +427,13 @@ def _reply(request: CoapMessage, code: Code, body: dict[str, Any] | bytes,
 
 # -- the application ----------------------------------------------------------------------------
 
-async def serve_coap(connection: CoapTcpConnection, layer: RecordLayer) -> None:
-    """Our CSM, then records in and answers out until Release, Abort or the end of the stream."""
-    while True:
-        out = connection.data_to_send()
-        if out:
-            await layer.send(await layer.encrypt(out))
-        if connection.closed:
-            return
-        record = await layer.recv()
-        if record is None:
-            connection.receive_eof()
-        else:
-            connection.receive_data(await layer.decrypt(record))
-
-
 def coap_tcp_application(tandem: Any, device: Device | None = None) -> Application:
     """The CoAP-over-TLS application for `GenericServer`: one connection core per TLS session."""
     shared = device or process_device()
 
     async def application(layer: RecordLayer, info: SessionInfo) -> None:
         connection = CoapTcpConnection(shared)
-        await serve_coap(connection, layer)
+        await pump(connection, layer)
         log.info("%s: CoAP session ended after %d request(s)", info.peer, connection.requests)
 
     return application

@@ -31,26 +31,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from host.apdu import CommandApdu
-from host.channel import (
-    PROJECT_ROOT,
-    AppletInfo,
-    Channel,
-    ChannelError,
-    NoReaderError,
-    PcscChannel,
-    VpcdChannel,
-    applet_info,
-    exchange,
-    list_readers,
-    pcsc_errors,
-)
+from host.iso7816.apdu import CommandApdu
+from host.iso7816.channel import Channel, ChannelError, NoReaderError, exchange
+from host.iso7816.pcsc import PcscChannel, list_readers, pcsc_errors
+from host.iso7816.quirks import SIMULATOR_ATR
+from host.iso7816.vpcd import VpcdChannel
+from host.paths import PROJECT_ROOT, AppletInfo, applet_info
 
 log = logging.getLogger(__name__)
 
 JCARDSIM_JAR = PROJECT_ROOT / "build" / "lib" / "jcardsim.jar"
 APPLET_CLASSES = PROJECT_ROOT / "build" / "applet" / "classes"
-DEFAULT_ATR = bytes.fromhex("3BF81300008131FE454A434F5076323431B7")
 VPCD_PORT = 0x8C7B  # 35963, /etc/reader.conf.d/vpcd (Debian's vsmartcard-vpcd)
 VPCD_READER_PREFIX = "Virtual PCD"
 CLA_JCARDSIM = 0x80
@@ -127,7 +118,7 @@ class JcardsimProcess:
         applet: AppletInfo | None = None,
         classes: Path = APPLET_CLASSES,
         jar: Path = JCARDSIM_JAR,
-        atr: bytes = DEFAULT_ATR,
+        atr: bytes = SIMULATOR_ATR,
     ) -> None:
         self.host, self.port = host, port
         self.applet = applet if applet is not None else applet_info()

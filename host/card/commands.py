@@ -1,7 +1,7 @@
 """The card's commands as Python methods (docs/apdu.md), and opening cards for the servers.
 
-`SeTlsCard` is the one place where status words become domain errors: a wrong PIN, a blocked
-PIN, an identity the card does not have, a record the card rejected.
+Refusals come as `host.card.errors` exceptions; `CardOpenError` turns those that stop a card
+from serving (wrong or blocked PIN, no such identity) into a sentence for a person.
 """
 from __future__ import annotations
 
@@ -11,56 +11,25 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .agent import EapTlsTransport
-from .apdu import CLA_PROPRIETARY, ApduError, CommandApdu, StatusWord
-from .channel import CardSession, Channel, ChannelError, PcscChannel, find_reader
-from .record_protection import SessionKeys
+from host.card.errors import AccessDeniedError, CardRefusedError, PinBlockedError, WrongPinError
+from host.card.numbers import Cla, Counter, DataTag, Ins, Policy
+from host.card.session import CardSession
+from host.card.transport import EapTlsTransport
+from host.iso7816.apdu import CommandApdu, StatusWord
+from host.iso7816.channel import Channel, ChannelError
+from host.iso7816.pcsc import PcscChannel, find_reader
+from host.tls.protection import SessionKeys
+from host.tls.record_layer import RecordRejected
 
 log = logging.getLogger(__name__)
 
 
-class Ins:
-    """INS codes beyond those host.apdu.Ins names for the transport."""
-
-    VERIFY = 0x20
-    GENERATE_KEY = 0x46
-    UNPROTECT_RECORD = 0x84
-    PROTECT_RECORD = 0x86
-    EXPORT_KEYS = 0x88
-    GET_DATA = 0xCA
-    PUT_DATA = 0xDA
-    GET_COUNTERS = 0xE2
-
-
-class DataTag:
-    NAME = 0x01
-    CHAIN_FIRST = 0x02
-    CHAIN_NEXT = 0x03
-    PIN = 0x04
-    POLICY = 0x05
-    SUITES = 0x06
-    PUBLIC_KEY = 0x07
-    STATUS = 0x08
-    CHAIN = 0x09
-
-
-POLICY_EXPORT_KEYS = 0x01
 REJECTED = b"\x00"  # UNPROTECT RECORD: content type 0 = rejected, the alert to send follows
 PUT_DATA_CHUNK = 255
-COUNTER_NAMES = ("ecdsa_sign", "ecdsa_verify", "ecdh", "ec_keygen", "sha256_blocks", "aes_blocks",
-                 "ghash_blocks", "random_bytes", "hmac", "apdus")
 
 
 class CardOpenError(Exception):
     """A card could not be opened or unlocked; the message says why, for a person."""
-
-
-class RecordRejected(Exception):
-    """The card refused a record (bad_record_mac); `alert` is the protected alert to send."""
-
-    def __init__(self, alert: bytes) -> None:
-        super().__init__("the card rejected the record (bad_record_mac)")
-        self.alert = alert
 
 
 @dataclass
@@ -74,7 +43,7 @@ class IdentityStatus:
     suites: tuple[int, ...]
 
     @classmethod
-    def parse(cls, data: bytes) -> "IdentityStatus":
+    def parse(cls, data: bytes) -> IdentityStatus:
         key, chain, pin_set, tries, verified, policy, count = struct.unpack(">BHBBBBB", data[:8])
         suites = struct.unpack(f">{count}H", data[8:8 + 2 * count])
         return cls(bool(key), chain, bool(pin_set), tries, bool(verified), policy, suites)
@@ -90,10 +59,10 @@ class SeTlsCard:
         self.slot: int | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _command(self, ins: int, p1: int = 0, p2: int = 0, data: bytes = b"", ne: int = 256,
+    def _command(self, ins: Ins, p1: int = 0, p2: int = 0, data: bytes = b"", ne: int = 256,
                  what: str = "") -> bytes:
-        command = CommandApdu(CLA_PROPRIETARY, ins, p1, p2, data, min(ne, self.session.max_ne))
-        return self.session.transmit(command).check(what or f"INS {ins:02X}")
+        command = CommandApdu(Cla.OPEN_EAP, ins, p1, p2, data, min(ne, self.session.max_ne))
+        return self.session.send(command, what or ins.title)
 
     def traffic(self) -> tuple[int, int, int]:
         """APDUs, bytes to the card and bytes from it so far (for the session log line)."""
@@ -103,23 +72,23 @@ class SeTlsCard:
     # -- identities -------------------------------------------------------------------------
     def verify(self, slot: int, pin: str) -> None:
         try:
-            self._command(Ins.VERIFY, 0, slot, pin.encode(), ne=0, what="VERIFY")
-        except ApduError as exc:
-            if exc.sw & 0xFFF0 == StatusWord.PIN_TRIES_LEFT_00:
-                left = exc.sw & 0xF
-                raise CardOpenError(f"wrong PIN for identity slot {slot}: {left} "
-                                    f"{'try' if left == 1 else 'tries'} left") from None
-            if exc.sw == StatusWord.PIN_BLOCKED:
-                raise CardOpenError(f"the PIN of identity slot {slot} is blocked") from None
+            self._command(Ins.VERIFY, 0, slot, pin.encode(), ne=0)
+        except WrongPinError as exc:
+            left = exc.tries_left
+            raise CardOpenError(f"wrong PIN for identity slot {slot}: {left} "
+                                f"{'try' if left == 1 else 'tries'} left") from None
+        except PinBlockedError:
+            raise CardOpenError(f"the PIN of identity slot {slot} is blocked") from None
+        except AccessDeniedError as exc:
             if exc.sw == StatusWord.CONDITIONS_NOT_SATISFIED:
                 raise CardOpenError(f"identity slot {slot} has no PIN: personalise it first") from None
             raise
 
     def generate_key(self, slot: int) -> bytes:
-        return self._command(Ins.GENERATE_KEY, 0, slot, what="GENERATE KEY")
+        return self._command(Ins.GENERATE_KEY, 0, slot)
 
-    def put_data(self, slot: int, tag: int, value: bytes) -> None:
-        self._command(Ins.PUT_DATA, tag, slot, value, ne=0, what=f"PUT DATA {tag:02X}")
+    def put_data(self, slot: int, tag: DataTag, value: bytes) -> None:
+        self._command(Ins.PUT_DATA, tag, slot, value, ne=0, what=f"PUT DATA {tag.name}")
 
     def put_name(self, slot: int, name: str) -> None:
         self.put_data(slot, DataTag.NAME, name.encode())
@@ -133,13 +102,13 @@ class SeTlsCard:
         self.put_data(slot, DataTag.PIN, pin.encode())
 
     def put_policy(self, slot: int, export_keys: bool) -> None:
-        self.put_data(slot, DataTag.POLICY, bytes([POLICY_EXPORT_KEYS if export_keys else 0]))
+        self.put_data(slot, DataTag.POLICY, bytes([Policy.EXPORT_KEYS if export_keys else 0]))
 
     def put_suites(self, slot: int, suites: tuple[int, ...]) -> None:
         self.put_data(slot, DataTag.SUITES, b"".join(s.to_bytes(2, "big") for s in suites))
 
-    def get_data(self, slot: int, tag: int) -> bytes:
-        return self._command(Ins.GET_DATA, tag, slot, what=f"GET DATA {tag:02X}")
+    def get_data(self, slot: int, tag: DataTag) -> bytes:
+        return self._command(Ins.GET_DATA, tag, slot, what=f"GET DATA {tag.name}")
 
     def identity_name(self, slot: int) -> str:
         return self.get_data(slot, DataTag.NAME).decode(errors="replace")
@@ -148,7 +117,7 @@ class SeTlsCard:
         return IdentityStatus.parse(self.get_data(slot, DataTag.STATUS))
 
     def certificate_list(self, slot: int) -> bytes:
-        return self._command(Ins.GET_DATA, DataTag.CHAIN, slot, ne=65536, what="GET DATA chain")
+        return self._command(Ins.GET_DATA, DataTag.CHAIN, slot, ne=65536, what="GET DATA CHAIN")
 
     def certificate_subject(self, slot: int) -> str:
         """The subject of the first certificate the identity presents."""
@@ -186,27 +155,28 @@ class SeTlsCard:
         return self._conversation.exchange(flight)
 
     def unprotect(self, record: bytes) -> tuple[int, bytes]:
-        data = self._command(Ins.UNPROTECT_RECORD, data=record, ne=65536, what="UNPROTECT RECORD")
+        data = self._command(Ins.UNPROTECT_RECORD, data=record, ne=65536)
         if data[:1] == REJECTED:
             raise RecordRejected(data[1:])
         return data[0], data[1:]
 
     def protect(self, content_type: int, data: bytes) -> bytes:
-        return self._command(Ins.PROTECT_RECORD, content_type, 0, data, ne=65536, what="PROTECT RECORD")
+        return self._command(Ins.PROTECT_RECORD, content_type, 0, data, ne=65536)
 
     def export_keys(self) -> SessionKeys:
-        return SessionKeys.parse(self._command(Ins.EXPORT_KEYS, what="EXPORT KEYS"))
+        return SessionKeys.parse(self._command(Ins.EXPORT_KEYS))
 
     def counters(self, reset: bool = False) -> dict[str, int]:
-        data = self._command(Ins.GET_COUNTERS, 1 if reset else 0, what="GET COUNTERS")
-        return dict(zip(COUNTER_NAMES, struct.unpack(f">{len(data) // 2}H", data)))
+        data = self._command(Ins.GET_COUNTERS, 1 if reset else 0)
+        values = struct.unpack(f">{len(data) // 2}H", data)
+        return {counter.key: value for counter, value in zip(Counter, values)}
 
 
 @contextlib.contextmanager
 def open_cards(sim: int = 0, readers: list[str] | None = None,
                extended: bool | None = None) -> Iterator[list[SeTlsCard]]:
     """Opens `sim` simulated cards and the cards in `readers`, applet selected; closes them all."""
-    from .simulator import SimulatorChannel  # starts Java: only when asked for
+    from host.iso7816.simulator import SimulatorChannel
 
     channels: list[Channel] = []
     cards: list[SeTlsCard] = []
@@ -221,7 +191,7 @@ def open_cards(sim: int = 0, readers: list[str] | None = None,
             channels.append(channel)
             cards.append(SeTlsCard(CardSession(channel, extended=extended), name=name))
         yield cards
-    except (ChannelError, ApduError) as exc:
+    except (ChannelError, CardRefusedError) as exc:
         raise CardOpenError(str(exc)) from exc
     finally:
         for channel in channels:

@@ -5,7 +5,7 @@ The client runs over a pair of `ssl.MemoryBIO`s; its output is cut into records 
 `card.exchange(flight)`, and the card's answer is fed back to the client. Every cipher suite
 OpenSSL offers works, so the benchmark measures what a stock client makes the card do.
 
-    client = MemoryTlsClient(client_context(ca_pem, SUITE_GCM))
+    client = MemoryTlsClient(client_context(ca_pem, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256))
     trace = drive_handshake(card, client, card.session.stats, "server")
     record = client.protect(data)                 # what the client would send
     content_type, plain = card.unprotect(record)  # the card's record layer
@@ -19,9 +19,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from .record_protection import SUITE_NAMES
-from .se_tls import has_alert, suite_of_server_flight
-from .tls_records import ContentType, FlightAssembler, FlightPhase, RecordReader, split_records
+from host.tls.handshake import alert_in, suite_of_server_flight
+from host.tls.numbers import CipherSuite, ContentType, suite_name
+from host.tls.records import FlightAssembler, FlightPhase, RecordReader, split_records
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def client_context(cafile: str, suite: int) -> ssl.SSLContext:
     """A TLS 1.2 client context that offers only `suite` and checks the server's name."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
-    context.set_ciphers(SUITE_NAMES[suite])
+    context.set_ciphers(CipherSuite(suite).openssl_name)
     context.load_verify_locations(cafile)
     context.check_hostname = True
     return context
@@ -121,7 +121,7 @@ class HandshakeTrace:
 
     @property
     def suite_name(self) -> str:
-        return SUITE_NAMES.get(self.suite, f"{self.suite:#06x}")
+        return suite_name(self.suite)
 
 
 def handshake_bytes(records: bytes, before_ccs: bool = True) -> int:
@@ -168,7 +168,7 @@ def exchange(card: Card, stats: Phases, phase: FlightPhase, flight: bytes, trace
     first = phase is FlightPhase.CLIENT_HELLO
     with stats.phase(PHASE_FLIGHT1 if first else PHASE_FLIGHT3):
         answer = card.exchange(flight)
-    alert = has_alert(answer)
+    alert = alert_in(answer)
     if alert is not None:
         raise HandshakeError(f"the card answered the {'first' if first else 'third'} flight with alert {alert}")
     if first:

@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 
 import h11
 
-from .device import Device, Outcome, Reply, Status, process_device
-from .record_layer import RecordLayer
-from .se_tls import Application, SessionInfo
+from host.apps.device import Device, Outcome, Reply, Status, process_device
+from host.apps.pump import pump
+from host.se_tls import Application, SessionInfo
+from host.tls.record_layer import RecordLayer
 
 log = logging.getLogger(__name__)
 
@@ -241,26 +242,13 @@ class HttpServerConnection:
         return out + (self._h11.send(h11.EndOfMessage()) or b"")
 
 
-async def serve_http(connection: HttpServerConnection, layer: RecordLayer) -> None:
-    """Records in, responses out, until the connection is done or the client ends the stream."""
-    while not connection.closed:
-        record = await layer.recv()
-        if record is None:
-            connection.receive_eof()
-        else:
-            connection.receive_data(await layer.decrypt(record))
-        out = connection.data_to_send()
-        if out:
-            await layer.send(await layer.encrypt(out))
-
-
 def https_application(tandem: Any, device: Device | None = None) -> Application:
     """The HTTPS application for `GenericServer`: one `HttpServerConnection` per TLS session."""
     app = HttpApp(device or process_device(), tandem)
 
     async def application(layer: RecordLayer, info: SessionInfo) -> None:
         connection = HttpServerConnection(app)
-        await serve_http(connection, layer)
+        await pump(connection, layer)
         log.info("%s: HTTP session ended after %d response(s)", info.peer, connection.responses)
 
     return application

@@ -1,14 +1,15 @@
-"""The software agent: TLS messages <-> EAP-TLS packets (host.eap) <-> PROCESS EAP PACKET APDUs.
+"""The software agent: TLS messages <-> EAP-TLS packets (host.card.eap) <-> PROCESS EAP PACKET
+APDUs (RFC 5216 carried as docs/apdu.md says).
 
 `EapTlsTransport` carries whole TLS messages (flights) to the card and back:
 
-    session = select(channel)                       # host.channel
+    session = select(channel)                       # host.card.session
     transport = EapTlsTransport(session, b"server")
     transport.start()                               # EAP-Response/Identity -> EAP-TLS Start
     answer = transport.exchange(client_flight)      # fragments, acknowledgements, reassembly
     outcome = transport.finish()                    # Success, Failure, or the card waits on
 
-It is the one place where the card's status words (ApduError) become domain errors.
+The card's refusals arrive as `host.card.errors` exceptions (raised by `CardSession.send`).
 """
 
 from __future__ import annotations
@@ -17,17 +18,7 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from host.apdu import (
-    CLA_PROPRIETARY,
-    MAX_SHORT_LC_WITH_LE,
-    MAX_SHORT_NE,
-    ApduError,
-    CommandApdu,
-    Ins,
-    StatusWord,
-)
-from host.channel import CardCapabilities, CardSession
-from host.eap import (
+from host.card.eap import (
     EAP_TLS_HEADER_SIZE,
     MIN_PACKET_SIZE,
     TLS_LENGTH_SIZE,
@@ -43,84 +34,18 @@ from host.eap import (
     Started,
     Success,
 )
+from host.card.errors import (
+    ConversationFailedError,
+    MessageTooLargeError,
+    TransportError,
+)
+from host.card.numbers import Cla, Ins
+from host.card.session import CardCapabilities, CardSession
+from host.iso7816.apdu import MAX_SHORT_LC, MAX_SHORT_NE, CommandApdu
 
 log = logging.getLogger(__name__)
 
 MAX_CARD_PACKET = 0x7FFF  # P1P2 is read as a signed short by the card
-CLA_EAP = CLA_PROPRIETARY
-
-
-# ---- domain errors ----------------------------------------------------------------------------
-
-
-class TransportError(Exception):
-    """The EAP-TLS conversation with the card could not go on."""
-
-
-class CardRefusedError(TransportError):
-    """The card refused a packet; `sw` is its status word (None: refused before sending)."""
-
-    def __init__(self, message: str, sw: int | None = None) -> None:
-        super().__init__(message)
-        self.sw = sw
-
-    @property
-    def status(self) -> StatusWord | None:
-        try:
-            return None if self.sw is None else StatusWord(self.sw)
-        except ValueError:
-            return None
-
-
-class UnknownIdentityError(CardRefusedError):
-    """No identity of that name in the card (6A88)."""
-
-
-class MessageTooLargeError(CardRefusedError):
-    """The message exceeds the card's message capacity (6A84, or refused before sending)."""
-
-
-class EapRejectedError(CardRefusedError):
-    """The card found the EAP packet unexpected for its state (6F01) or malformed (6700, 6A80)."""
-
-
-class AccessDeniedError(CardRefusedError):
-    """PIN not verified or blocked, or the identity is not ready (6982, 6983, 63Cx, 6985)."""
-
-
-class SessionClosedError(CardRefusedError):
-    """The card's TLS session ended (6F04): start a new conversation."""
-
-
-class CardFailureError(CardRefusedError):
-    """The card failed: a crypto failure or an internal error (6F02, 6F03)."""
-
-
-class ConversationFailedError(TransportError):
-    """The card ended the conversation with EAP-Failure."""
-
-
-_ERRORS: dict[int, type[CardRefusedError]] = {
-    StatusWord.REFERENCED_DATA_NOT_FOUND: UnknownIdentityError,
-    StatusWord.FILE_FULL: MessageTooLargeError,
-    StatusWord.EAP_UNEXPECTED: EapRejectedError,
-    StatusWord.WRONG_LENGTH: EapRejectedError,
-    StatusWord.WRONG_DATA: EapRejectedError,
-    StatusWord.SECURITY_NOT_SATISFIED: AccessDeniedError,
-    StatusWord.PIN_BLOCKED: AccessDeniedError,
-    StatusWord.CONDITIONS_NOT_SATISFIED: AccessDeniedError,
-    StatusWord.SESSION_CLOSED: SessionClosedError,
-    StatusWord.CRYPTO_FAILURE: CardFailureError,
-    StatusWord.INTERNAL_ERROR: CardFailureError,
-}
-
-
-def card_error(error: ApduError, during: str) -> CardRefusedError:
-    """The domain error for a status word the card answered to PROCESS EAP PACKET."""
-    cls = _ERRORS.get(error.sw, CardRefusedError)
-    if error.sw & 0xFFF0 == StatusWord.PIN_TRIES_LEFT_00:
-        cls = AccessDeniedError
-    return cls(f"{during}: {error}", error.sw)
 
 
 class Outcome(enum.Enum):
@@ -143,18 +68,19 @@ class PacketSizes:
 
 
 def choose_packet_sizes(
-    caps: CardCapabilities, extended: bool, max_packet: int | None = None
+    caps: CardCapabilities, extended: bool, max_packet: int | None = None,
+    max_short_lc_with_le: int = MAX_SHORT_LC,
 ) -> PacketSizes:
     """EAP packet sizes from the card's capabilities and the APDU format in use.
 
     With extended length or chaining one EAP packet may carry a whole message (the card reads
     it into its message buffer anyway); with neither a packet must fit one short APDU with Le
-    (254 bytes, see MAX_SHORT_LC_WITH_LE).
+    (254 bytes on jcardsim, see host.iso7816.quirks).
     The card's answers may be as large as it likes when GET RESPONSE fetches what exceeds Le;
     without GET RESPONSE and extended length they must fit Le = 256. `max_packet` caps both.
     """
     whole = min(MAX_CARD_PACKET, caps.message_capacity + EAP_TLS_HEADER_SIZE + TLS_LENGTH_SIZE)
-    send = whole if extended or caps.command_chaining else MAX_SHORT_LC_WITH_LE
+    send = whole if extended or caps.command_chaining else max_short_lc_with_le
     receive = whole if extended or caps.get_response else MAX_SHORT_NE
     if max_packet is not None:
         if max_packet < MIN_PACKET_SIZE:
@@ -174,7 +100,8 @@ class EapTlsTransport:
     ) -> None:
         self.session = session
         self.identity = identity
-        self.sizes = choose_packet_sizes(session.caps, session.extended, max_packet)
+        self.sizes = choose_packet_sizes(session.caps, session.extended, max_packet,
+                                         session.channel.quirks.max_short_lc_with_le)
         self._peer: EapTlsPeer | None = None
 
     @property
@@ -243,9 +170,6 @@ class EapTlsTransport:
     def _process(self, packet: bytes, during: str) -> bytes:
         receive = self.sizes.receive
         command = CommandApdu(
-            CLA_EAP, Ins.PROCESS_EAP, receive >> 8, receive & 0xFF, packet, self.session.max_ne
+            Cla.OPEN_EAP, Ins.PROCESS_EAP, receive >> 8, receive & 0xFF, packet, self.session.max_ne
         )
-        try:
-            return self.session.send(command)
-        except ApduError as e:
-            raise card_error(e, f"{self.identity.decode(errors='replace')} {during}") from e
+        return self.session.send(command, f"PROCESS EAP ({self.identity.decode(errors='replace')} {during})")

@@ -8,28 +8,36 @@ import abc
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, Protocol
 
-from .card import RecordRejected
-from .record_protection import HostRecordProtection
-from .tls_records import (MAX_PLAINTEXT, AlertDescription, AlertLevel, ContentType, Record,
-                          RecordError, RecordReader)
+from host.tls.alerts import RemoteAlert
+from host.tls.numbers import MAX_PLAINTEXT, AlertDescription, AlertLevel, ContentType
+from host.tls.protection import HostRecordProtection
+from host.tls.records import Record, RecordError, RecordReader
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+
+
+class RecordRejected(Exception):
+    """The card refused a record (bad_record_mac); `alert` is the protected alert to send.
+
+    Raised by the card's UNPROTECT RECORD (host.card.commands) and handled here."""
+
+    def __init__(self, alert: bytes) -> None:
+        super().__init__("the card rejected the record (bad_record_mac)")
+        self.alert = alert
 
 
 class PeerClosed(Exception):
     """The client closed the session (close_notify or end of stream)."""
 
 
-class PeerAlert(Exception):
-    """The client sent a fatal alert."""
+class RecordCard(Protocol):
+    """What the card-mode record layer needs of a card (host.card.commands.SeTlsCard)."""
 
-    def __init__(self, level: int, description: int) -> None:
-        super().__init__(f"client sent alert {description} (level {level})")
-        self.level = level
-        self.description = description
+    def unprotect(self, record: bytes) -> tuple[int, bytes]: ...
+
+    def protect(self, content_type: int, data: bytes) -> bytes: ...
 
 
 class RecordLayer(abc.ABC):
@@ -63,14 +71,14 @@ class RecordLayer(abc.ABC):
         """One protected record."""
 
     async def decrypt(self, record: Record) -> bytes:
-        """Application data of a record; raises PeerClosed / PeerAlert on alerts."""
+        """Application data of a record; raises PeerClosed (close_notify) or RemoteAlert."""
         content_type, plain = await self._unprotect(record)
         if content_type == ContentType.APPLICATION_DATA:
             return plain
         if content_type == ContentType.ALERT:
             if len(plain) == 2 and plain[1] == AlertDescription.CLOSE_NOTIFY:
                 raise PeerClosed("close_notify")
-            raise PeerAlert(plain[0] if plain else 0, plain[1] if len(plain) > 1 else 0)
+            raise RemoteAlert(plain[1] if len(plain) > 1 else 0, plain[0] if plain else 0)
         if content_type == ContentType.HANDSHAKE:
             # RFC 5746: renegotiation is refused with a warning; the session goes on.
             log.info("client asked to renegotiate: refused")
@@ -113,7 +121,7 @@ class CardRecordLayer(RecordLayer):
     record_mode = "card"
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, records: RecordReader,
-                 idle_timeout: float, run: Callable[..., Awaitable[T]], card: "object",
+                 idle_timeout: float, run: Callable[..., Awaitable[Any]], card: RecordCard,
                  release: Callable[[], Awaitable[None]]) -> None:
         super().__init__(reader, writer, records, idle_timeout)
         self._run = run
@@ -122,7 +130,7 @@ class CardRecordLayer(RecordLayer):
 
     async def _unprotect(self, record: Record) -> tuple[int, bytes]:
         try:
-            return await self._run(self._card.unprotect, record.encode())  # type: ignore[attr-defined]
+            return await self._run(self._card.unprotect, record.encode())
         except RecordRejected as rejected:
             # The card has closed the session and wrote the alert: forward it, nothing more.
             await self.send(rejected.alert)
@@ -132,7 +140,7 @@ class CardRecordLayer(RecordLayer):
             raise RecordError("record rejected by the card", AlertDescription.BAD_RECORD_MAC) from None
 
     async def _protect(self, content_type: int, data: bytes) -> bytes:
-        return await self._run(self._card.protect, content_type, data)  # type: ignore[attr-defined]
+        return await self._run(self._card.protect, content_type, data)
 
     async def _release(self) -> None:
         await self._release_card()

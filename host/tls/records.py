@@ -10,38 +10,14 @@ import enum
 import struct
 from dataclasses import dataclass
 
-RECORD_HEADER_SIZE = 5
-MAX_PLAINTEXT = 16384
-MAX_CIPHERTEXT = MAX_PLAINTEXT + 2048
-TLS12 = 0x0303
-
-
-class ContentType(enum.IntEnum):
-    CHANGE_CIPHER_SPEC = 20
-    ALERT = 21
-    HANDSHAKE = 22
-    APPLICATION_DATA = 23
-
-
-class AlertLevel(enum.IntEnum):
-    WARNING = 1
-    FATAL = 2
-
-
-class AlertDescription(enum.IntEnum):
-    CLOSE_NOTIFY = 0
-    UNEXPECTED_MESSAGE = 10
-    BAD_RECORD_MAC = 20
-    RECORD_OVERFLOW = 22
-    HANDSHAKE_FAILURE = 40
-    BAD_CERTIFICATE = 42
-    ILLEGAL_PARAMETER = 47
-    DECODE_ERROR = 50
-    DECRYPT_ERROR = 51
-    PROTOCOL_VERSION = 70
-    INTERNAL_ERROR = 80
-    USER_CANCELED = 90
-    NO_RENEGOTIATION = 100
+from host.tls.numbers import (
+    MAX_CIPHERTEXT,
+    RECORD_HEADER_SIZE,
+    TLS12,
+    AlertDescription,
+    AlertLevel,
+    ContentType,
+)
 
 
 class RecordError(Exception):

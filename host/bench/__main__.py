@@ -1,0 +1,7 @@
+"""`python -m host.bench`: see host.bench.runner."""
+
+import sys
+
+from host.bench.runner import main
+
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""The applet's protocol numbers, in one place: CLA and INS codes, SELECT tags and capability
+bits, PUT/GET DATA tags, policy bits, the applet's own status words, operation counters, and the
+cipher suites it offers (docs/apdu.md).
+
+The applet's copies are `Constants.java`, `Sw.java`, `OpCounters.java` and `Tls.java` in
+`applet/src/org/setls/applet/`; `tests/test_protocol_numbers.py` reads them and fails when the
+two sides differ. ISO 7816-4 numbers (SELECT, GET RESPONSE, the standard status words) are
+`host.iso7816.apdu`'s; TLS numbers are `host.tls.numbers`'s.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from host.iso7816.apdu import CLA_CHAINING, CLA_ISO, INS_GET_RESPONSE, INS_SELECT
+from host.tls.numbers import CipherSuite
+
+__all__ = [
+    "AppletStatus",
+    "Capability",
+    "CipherSuite",
+    "Cla",
+    "Counter",
+    "DataTag",
+    "Ins",
+    "Policy",
+    "SelectTag",
+]
+
+
+class Cla(enum.IntEnum):
+    """Class bytes (ISO 7816-4 5.4.1)."""
+
+    ISO = CLA_ISO
+    CHAINING = CLA_CHAINING
+    OPEN_EAP = 0xA0  # proprietary class of the applet's commands (the IETF TLS-SE drafts' A0)
+
+
+class Ins(enum.IntEnum):
+    """Instruction bytes the applet answers (docs/apdu.md)."""
+
+    SELECT = INS_SELECT
+    VERIFY = 0x20
+    GENERATE_KEY = 0x46
+    PROCESS_EAP = 0x80
+    UNPROTECT_RECORD = 0x84
+    PROTECT_RECORD = 0x86
+    EXPORT_KEYS = 0x88
+    GET_RESPONSE = INS_GET_RESPONSE
+    GET_DATA = 0xCA
+    PUT_DATA = 0xDA
+    GET_COUNTERS = 0xE2
+
+    @property
+    def title(self) -> str:
+        """The command's name as docs/apdu.md and the logs write it: "PROTECT RECORD"."""
+        return self.name.replace("_", " ")
+
+
+class SelectTag(enum.IntEnum):
+    """Tags of the SELECT response's TLVs (1-byte tag, 1-byte length)."""
+
+    VERSION = 0x80
+    CAPABILITIES = 0x81
+    MESSAGE_CAPACITY = 0x82
+    DEFAULT_PACKET = 0x83
+    IDENTITY_SLOTS = 0x84
+
+
+class Capability(enum.IntFlag):
+    """Bits of the SELECT response's CAPABILITIES byte."""
+
+    EXTENDED_LENGTH = 0x01
+    COMMAND_CHAINING = 0x02
+    GET_RESPONSE = 0x04
+
+
+class DataTag(enum.IntEnum):
+    """P1 of PUT DATA / GET DATA: which item of an identity (P2 = the identity's slot)."""
+
+    NAME = 0x01
+    CHAIN_FIRST = 0x02
+    CHAIN_NEXT = 0x03
+    PIN = 0x04
+    POLICY = 0x05
+    SUITES = 0x06
+    PUBLIC_KEY = 0x07
+    STATUS = 0x08
+    CHAIN = 0x09
+
+
+class Policy(enum.IntFlag):
+    """Bits of an identity's policy byte."""
+
+    EXPORT_KEYS = 0x01  # the host may read the session keys after the handshake (tandem mode)
+
+
+class AppletStatus(enum.IntEnum):
+    """The applet's own status words, in its documented 6F01..6F0F range."""
+
+    EAP_UNEXPECTED = 0x6F01  # EAP packet refused: wrong code, type or identifier for the state
+    CRYPTO_FAILURE = 0x6F02  # a CryptoException from the platform (reason not leaked)
+    INTERNAL_ERROR = 0x6F03  # an unexpected exception in the applet: the conversation was reset
+
+    @property
+    def description(self) -> str:
+        return _APPLET_STATUS_DESCRIPTIONS[self]
+
+
+_APPLET_STATUS_DESCRIPTIONS = {
+    AppletStatus.EAP_UNEXPECTED: "EAP packet unexpected in this state: code, type or identifier",
+    AppletStatus.CRYPTO_FAILURE: "crypto failure in the card",
+    AppletStatus.INTERNAL_ERROR: "internal error in the card",
+}
+
+
+class Counter(enum.IntEnum):
+    """The applet's operation counters, in the order GET COUNTERS returns them (OpCounters.java)."""
+
+    ECDSA_SIGN = 0
+    ECDSA_VERIFY = 1
+    ECDH = 2
+    EC_KEYGEN = 3
+    SHA256_BLOCKS = 4
+    AES_BLOCKS = 5
+    GHASH_BLOCKS = 6
+    RANDOM_BYTES = 7
+    HMAC = 8
+    APDUS = 9
+
+    @property
+    def key(self) -> str:
+        """The counter's name in the benchmark's JSON: "sha256_blocks"."""
+        return self.name.lower()

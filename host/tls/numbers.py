@@ -1,0 +1,98 @@
+"""TLS protocol numbers the host uses, in one place (RFC 5246, RFC 8422, RFC 5289, RFC 7251).
+
+The applet's copy is `applet/src/org/setls/applet/Tls.java`; `tests/test_protocol_numbers.py`
+fails when the two differ.
+"""
+
+from __future__ import annotations
+
+import enum
+
+TLS12 = 0x0303
+RECORD_HEADER_SIZE = 5
+MAX_PLAINTEXT = 16384  # RFC 5246 6.2.1: TLSPlaintext.length <= 2^14
+MAX_CIPHERTEXT = MAX_PLAINTEXT + 2048  # RFC 5246 6.2.3
+
+
+class ContentType(enum.IntEnum):
+    """RFC 5246 6.2.1."""
+
+    CHANGE_CIPHER_SPEC = 20
+    ALERT = 21
+    HANDSHAKE = 22
+    APPLICATION_DATA = 23
+
+
+class HandshakeType(enum.IntEnum):
+    """RFC 5246 7.4."""
+
+    CLIENT_HELLO = 1
+    SERVER_HELLO = 2
+    CERTIFICATE = 11
+    SERVER_KEY_EXCHANGE = 12
+    SERVER_HELLO_DONE = 14
+    CLIENT_KEY_EXCHANGE = 16
+    FINISHED = 20
+
+
+class AlertLevel(enum.IntEnum):
+    """RFC 5246 7.2."""
+
+    WARNING = 1
+    FATAL = 2
+
+
+class AlertDescription(enum.IntEnum):
+    """RFC 5246 7.2."""
+
+    CLOSE_NOTIFY = 0
+    UNEXPECTED_MESSAGE = 10
+    BAD_RECORD_MAC = 20
+    RECORD_OVERFLOW = 22
+    HANDSHAKE_FAILURE = 40
+    BAD_CERTIFICATE = 42
+    ILLEGAL_PARAMETER = 47
+    DECODE_ERROR = 50
+    DECRYPT_ERROR = 51
+    PROTOCOL_VERSION = 70
+    INTERNAL_ERROR = 80
+    USER_CANCELED = 90
+    NO_RENEGOTIATION = 100
+
+
+class CipherSuite(enum.IntEnum):
+    """The suites the card offers (RFC 5289, RFC 7251), under their IANA names."""
+
+    TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 = 0xC02B
+    TLS_ECDHE_ECDSA_WITH_AES_128_CCM = 0xC0AC
+    TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 = 0xC0AE
+    TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 = 0xC023
+
+    @property
+    def openssl_name(self) -> str:
+        """The name OpenSSL's `-cipher` option and its logs use."""
+        return _OPENSSL_NAMES[self]
+
+    @classmethod
+    def by_openssl_name(cls, name: str) -> CipherSuite:
+        """The suite OpenSSL calls `name`; ValueError for any other name."""
+        for suite, known in _OPENSSL_NAMES.items():
+            if known == name:
+                return suite
+        raise ValueError(f"unknown cipher suite {name!r}; known: {', '.join(_OPENSSL_NAMES.values())}")
+
+
+_OPENSSL_NAMES = {
+    CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: "ECDHE-ECDSA-AES128-GCM-SHA256",
+    CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM: "ECDHE-ECDSA-AES128-CCM",
+    CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8: "ECDHE-ECDSA-AES128-CCM8",
+    CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: "ECDHE-ECDSA-AES128-SHA256",
+}
+
+
+def suite_name(value: int) -> str:
+    """OpenSSL's name of a suite the card offers, else the number in hex (for logs)."""
+    try:
+        return CipherSuite(value).openssl_name
+    except ValueError:
+        return f"{value:#06x}"
