@@ -105,7 +105,8 @@ class TlsTandem:
     async def open_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                            slot: CardSlot) -> tuple[RecordLayer, SessionInfo]:
         """Boots a TLS session on `slot` for the client; the slot stays busy in card mode."""
-        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        host, port = writer.get_extra_info("peername")[:2]
+        peer = f"{host}:{port}"
         info = SessionInfo(peer=peer, card=slot.name)
         start = time.monotonic()
         before = await slot.run(slot.card.traffic)

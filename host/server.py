@@ -17,7 +17,7 @@ from host.apps.echo import echo_application
 from host.card.commands import CardOpenError, open_cards
 from host.demo_pki import DEMO_DIR, DemoCa
 from host.provision import DEMO_IDENTITY, DEMO_PIN, IdentitySpec, personalise
-from host.se_tls import CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem
+from host.se_tls import Application, CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem
 
 log = logging.getLogger("host.server")
 PIN_ENV = "SETLS_PIN"
@@ -87,8 +87,8 @@ async def serve(args: argparse.Namespace, slots: list[CardSlot], subject: str) -
         listener.close()
 
 
-def application_servers(args: argparse.Namespace, tandem: TlsTandem) -> list[tuple[str, int, object]]:
-    apps: list[tuple[str, int, object]] = []
+def application_servers(args: argparse.Namespace, tandem: TlsTandem) -> list[tuple[str, int, Application]]:
+    apps: list[tuple[str, int, Application]] = []
     if args.tls_echo:
         apps.append(("tls-echo", args.tls_echo, echo_application))
     if args.https:

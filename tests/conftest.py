@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,9 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+ServerFactory = Callable[..., "ServerProcess"]
 
 
 @dataclass
@@ -58,7 +61,7 @@ def stop_server(server: ServerProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def server_factory(applet_classes: Path) -> Iterator[object]:
+def server_factory(applet_classes: Path) -> Iterator[ServerFactory]:
     started: list[ServerProcess] = []
 
     def factory(*args: str) -> ServerProcess:

@@ -20,7 +20,6 @@ from host.card.numbers import Cla, Ins
 from host.card.session import CardSession
 from host.iso7816.apdu import (
     CLA_CHAINING,
-    ApduError,
     CommandApdu,
     ResponseApdu,
     StatusWord,

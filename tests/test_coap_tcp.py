@@ -359,7 +359,7 @@ def test_the_aiocoap_client_gets_and_puts_over_coap_tcp() -> None:
     async def scenario() -> tuple[list[aiocoap.Message], list[CoapTcpConnection]]:
         ended: list[CoapTcpConnection] = []
         server = await serve_plain_coap_tcp(Device(), ended)
-        base = "coap+tcp://127.0.0.1:%d" % server.sockets[0].getsockname()[1]
+        base = f"coap+tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         context = await aiocoap.Context.create_client_context()
         try:
             requests = [aiocoap.Message(code=aiocoap.GET, uri=f"{base}/sensors/temperature"),
@@ -412,7 +412,7 @@ def test_the_aiocoap_client_trusts_a_ca_file_given_as_tlscert_client_credentials
     """The recipe for coaps+tcp:// end-to-end tests, here with Python's TLS in place of the card."""
     async def scenario() -> tuple[aiocoap.Message, BaseException | None]:
         server = await serve_plain_coap_tcp(Device(), [], python_tls_server_context(tmp_path))
-        base = "coaps+tcp://localhost:%d" % server.sockets[0].getsockname()[1]
+        base = f"coaps+tcp://localhost:{server.sockets[0].getsockname()[1]}"
         uri = f"{base}/sensors/temperature"
         untrusting = await aiocoap.Context.create_client_context()
         trusting = await aiocoap.Context.create_client_context()

@@ -177,7 +177,8 @@ def test_a_body_of_exactly_64_kb_is_read_and_judged() -> None:
 
 def test_expect_100_continue_gets_an_interim_response_then_the_answer() -> None:
     server = connection()
-    server.receive_data(b"PUT /actuators/plug HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nExpect: 100-continue\r\n\r\n")
+    server.receive_data(b"PUT /actuators/plug HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n"
+                        b"Expect: 100-continue\r\n\r\n")
     assert server.data_to_send().startswith(b"HTTP/1.1 100 ")
     assert exchange(server, b'{"on": true}', ["PUT"])[0].status == 200
 

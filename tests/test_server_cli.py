@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, start_server, stop_server
 from tls12_client import RawTlsClient
 
-from host.iso7816.channel import Channel, ChannelError
+from host.iso7816.channel import ChannelError
 from host.iso7816.simulator import VPCD_PORT, attach_to_pcscd, card_present, vpcd_reader_name
 
 pytestmark = pytest.mark.timeout(300)
@@ -40,8 +40,7 @@ def personalised_card(classes: Path, port: int) -> Iterator[str]:
         pytest.skip(f"pcscd with the vpcd driver is not running ({e}): sudo scripts/pcscd-vpcd.sh start")
     if card_present(name, timeout=0):
         pytest.skip(f"{name!r} already has a card")
-    channel: Channel
-    with attach_to_pcscd(port, reader=name, classes=classes) as channel:
+    with attach_to_pcscd(port, reader=name, classes=classes):
         result = run("host.provision", "--reader", name, "--pin", PIN, "--export-keys")
         assert result.returncode == 0, result.stderr
         assert "identity 'server' ready" in result.stdout

@@ -6,7 +6,7 @@ import socket
 import time
 
 import pytest
-from conftest import ServerProcess
+from conftest import ServerFactory, ServerProcess
 from tls12_client import RawTlsClient
 
 pytestmark = pytest.mark.timeout(300)
@@ -29,7 +29,7 @@ def wait_for_log(server: ServerProcess, text: str, timeout: float = 30) -> None:
 
 
 @pytest.fixture(scope="module")
-def one_card(server_factory) -> ServerProcess:  # type: ignore[no-untyped-def]
+def one_card(server_factory: ServerFactory) -> ServerProcess:
     return server_factory("--sim", "--tls-echo", "0", "--handshake-timeout", HANDSHAKE_TIMEOUT,
                           "--backlog", "2")
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, ROOT, ServerProcess
+from conftest import DEMO, ROOT, ServerFactory, ServerProcess
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -23,7 +23,7 @@ ARTIFACTS = ROOT / "build" / "test-artifacts"
 
 
 @pytest.fixture(scope="module", params=["card", "host"])
-def servers(request: pytest.FixtureRequest, server_factory) -> ServerProcess:  # type: ignore[no-untyped-def]
+def servers(request: pytest.FixtureRequest, server_factory: ServerFactory) -> ServerProcess:
     return server_factory("--sim", "--https", "0", "--coaps-tcp", "0", "--record-layer", request.param,
                           "--export-keys")
 

@@ -13,7 +13,8 @@ VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
 
 def cases(name: str) -> list[dict[str, str]]:
-    return json.loads((VECTORS / name).read_text())["cases"]
+    loaded: list[dict[str, str]] = json.loads((VECTORS / name).read_text())["cases"]
+    return loaded
 
 
 def h(value: str) -> bytes:

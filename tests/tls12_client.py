@@ -9,7 +9,9 @@ import hmac
 import os
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,6 +20,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 HANDSHAKE, CCS, ALERT, APPDATA = 22, 20, 21, 23
 GCM_SUITE = 0xC02B
+
+
+class ByteSocket(Protocol):
+    """A socket, or a test's stand-in that carries the bytes elsewhere (tests/test_card_tls.py)."""
+
+    def sendall(self, data: bytes, /) -> None: ...
+
+    def recv(self, size: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 def prf(secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:
@@ -41,8 +53,8 @@ def extension(ext_type: int, body: bytes) -> bytes:
     return struct.pack(">HH", ext_type, len(body)) + body
 
 
-def client_hello(random: bytes, suites: list[int], groups: list[int] = [23], ems: bool = True,
-                 sig_algs: list[int] = [0x0403], extra: bytes = b"") -> bytes:
+def client_hello(random: bytes, suites: Sequence[int], groups: Sequence[int] = (23,), ems: bool = True,
+                 sig_algs: Sequence[int] = (0x0403,), extra: bytes = b"") -> bytes:
     exts = extension(10, struct.pack(">H", 2 * len(groups)) + b"".join(struct.pack(">H", g) for g in groups))
     exts += extension(11, b"\x01\x00")
     exts += extension(13, struct.pack(">H", 2 * len(sig_algs)) + b"".join(struct.pack(">H", s) for s in sig_algs))
@@ -67,7 +79,7 @@ class RawTlsClient:
     port: int
     ca: x509.Certificate | None = None
     timeout: float = 20.0
-    sock: socket.socket | object | None = None
+    sock: ByteSocket | None = None
     transcript: bytes = b""
     buffer: bytes = b""
     write_seq: int = 0
@@ -77,15 +89,20 @@ class RawTlsClient:
         if self.sock is None:
             self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
 
+    @property
+    def _sock(self) -> ByteSocket:
+        assert self.sock is not None, "connected in __post_init__"
+        return self.sock
+
     def close(self) -> None:
-        self.sock.close()
+        self._sock.close()
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        self._sock.sendall(data)
 
     def read_record(self) -> tuple[int, bytes]:
         while len(self.buffer) < 5 or len(self.buffer) < 5 + struct.unpack(">H", self.buffer[3:5])[0]:
-            chunk = self.sock.recv(65536)
+            chunk = self._sock.recv(65536)
             if not chunk:
                 raise ConnectionError("server closed the connection")
             self.buffer += chunk
@@ -110,7 +127,7 @@ class RawTlsClient:
                 messages[message[0]] = message[4:]
         return messages
 
-    def handshake(self, suites: list[int] = [GCM_SUITE], tamper_finished: bool = False,
+    def handshake(self, suites: Sequence[int] = (GCM_SUITE,), tamper_finished: bool = False,
                   point: bytes | None = None, stop_after_hello: bool = False, **hello: object) -> None:
         self.client_random = os.urandom(32)
         hello_msg = client_hello(self.client_random, suites, **hello)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from host.card.errors import AccessDeniedError, CardRefusedError, PinBlockedError, WrongPinError
-from host.card.numbers import Cla, Counter, DataTag, Ins, Policy
+from host.card.numbers import COUNTERS_RESET, MAX_IDENTITIES, UNPROTECT_REJECTED, Cla, Counter, DataTag, Ins, Policy
 from host.card.session import CardSession
 from host.card.transport import EapTlsTransport
 from host.iso7816.apdu import CommandApdu, StatusWord
@@ -24,7 +24,6 @@ from host.tls.record_layer import RecordRejected
 log = logging.getLogger(__name__)
 
 
-REJECTED = b"\x00"  # UNPROTECT RECORD: content type 0 = rejected, the alert to send follows
 PUT_DATA_CHUNK = 255
 
 
@@ -127,7 +126,7 @@ class SeTlsCard:
         length = int.from_bytes(chain[:3], "big")
         return x509.load_der_x509_certificate(chain[3:3 + length]).subject.rfc4514_string()
 
-    def find_identity(self, name: str, slots: int = 2) -> int:
+    def find_identity(self, name: str, slots: int = MAX_IDENTITIES) -> int:
         for slot in range(slots):
             if self.identity_name(slot) == name:
                 return slot
@@ -156,7 +155,7 @@ class SeTlsCard:
 
     def unprotect(self, record: bytes) -> tuple[int, bytes]:
         data = self._command(Ins.UNPROTECT_RECORD, data=record, ne=65536)
-        if data[:1] == REJECTED:
+        if data[:1] == bytes([UNPROTECT_REJECTED]):  # the alert to send follows
             raise RecordRejected(data[1:])
         return data[0], data[1:]
 
@@ -167,7 +166,7 @@ class SeTlsCard:
         return SessionKeys.parse(self._command(Ins.EXPORT_KEYS))
 
     def counters(self, reset: bool = False) -> dict[str, int]:
-        data = self._command(Ins.GET_COUNTERS, 1 if reset else 0)
+        data = self._command(Ins.GET_COUNTERS, COUNTERS_RESET if reset else 0)
         values = struct.unpack(f">{len(data) // 2}H", data)
         return {counter.key: value for counter, value in zip(Counter, values)}
 

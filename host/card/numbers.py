@@ -16,6 +16,9 @@ from host.iso7816.apdu import CLA_CHAINING, CLA_ISO, INS_GET_RESPONSE, INS_SELEC
 from host.tls.numbers import CipherSuite
 
 __all__ = [
+    "COUNTERS_RESET",
+    "MAX_IDENTITIES",
+    "UNPROTECT_REJECTED",
     "AppletStatus",
     "Capability",
     "CipherSuite",
@@ -26,6 +29,11 @@ __all__ = [
     "Policy",
     "SelectTag",
 ]
+
+
+MAX_IDENTITIES = 2  # identity slots (P2 of the personalisation commands)
+COUNTERS_RESET = 0x01  # GET COUNTERS P1: reset the counters after reading them
+UNPROTECT_REJECTED = 0x00  # UNPROTECT RECORD's first answer byte when the record was rejected
 
 
 class Cla(enum.IntEnum):
@@ -118,7 +126,7 @@ class Counter(enum.IntEnum):
     """The applet's operation counters, in the order GET COUNTERS returns them (OpCounters.java)."""
 
     ECDSA_SIGN = 0
-    ECDSA_VERIFY = 1
+    ECDSA_VERIFY = 1  # reserved in the applet (reads 0) until it verifies client signatures
     ECDH = 2
     EC_KEYGEN = 3
     SHA256_BLOCKS = 4

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import reduce
+from typing import Any
 
 from host.iso7816.apdu import MAX_SHORT_LC
 
@@ -46,7 +47,7 @@ class _Entry:
     name: str
     atr: bytes | None = None  # an exact ATR
     reader_prefix: str | None = None  # a PC/SC reader name prefix
-    changes: dict[str, object] | None = None
+    changes: dict[str, Any] | None = None
 
     def matches(self, atr: bytes, reader: str) -> bool:
         if self.atr is not None and atr == self.atr:

@@ -60,6 +60,8 @@ class HostRecordProtection:
     def __init__(self, keys: SessionKeys) -> None:
         self.keys = keys
         suite = keys.suite
+        self._read_aead: AESGCM | AESCCM | None = None
+        self._write_aead: AESGCM | AESCCM | None = None
         if suite == CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256:
             self._read_aead, self._write_aead = AESGCM(keys.client_key), AESGCM(keys.server_key)
             self._tag = 16
@@ -82,7 +84,7 @@ class HostRecordProtection:
         seq = self.keys.write_seq
         self.keys.write_seq += 1
         aad = self._aad(seq, content_type, len(data))
-        if self.is_aead:
+        if self._write_aead is not None:
             explicit = struct.pack(">Q", seq)
             sealed = self._write_aead.encrypt(self.keys.server_iv + explicit, data, aad)
             return Record(content_type, TLS12, explicit + sealed).encode()
@@ -98,7 +100,7 @@ class HostRecordProtection:
         """Returns the plaintext, or raises RecordError(bad_record_mac)."""
         seq = self.keys.read_seq
         fragment = record.fragment
-        if self.is_aead:
+        if self._read_aead is not None:
             if len(fragment) < 8 + self._tag:
                 raise RecordError("record too short for its AEAD", AlertDescription.BAD_RECORD_MAC)
             aad = self._aad(seq, record.content_type, len(fragment) - 8 - self._tag)

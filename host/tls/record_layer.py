@@ -111,7 +111,7 @@ class RecordLayer(abc.ABC):
         await self._release()
         self._writer.close()
 
-    async def _release(self) -> None:
+    async def _release(self) -> None:  # noqa: B027 (a hook: host mode holds nothing)
         """Gives back what the session holds (the card, for card mode)."""
 
 
@@ -130,7 +130,8 @@ class CardRecordLayer(RecordLayer):
 
     async def _unprotect(self, record: Record) -> tuple[int, bytes]:
         try:
-            return await self._run(self._card.unprotect, record.encode())
+            unprotected: tuple[int, bytes] = await self._run(self._card.unprotect, record.encode())
+            return unprotected
         except RecordRejected as rejected:
             # The card has closed the session and wrote the alert: forward it, nothing more.
             await self.send(rejected.alert)
@@ -140,7 +141,8 @@ class CardRecordLayer(RecordLayer):
             raise RecordError("record rejected by the card", AlertDescription.BAD_RECORD_MAC) from None
 
     async def _protect(self, content_type: int, data: bytes) -> bytes:
-        return await self._run(self._card.protect, content_type, data)
+        protected: bytes = await self._run(self._card.protect, content_type, data)
+        return protected
 
     async def _release(self) -> None:
         await self._release_card()
