@@ -1,19 +1,25 @@
 """The applet's declared memory, printed, and held to the budget of docs/resources.md."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+APPLET = ROOT / "applet" / "src" / "org" / "setls" / "applet"
 RAM_DESELECT_BUDGET = 1536
 RAM_RESET_BUDGET = 64
 EEPROM_BUDGET = 32 * 1024
 
 
+def card_resources(*args: str) -> str:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "card_resources.py"), *args],
+                          capture_output=True, text=True, check=True).stdout
+
+
 def test_declared_ram_and_eeprom_fit_the_budget() -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "card_resources.py")],
-                         capture_output=True, text=True, check=True).stdout
+    out = card_resources()
     print(out)
     totals = {line.split(":")[0].removeprefix("total "): int(line.split(":")[1].split()[0])
               for line in out.splitlines() if line.startswith("total ")}
@@ -22,9 +28,14 @@ def test_declared_ram_and_eeprom_fit_the_budget() -> None:
     assert 16 * 1024 < totals["EEPROM"] <= EEPROM_BUDGET
 
 
+def test_ram_comes_from_the_arena_alone() -> None:
+    outside = [path.name for path in sorted(APPLET.glob("*.java"))
+               if path.name != "Transients.java" and re.search(r"makeTransient\w*Array", path.read_text())]
+    assert not outside, f"transient arrays outside the arena (Transients.java): {outside}"
+
+
 def test_resources_doc_lists_every_declared_buffer() -> None:
-    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "card_resources.py"), "--markdown"],
-                           capture_output=True, text=True, check=True).stdout
+    table = card_resources("--markdown")
     doc = (ROOT / "docs" / "resources.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     missing = [row for row in rows if row not in doc]

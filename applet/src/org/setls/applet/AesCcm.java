@@ -1,6 +1,5 @@
 package org.setls.applet;
 
-import javacard.framework.JCSystem;
 import javacard.framework.Util;
 import javacard.security.AESKey;
 import javacard.security.CryptoException;
@@ -8,7 +7,7 @@ import javacardx.crypto.Cipher;
 
 /**
  * AES-128-CCM (NIST SP 800-38C, the formatting of its appendix A = RFC 3610) on the card's
- * AES-ECB: real cards (JCOP 3/4) have no CCM. CBC-MAC over B0 || encoded AAD || payload, and
+ * AES-ECB: real cards (JCOP 3/4) have no CCM (Quirks: MISSING_ALGORITHMS). CBC-MAC over B0 || encoded AAD || payload, and
  * CTR for the payload and the tag, both through one ECB cipher: the CBC-MAC XOR is done here
  * rather than by a second, CBC cipher, whose update() may hold back output on some cards.
  *
@@ -16,14 +15,15 @@ import javacardx.crypto.Cipher;
  * RFC 6655), tags of 4, 6, ..., 16 bytes (TLS: 16 for CCM, 8 for CCM_8). The AAD is taken whole,
  * with the 2-byte length encoding (a < 2^16 - 2^8; TLS's is 13 bytes).
  *
- * Streaming, for a 16 KB record spread over many APDUs: begin() (the payload length is part of
- * B0, so it is known up front), update() in multiples of 16 bytes except on the last call, then
- * finishTag() or verifyTag(); both refuse (ILLEGAL_USE) until exactly payloadLen bytes went in.
+ * Streaming: begin() (the payload length is part of B0, so it is known up front), update() in
+ * multiples of 16 bytes except on the last call, then finishTag() or verifyTag(); both refuse
+ * (ILLEGAL_USE) until exactly payloadLen bytes went in. All within one APDU: the state is
+ * one-APDU scratch of the arena (the record layer collects a whole record first).
  *
- * RAM, CLEAR_ON_DESELECT (per-message state; a record never spans a deselect):
- *   {@code st}     STATE_SIZE = 64 bytes: the CBC-MAC value X, the counter block A_i,
- *                  S0 = E(K, A_0) that masks the tag, and a block of keystream / AAD scratch
- *   {@code params} PARAMS_SIZE = 4 shorts = 8 bytes: tag length, direction, q, bytes still due
+ * RAM, scratch of the arena (per-message state):
+ *   Transients.CCM_STATE   STATE_SIZE = 64 bytes: the CBC-MAC value X, the counter block A_i,
+ *                          S0 = E(K, A_0) that masks the tag, and a block of keystream / AAD scratch
+ *   Transients.CCM_PARAMS  PARAMS_SIZE = 4 shorts = 8 bytes: tag length, direction, q, bytes still due
  * Total 72 bytes.
  */
 final class AesCcm {
@@ -35,28 +35,29 @@ final class AesCcm {
     /** The flags byte's Adata bit: B0 is followed by encoded AAD. */
     private static final byte FLAG_ADATA = 0x40;
 
-    // st layout.
-    private static final short X = 0;        // CBC-MAC chaining value
-    private static final short CTR = 16;     // counter block A_i
-    private static final short S0 = 32;      // E(K, A_0), masks the tag
-    private static final short BUF = 48;     // keystream / AAD block being filled
-    private static final short STATE_SIZE = 64;
+    // st layout: bytes of the arena from Transients.CCM_STATE.
+    private static final short X = Transients.CCM_STATE;  // CBC-MAC chaining value
+    private static final short CTR = (short) (X + 16);     // counter block A_i
+    private static final short S0 = (short) (X + 32);      // E(K, A_0), masks the tag
+    private static final short BUF = (short) (X + 48);     // keystream / AAD block being filled
+    static final short STATE_SIZE = 64;
 
-    private static final short P_TAG = 0;
-    private static final short P_ENCRYPT = 1;
-    private static final short P_Q = 2;           // bytes of the length field / counter
-    private static final short P_REMAINING = 3;   // payload bytes not yet through update()
-    private static final short PARAMS_SIZE = 4;
+    // params layout: shorts of the arena from Transients.CCM_PARAMS.
+    private static final short P_TAG = Transients.CCM_PARAMS;
+    private static final short P_ENCRYPT = (short) (P_TAG + 1);
+    private static final short P_Q = (short) (P_TAG + 2);         // bytes of the length field / counter
+    private static final short P_REMAINING = (short) (P_TAG + 3); // payload bytes not yet through update()
+    static final short PARAMS_SIZE = 4;
 
     private final Cipher aes;
     private final byte[] st;
     private final short[] params;
 
-    /** Allocated once, at install. */
-    AesCcm() {
+    /** Allocated once, at install; the state is the arena's. */
+    AesCcm(Transients ram) {
         aes = Cipher.getInstance(Cipher.ALG_AES_BLOCK_128_ECB_NOPAD, false);
-        st = JCSystem.makeTransientByteArray(STATE_SIZE, JCSystem.CLEAR_ON_DESELECT);
-        params = JCSystem.makeTransientShortArray(PARAMS_SIZE, JCSystem.CLEAR_ON_DESELECT);
+        st = ram.bytes;
+        params = ram.shorts;
     }
 
     void setKey(AESKey key) {

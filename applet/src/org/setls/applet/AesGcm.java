@@ -1,6 +1,5 @@
 package org.setls.applet;
 
-import javacard.framework.JCSystem;
 import javacard.framework.Util;
 import javacard.security.AESKey;
 import javacard.security.CryptoException;
@@ -8,7 +7,7 @@ import javacardx.crypto.Cipher;
 
 /**
  * AES-128-GCM (NIST SP 800-38D) with a 96-bit IV and a 128-bit tag, built on the card's AES-ECB:
- * real cards (JCOP 3/4) have no GCM. The counter mode uses the card's AES engine; GHASH is done
+ * real cards (JCOP 3/4) have no GCM (Quirks: MISSING_ALGORITHMS). The counter mode uses the card's AES engine; GHASH is done
  * in software.
  *
  * GHASH: Shoup's 4-bit table method (as in mbed TLS and OpenSSL's gcm_gmult_4bit). setKey()
@@ -24,15 +23,16 @@ import javacardx.crypto.Cipher;
  * Bit order (SP 800-38D 6.3): the first bit of a block is the coefficient of x^0, so "times x"
  * is a right shift and the reduction constant R = 11100001 || 0^120 enters at the left.
  *
- * Streaming, for a 16 KB record spread over many APDUs: begin(), update() as often as needed
- * (a multiple of 16 bytes on every call but the last), then finishTag() or verifyTag(). All
- * state is in transient arrays, so it survives between APDUs and dies at deselect.
+ * Streaming: begin(), update() as often as needed (a multiple of 16 bytes on every call but the
+ * last), then finishTag() or verifyTag(), all within one APDU: the state is one-APDU scratch of
+ * the arena, which other uses overwrite between APDUs (the record layer collects a whole record
+ * before it decrypts it).
  *
- * RAM, CLEAR_ON_DESELECT (key-derived and per-record state; a record never spans a deselect):
- *   {@code st}      STATE_SIZE = 64 bytes: J0, the counter block, the GHASH accumulator Y, and a
- *                   block of keystream / padding / tag scratch
- *   {@code ghash}   GHASH_SIZE = 136 shorts = 272 bytes: the table M (16 x 8 shorts) and Z
- *   {@code lengths} LENGTHS_SIZE = 3 shorts = 6 bytes: AAD and text lengths, the direction
+ * RAM, scratch of the arena (key-derived and per-record state):
+ *   Transients.GCM_STATE    STATE_SIZE = 64 bytes: J0, the counter block, the GHASH accumulator Y,
+ *                           and a block of keystream / padding / tag scratch
+ *   Transients.GHASH        GHASH_SIZE = 136 shorts = 272 bytes: the table M (16 x 8 shorts) and Z
+ *   Transients.GCM_LENGTHS  LENGTHS_SIZE = 3 shorts = 6 bytes: AAD and text lengths, the direction
  * Total 342 bytes. Lengths are shorts: up to 32767 bytes of AAD and of text per message.
  * REDUCE_4 (16 constant shorts) is a static array: persistent memory, read only.
  */
@@ -41,26 +41,27 @@ final class AesGcm {
     private static final short IV_SIZE = 12;
     private static final short TAG_SIZE = 16;
 
-    // st layout (bytes).
-    private static final short J0 = 0;          // pre-counter block IV || 0^31 || 1, masks the tag
-    private static final short COUNTER = 16;    // current counter block
-    private static final short Y = 32;          // GHASH accumulator
-    private static final short BUF = 48;        // keystream, padded block, H, or the tag
-    private static final short STATE_SIZE = 64;
+    // st layout: bytes of the arena from Transients.GCM_STATE.
+    private static final short J0 = Transients.GCM_STATE;  // pre-counter block IV || 0^31 || 1, masks the tag
+    private static final short COUNTER = (short) (J0 + 16); // current counter block
+    private static final short Y = (short) (J0 + 32);       // GHASH accumulator
+    private static final short BUF = (short) (J0 + 48);     // keystream, padded block, H, or the tag
+    static final short STATE_SIZE = 64;
 
-    // ghash layout (shorts): a 128-bit value is 8 big-endian shorts.
+    // ghash layout: shorts of the arena from Transients.GHASH; a 128-bit value is 8 big-endian shorts.
     private static final short WORDS = 8;
     /** M[n] = n * H at n * WORDS, n being a nibble whose high bit is the coefficient of x^0. */
-    private static final short TABLE = 0;
+    private static final short TABLE = Transients.GHASH;
     private static final short TABLE_ENTRIES = 16;
     private static final short Z = (short) (TABLE + TABLE_ENTRIES * WORDS);   // product being built
     private static final short Z_LAST = (short) (Z + WORDS - 1);
-    private static final short GHASH_SIZE = (short) (Z + WORDS);
+    static final short GHASH_SIZE = (short) (TABLE_ENTRIES * WORDS + WORDS);
 
-    private static final short L_AAD = 0;
-    private static final short L_TEXT = 1;
-    private static final short L_ENCRYPT = 2;
-    private static final short LENGTHS_SIZE = 3;
+    // lengths layout: shorts of the arena from Transients.GCM_LENGTHS.
+    private static final short L_AAD = Transients.GCM_LENGTHS;
+    private static final short L_TEXT = (short) (L_AAD + 1);
+    private static final short L_ENCRYPT = (short) (L_AAD + 2);
+    static final short LENGTHS_SIZE = 3;
 
     /** R's top 16 bits: x^128 = 1 + x + x^2 + x^7 (SP 800-38D 6.3), bits in GCM order. */
     private static final short R_HIGH = (short) 0xE100;
@@ -80,12 +81,12 @@ final class AesGcm {
     private final short[] ghash;
     private final short[] lengths;
 
-    /** Allocated once, at install. */
-    AesGcm() {
+    /** Allocated once, at install; the state is the arena's. */
+    AesGcm(Transients ram) {
         aes = Cipher.getInstance(Cipher.ALG_AES_BLOCK_128_ECB_NOPAD, false);
-        st = JCSystem.makeTransientByteArray(STATE_SIZE, JCSystem.CLEAR_ON_DESELECT);
-        ghash = JCSystem.makeTransientShortArray(GHASH_SIZE, JCSystem.CLEAR_ON_DESELECT);
-        lengths = JCSystem.makeTransientShortArray(LENGTHS_SIZE, JCSystem.CLEAR_ON_DESELECT);
+        st = ram.bytes;
+        ghash = ram.shorts;
+        lengths = ram.shorts;
     }
 
     /** Keys the cipher, computes H = E(K, 0^128) and the table M. */

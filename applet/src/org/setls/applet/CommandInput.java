@@ -3,24 +3,23 @@ package org.setls.applet;
 import javacard.framework.APDU;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
-import javacard.framework.JCSystem;
 import javacard.framework.Util;
 
 /**
  * Collects a command's data into a buffer across ISO 7816-4 command chaining (CLA bit 0x10) and
  * extended length, whichever the reader uses, without going through an intermediate copy.
- * RAM: STATE_SIZE shorts, CLEAR_ON_DESELECT.
+ * RAM: Transients.INPUT_STATE (STATE_SIZE shorts, session state: a chain spans APDUs).
  */
 final class CommandInput {
-    private static final short ST_INS = 0;      // INS of the chain in progress, 0 if none
-    private static final short ST_LENGTH = 1;   // bytes collected so far
-    private static final short STATE_SIZE = 2;
+    private static final short ST_INS = Transients.INPUT_STATE;        // INS of the chain in progress, 0 if none
+    private static final short ST_LENGTH = (short) (ST_INS + 1);      // bytes collected so far
+    static final short STATE_SIZE = 2;
 
     private final short[] st;
 
-    /** Allocated once, at install. */
-    CommandInput() {
-        st = JCSystem.makeTransientShortArray(STATE_SIZE, JCSystem.CLEAR_ON_DESELECT);
+    /** Allocated once, at install; the state is the arena's. */
+    CommandInput(Transients ram) {
+        st = ram.shorts;
     }
 
     /** Any other command breaks a chain. */
@@ -37,7 +36,7 @@ final class CommandInput {
      */
     short receive(APDU apdu, byte[] dst, short dstOff, short cap) {
         byte[] buf = apdu.getBuffer();
-        boolean chained = (buf[ISO7816.OFFSET_CLA] & 0x10) != 0;
+        boolean chained = (buf[ISO7816.OFFSET_CLA] & Constants.CLA_CHAINING) != 0;
         short at = st[ST_LENGTH];
         short got = apdu.setIncomingAndReceive();
         while (got > 0) {

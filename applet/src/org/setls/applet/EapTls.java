@@ -3,7 +3,6 @@ package org.setls.applet;
 import javacard.framework.APDU;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
-import javacard.framework.JCSystem;
 import javacard.framework.Util;
 
 /**
@@ -15,6 +14,8 @@ import javacard.framework.Util;
  *
  * Messages are reassembled in the I/O buffer at {@link #MSG_OFF}; the 10 bytes before it leave room
  * for the EAP-TLS header of the first outgoing fragment, so fragments are sent without copies.
+ * RAM (session state, it spans APDUs): Transients.EAP_STATE (STATE_SIZE shorts), EAP_NAME
+ * (IDENTITY_MAX bytes), EAP_HANDLER.
  */
 final class EapTls {
     // RFC 3748 section 4: Code field.
@@ -55,55 +56,58 @@ final class EapTls {
     private static final short K_DATA = 2;
     private static final short K_ACK = 3;
 
-    // Offsets in the transient state array.
-    private static final short ST_STATE = 0;
-    private static final short ST_ID = 1;          // identifier of the last request sent
-    private static final short ST_IN_TOTAL = 2;    // announced message length, -1 if not announced
-    private static final short ST_IN_GOT = 3;      // message bytes received so far
-    private static final short ST_OUT_LEN = 4;     // length of the message being sent
-    private static final short ST_OUT_SENT = 5;    // bytes of it sent so far
-    private static final short ST_PACKET_MAX = 6;  // EAP packet size towards the host
-    private static final short ST_PKT_LEFT = 7;    // bytes of the current EAP packet still to come
-    private static final short ST_PKT_KIND = 8;
-    private static final short ST_PKT_FLAGS = 9;
-    private static final short ST_NAME_LEN = 10;
-    private static final short ST_SIZE = 11;
+    // The conversation's state: shorts of the arena from Transients.EAP_STATE.
+    private static final short ST_STATE = Transients.EAP_STATE;
+    private static final short ST_ID = (short) (ST_STATE + 1);         // identifier of the last request sent
+    private static final short ST_IN_TOTAL = (short) (ST_STATE + 2);   // announced message length, -1 if not announced
+    private static final short ST_IN_GOT = (short) (ST_STATE + 3);     // message bytes received so far
+    private static final short ST_OUT_LEN = (short) (ST_STATE + 4);    // length of the message being sent
+    private static final short ST_OUT_SENT = (short) (ST_STATE + 5);   // bytes of it sent so far
+    private static final short ST_PACKET_MAX = (short) (ST_STATE + 6); // EAP packet size towards the host
+    private static final short ST_PKT_LEFT = (short) (ST_STATE + 7);   // bytes of the current EAP packet still to come
+    private static final short ST_PKT_KIND = (short) (ST_STATE + 8);
+    private static final short ST_PKT_FLAGS = (short) (ST_STATE + 9);
+    private static final short ST_NAME_LEN = (short) (ST_STATE + 10);
+    static final short STATE_SIZE = 11;
+    /** The identity being received: bytes of the arena from Transients.EAP_NAME. */
+    private static final short NAME = Transients.EAP_NAME;
+    private static final short HANDLER = Transients.EAP_HANDLER;
 
     private final byte[] io;
     private final short msgCap;
+    private final Transients ram;
     private final short[] st;
     private final byte[] name;
-    private final Object[] handler;
+    private final Object[] refs;
     private final IdentityDirectory directory;
 
-    /** Allocated once, at install. */
-    EapTls(byte[] io, IdentityDirectory directory) {
+    /** Allocated once, at install; the state is the arena's. */
+    EapTls(byte[] io, IdentityDirectory directory, Transients ram) {
         this.io = io;
         this.msgCap = (short) (io.length - MSG_OFF);
         this.directory = directory;
-        st = JCSystem.makeTransientShortArray(ST_SIZE, JCSystem.CLEAR_ON_DESELECT);
-        name = JCSystem.makeTransientByteArray(IDENTITY_MAX, JCSystem.CLEAR_ON_DESELECT);
-        handler = JCSystem.makeTransientObjectArray((short) 1, JCSystem.CLEAR_ON_DESELECT);
+        this.ram = ram;
+        st = ram.shorts;
+        name = ram.bytes;
+        refs = ram.refs;
     }
 
     /** The handler of the current conversation, or null. */
     MessageHandler current() {
-        return (MessageHandler) handler[0];
+        return (MessageHandler) refs[HANDLER];
     }
 
     /** Drops the conversation (deselect does the same through CLEAR_ON_DESELECT). */
     void reset() {
-        Util.arrayFillNonAtomic(name, (short) 0, IDENTITY_MAX, (byte) 0);
-        for (short i = 0; i < ST_SIZE; i++) {
-            st[i] = 0;
-        }
-        handler[0] = null;
+        ram.clearBytes(NAME, IDENTITY_MAX);
+        ram.clearShorts(ST_STATE, STATE_SIZE);
+        refs[HANDLER] = null;
     }
 
     /** PROCESS EAP PACKET: P1P2 = largest EAP packet the host accepts back (0: card's default). */
     void process(APDU apdu, ResponseStream out) {
         byte[] buf = apdu.getBuffer();
-        boolean chained = (buf[ISO7816.OFFSET_CLA] & 0x10) != 0;
+        boolean chained = (buf[ISO7816.OFFSET_CLA] & Constants.CLA_CHAINING) != 0;
         short packetMax = Util.getShort(buf, ISO7816.OFFSET_P1);
         short got = apdu.setIncomingAndReceive();
         short off = apdu.getOffsetCdata();
@@ -220,7 +224,7 @@ final class EapTls {
             if ((short) (at + len) > IDENTITY_MAX) {
                 abortPacket(Sw.WRONG_DATA);
             }
-            Util.arrayCopyNonAtomic(buf, off, name, at, len);
+            Util.arrayCopyNonAtomic(buf, off, name, (short) (NAME + at), len);
             st[ST_NAME_LEN] = (short) (at + len);
         } else {
             short at = st[ST_IN_GOT];
@@ -244,12 +248,12 @@ final class EapTls {
         short kind = st[ST_PKT_KIND];
         st[ST_PKT_KIND] = K_NONE;
         if (kind == K_IDENTITY) {
-            MessageHandler h = directory.handlerFor(name, (short) 0, st[ST_NAME_LEN]);
+            MessageHandler h = directory.handlerFor(name, NAME, st[ST_NAME_LEN]);
             if (h == null) {
                 ISOException.throwIt(Sw.REFERENCED_DATA_NOT_FOUND);
             }
             h.reset();
-            handler[0] = h;
+            refs[HANDLER] = h;
             st[ST_STATE] = S_STARTED;
             sendControl(apdu, out, CODE_REQUEST, FLAG_START);
         } else if (kind == K_DATA) {

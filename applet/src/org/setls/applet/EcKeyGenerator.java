@@ -12,12 +12,13 @@ import javacard.security.RandomData;
  * Generates P-256 key pairs from the card's RandomData: the private scalar is drawn from it and
  * the public point computed as S * G with ECDH ALG_EC_SVDP_DH_PLAIN_XY (Java Card 3.0.5).
  *
- * Why not KeyPair.genKeyPair(): jcardsim's key generation draws from an unseeded SHA-1 generator,
- * so every simulated card made the same keys in the same order, and its ECDH computes a wrong
- * secret for a scalar with a leading zero byte (about 1 handshake in 256 failed). Drawing S here
- * makes the keys as good as RandomData (seeded on jcardsim with randomdata.secure=1, the card's
- * TRNG on real cards), and scalars with a leading zero byte are skipped (a 1/256 narrowing of the
- * key space, harmless). Cards without PLAIN_XY (Java Card 3.0.4) fall back to genKeyPair().
+ * Why not KeyPair.genKeyPair() (Quirks: KEYGEN): jcardsim's key generation draws from an unseeded
+ * SHA-1 generator, so every simulated card made the same keys in the same order, and its ECDH
+ * computes a wrong secret for a scalar with a leading zero byte (about 1 handshake in 256 failed).
+ * Drawing S here makes the keys as good as RandomData (seeded on jcardsim with
+ * randomdata.secure=1, the card's TRNG on real cards), and scalars with a leading zero byte are
+ * skipped (a 1/256 narrowing of the key space, harmless). Cards without PLAIN_XY (Java Card 3.0.4)
+ * fall back to genKeyPair() (Quirks: API_LEVEL).
  */
 final class EcKeyGenerator {
     private final RandomData random;
@@ -28,6 +29,7 @@ final class EcKeyGenerator {
         this.random = random;
         KeyAgreement xy = null;
         try {
+            // A 3.0.5 constant: inlined at compile time, refused at run time by a 3.0.4 card.
             xy = KeyAgreement.getInstance(KeyAgreement.ALG_EC_SVDP_DH_PLAIN_XY, false);
         } catch (CryptoException e) {
             xy = null; // a Java Card 3.0.4 card: genKeyPair() it is
@@ -37,9 +39,9 @@ final class EcKeyGenerator {
 
     /** New key pair; {@code scratch} needs P256.POINT_SIZE bytes at {@code off} and is wiped. */
     void generate(KeyPair pair, byte[] scratch, short off) {
-        P256.setDomainParameters(pair); // clearKey() drops them on some platforms
+        P256.setDomainParameters(pair); // clearKey() drops them on some platforms (Quirks: CURVE_PARAMETERS)
         ECPrivateKey priv = (ECPrivateKey) pair.getPrivate();
-        if (multiply == null) {
+        if (multiply == null || !Quirks.KEYS_FROM_RANDOM_DATA) {
             do {
                 pair.genKeyPair();
             } while (priv.getS(scratch, off) != P256.COORDINATE_SIZE);

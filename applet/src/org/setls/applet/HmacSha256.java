@@ -1,18 +1,17 @@
 package org.setls.applet;
 
-import javacard.framework.JCSystem;
 import javacard.framework.Util;
 import javacard.security.MessageDigest;
 
 /**
  * HMAC-SHA256 (RFC 2104) on the card's SHA-256: real cards (NXP JCOP 3/4) have SHA-256 but no
- * HMAC-SHA256 Signature.
+ * HMAC-SHA256 Signature (Quirks: MISSING_ALGORITHMS).
  *
  * HMAC(K, m) = H((K0 xor opad) || H((K0 xor ipad) || m)), K0 = K zero-padded to a block, or H(K)
  * zero-padded when K is longer than a block (RFC 2104 section 2).
  *
- * RAM, CLEAR_ON_DESELECT (the key must not outlive the session; nothing here must survive a
- * deselect): {@code pad}, PAD_SIZE = 96 bytes:
+ * RAM: the arena's Transients.HMAC_PAD, PAD_SIZE = 96 bytes of one-APDU scratch (the key is set
+ * again for every MAC a command computes, and no MAC spans APDUs):
  *   KEY_PAD     BLOCK_SIZE (64)  K0, kept between calls so restart() needs no key
  *   INNER_HASH  HASH_SIZE (32)   H((K0 xor ipad) || m) while the outer hash runs
  * The inner hash has its own slot rather than going through the caller's output buffer: that
@@ -27,18 +26,18 @@ final class HmacSha256 {
     private static final byte IPAD = 0x36;
     private static final byte OPAD = 0x5C;
 
-    // pad layout.
-    private static final short KEY_PAD = 0;
+    // pad layout: bytes of the arena from Transients.HMAC_PAD.
+    private static final short KEY_PAD = Transients.HMAC_PAD;
     private static final short INNER_HASH = (short) (KEY_PAD + BLOCK_SIZE);
-    private static final short PAD_SIZE = (short) (INNER_HASH + HASH_SIZE);
+    static final short PAD_SIZE = (short) (BLOCK_SIZE + HASH_SIZE);
 
     private final MessageDigest digest;
     private final byte[] pad;
 
-    /** Allocated once, at install. */
-    HmacSha256() {
+    /** Allocated once, at install; the pad is the arena's. */
+    HmacSha256(Transients ram) {
         digest = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
-        pad = JCSystem.makeTransientByteArray(PAD_SIZE, JCSystem.CLEAR_ON_DESELECT);
+        pad = ram.bytes;
     }
 
     /**

@@ -1,17 +1,21 @@
 package org.setls.applet;
 
-import javacard.framework.JCSystem;
+import javacard.framework.APDU;
+import javacard.framework.ISO7816;
 import javacard.framework.Util;
 
 /**
  * Diagnostic counters of the card's primitive operations, read by GET COUNTERS (docs/apdu.md)
- * so the benchmark multiplies exact counts by per-operation costs of real cards.
- * Counters saturate at 0x7FFF. RAM: COUNT shorts, CLEAR_ON_RESET (they survive reselection,
- * so the host can read them after a handshake and between card sessions' commands).
+ * so the benchmark multiplies exact counts by per-operation costs of real cards. Counters
+ * saturate at 0x7FFF. RAM: Transients.OP_COUNTERS, CLEAR_ON_RESET (they survive reselection, so
+ * the host can read them after a handshake and between card sessions' commands).
+ *
+ * GET COUNTERS answers COUNT counters in index order. Index 1 counted ECDSA verifications, which
+ * the card never does (it verifies no client signature yet): nothing counts there and it reads 0,
+ * kept so that the indices of the others, which hosts know, do not move.
  */
 final class OpCounters {
     static final short ECDSA_SIGN = 0;
-    static final short ECDSA_VERIFY = 1;
     static final short ECDH = 2;
     static final short EC_KEYGEN = 3;
     /** SHA-256 compression-function calls (64-byte blocks, padding included). */
@@ -26,16 +30,18 @@ final class OpCounters {
     static final short COUNT = 10;
 
     private static final short MAX = 0x7FFF;
+    private static final short BASE = Transients.OP_COUNTERS;
     private final short[] counters;
 
-    /** Allocated once, at install. */
-    OpCounters() {
-        counters = JCSystem.makeTransientShortArray(COUNT, JCSystem.CLEAR_ON_RESET);
+    /** Allocated once, at install; the counters are the arena's. */
+    OpCounters(Transients ram) {
+        counters = ram.counters;
     }
 
     void count(short which, short n) {
-        short v = counters[which];
-        counters[which] = (short) (n > (short) (MAX - v) ? MAX : (short) (v + n));
+        short i = (short) (BASE + which);
+        short v = counters[i];
+        counters[i] = (short) (n > (short) (MAX - v) ? MAX : (short) (v + n));
     }
 
     /** Counts the SHA-256 blocks of hashing {@code bytes} bytes in total (FIPS 180-4 padding). */
@@ -51,15 +57,21 @@ final class OpCounters {
 
     void reset() {
         for (short i = 0; i < COUNT; i++) {
-            counters[i] = 0;
+            counters[(short) (BASE + i)] = 0;
         }
     }
 
-    /** Writes the counters, 2 bytes each, in index order; returns the offset after them. */
-    short write(byte[] out, short off) {
+    /** GET COUNTERS: the counters, 2 bytes each, in index order; P1 = COUNTERS_RESET resets them. */
+    void send(APDU apdu) {
+        byte[] buf = apdu.getBuffer();
+        boolean reset = buf[ISO7816.OFFSET_P1] == Constants.COUNTERS_RESET;
+        short n = 0;
         for (short i = 0; i < COUNT; i++) {
-            off = Util.setShort(out, off, counters[i]);
+            n = Util.setShort(buf, n, counters[(short) (BASE + i)]);
         }
-        return off;
+        if (reset) {
+            reset();
+        }
+        apdu.setOutgoingAndSend((short) 0, n);
     }
 }

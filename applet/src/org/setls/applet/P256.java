@@ -8,7 +8,8 @@ import javacard.security.KeyPair;
 
 /**
  * The curve secp256r1 (SEC 2 section 2.4.2, FIPS 186-4 D.1.2.3). Real cards ship EC keys without
- * domain parameters (jcardsim preloads them), so every key the applet builds gets them set here.
+ * domain parameters (jcardsim preloads them), so every key the applet builds gets them set here
+ * (Quirks: CURVE_PARAMETERS).
  */
 final class P256 {
     static final short COORDINATE_SIZE = 32;

@@ -31,6 +31,4 @@ public interface Sw {
     short CRYPTO_FAILURE = (short) 0x6F02;
     /** An unexpected runtime exception (a bug): the session was reset. */
     short INTERNAL_ERROR = (short) 0x6F03;
-    /** The TLS session ended (alert sent or received); start a new one. */
-    short SESSION_CLOSED = (short) 0x6F04;
 }

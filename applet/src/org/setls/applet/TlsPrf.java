@@ -1,6 +1,5 @@
 package org.setls.applet;
 
-import javacard.framework.JCSystem;
 import javacard.framework.Util;
 
 /**
@@ -11,22 +10,23 @@ import javacard.framework.Util;
  * label + seed is never assembled: its pieces go to the HMAC one after the other, so the caller's
  * seed can be two separate randoms (key expansion: server_random + client_random).
  *
- * RAM, CLEAR_ON_DESELECT (A(i) is derived from the secret): {@code a}, A_SIZE = 32 bytes, plus the
- * HMAC's own. Whole output blocks are written straight to {@code out}; only a last partial block
- * passes through {@code a}, once A(i) is no longer needed.
+ * RAM: the arena's Transients.PRF_A, A_SIZE = 32 bytes of one-APDU scratch (A(i) is derived from
+ * the secret and wiped at the end), plus the HMAC's own. Whole output blocks are written straight
+ * to {@code out}; only a last partial block passes through A, once A(i) is no longer needed.
  */
 final class TlsPrf {
-    /** A(i), and at the end the last (partial) output block. */
-    private static final short A_SIZE = HmacSha256.HASH_SIZE;
+    /** A(i), and at the end the last (partial) output block: bytes of the arena from Transients.PRF_A. */
+    private static final short A = Transients.PRF_A;
+    static final short A_SIZE = HmacSha256.HASH_SIZE;
 
     private final HmacSha256 hmac;
     private final byte[] a;
     private OpCounters counters;
 
-    /** Allocated once, at install. */
-    TlsPrf(HmacSha256 hmac) {
+    /** Allocated once, at install; A is the arena's. */
+    TlsPrf(HmacSha256 hmac, Transients ram) {
         this.hmac = hmac;
-        a = JCSystem.makeTransientByteArray(A_SIZE, JCSystem.CLEAR_ON_DESELECT);
+        a = ram.bytes;
     }
 
     /** Counts the HMACs (and their SHA-256 blocks) this PRF computes. */
@@ -53,19 +53,19 @@ final class TlsPrf {
         hmac.init(secret, sOff, sLen);
         hmac.update(label, lOff, lLen);
         hmac.update(seed1, s1Off, s1Len);
-        hmac.doFinal(seed2, s2Off, s2Len, a, (short) 0);
+        hmac.doFinal(seed2, s2Off, s2Len, a, A);
         count(seedLen);
         while (outLen > 0) {
             // HMAC(secret, A(i) + label + seed)
             hmac.restart();
-            hmac.update(a, (short) 0, A_SIZE);
+            hmac.update(a, A, A_SIZE);
             hmac.update(label, lOff, lLen);
             hmac.update(seed1, s1Off, s1Len);
             count((short) (A_SIZE + seedLen));
             if (outLen < HmacSha256.HASH_SIZE) {
                 // The last block, partial: A(i) has been consumed, its slot takes the block.
-                hmac.doFinal(seed2, s2Off, s2Len, a, (short) 0);
-                Util.arrayCopyNonAtomic(a, (short) 0, out, outOff, outLen);
+                hmac.doFinal(seed2, s2Off, s2Len, a, A);
+                Util.arrayCopyNonAtomic(a, A, out, outOff, outLen);
                 break;
             }
             hmac.doFinal(seed2, s2Off, s2Len, out, outOff);
@@ -74,11 +74,11 @@ final class TlsPrf {
             if (outLen > 0) {
                 // A(i+1) = HMAC(secret, A(i)), in place.
                 hmac.restart();
-                hmac.doFinal(a, (short) 0, A_SIZE, a, (short) 0);
+                hmac.doFinal(a, A, A_SIZE, a, A);
                 count(A_SIZE);
             }
         }
-        Util.arrayFillNonAtomic(a, (short) 0, A_SIZE, (byte) 0);
+        Util.arrayFillNonAtomic(a, A, A_SIZE, (byte) 0);
     }
 
     /** One HMAC over a message of {@code len} bytes: inner hash of 64 + len, outer of 64 + 32. */

@@ -1,6 +1,5 @@
 package org.setls.applet;
 
-import javacard.framework.JCSystem;
 import javacard.framework.Util;
 import javacard.security.CryptoException;
 import javacard.security.ECPrivateKey;
@@ -24,26 +23,34 @@ import javacard.security.Signature;
  * stops after ClientKeyExchange (RFC 7627 session_hash, also the client Finished's hash), TRANSCRIPT
  * goes on through the client's Finished (the server Finished's hash).
  *
- * RAM: SECRETS_SIZE bytes and STATE_SIZE shorts, CLEAR_ON_DESELECT (a deselect forgets the session).
+ * RAM, from the arena (a deselect forgets the session): session state Transients.TLS_RANDOMS
+ * (RANDOMS_SIZE bytes), TLS_STATE (STATE_SIZE shorts) and TLS_IDENTITY; one-APDU scratch
+ * Transients.HANDSHAKE_KEYS (KEYS_SIZE bytes), whose secrets are all derived, used and wiped while
+ * flight 3 is processed.
  */
 final class TlsServer implements MessageHandler {
-    // SECRETS layout: the randoms are adjacent because the ServerKeyExchange signature and the
-    // master secret (without EMS) both take client_random + server_random.
-    private static final short CLIENT_RANDOM = 0;
-    private static final short SERVER_RANDOM = 32;
-    private static final short MASTER_SECRET = 64;
-    private static final short HASH = 112;
-    private static final short VERIFY_DATA = 144;
-    private static final short KEY_BLOCK = 156;     // also holds the premaster secret briefly
+    // Randoms, session state: bytes of the arena from Transients.TLS_RANDOMS. Adjacent because the
+    // ServerKeyExchange signature and the master secret (without EMS) both take
+    // client_random + server_random.
+    private static final short CLIENT_RANDOM = Transients.TLS_RANDOMS;
+    private static final short SERVER_RANDOM = (short) (CLIENT_RANDOM + Tls.RANDOM_SIZE);
+    static final short RANDOMS_SIZE = 2 * Tls.RANDOM_SIZE;
+    // Flight 3's secrets, scratch: bytes of the arena from Transients.HANDSHAKE_KEYS.
+    private static final short HASH_SIZE = 32;
     private static final short KEY_BLOCK_MAX = 96;
-    private static final short SECRETS_SIZE = KEY_BLOCK + KEY_BLOCK_MAX;
+    private static final short MASTER_SECRET = Transients.HANDSHAKE_KEYS;
+    private static final short HASH = (short) (MASTER_SECRET + Tls.MASTER_SECRET_SIZE);
+    private static final short VERIFY_DATA = (short) (HASH + HASH_SIZE);
+    private static final short KEY_BLOCK = (short) (VERIFY_DATA + Tls.VERIFY_DATA_SIZE); // also the premaster secret briefly
+    static final short KEYS_SIZE = Tls.MASTER_SECRET_SIZE + HASH_SIZE + Tls.VERIFY_DATA_SIZE + KEY_BLOCK_MAX;
 
-    // STATE layout.
-    private static final short ST_PHASE = 0;
-    private static final short ST_SUITE = 1;
-    private static final short ST_FLAGS = 2;
-    private static final short ST_HASHED = 3;       // bytes in each transcript digest so far
-    private static final short STATE_SIZE = 4;
+    // State, session state: shorts of the arena from Transients.TLS_STATE.
+    private static final short ST_PHASE = Transients.TLS_STATE;
+    private static final short ST_SUITE = (short) (ST_PHASE + 1);
+    private static final short ST_FLAGS = (short) (ST_PHASE + 2);
+    private static final short ST_HASHED = (short) (ST_PHASE + 3); // bytes in each transcript digest so far
+    static final short STATE_SIZE = 4;
+    private static final short IDENTITY = Transients.TLS_IDENTITY;
 
     static final short PHASE_EXPECT_CLIENT_HELLO = 0;
     static final short PHASE_EXPECT_CLIENT_KEY_EXCHANGE = 1;
@@ -66,9 +73,10 @@ final class TlsServer implements MessageHandler {
     private static final byte[] LABEL_SERVER_FINISHED = {'s', 'e', 'r', 'v', 'e', 'r', ' ',
         'f', 'i', 'n', 'i', 's', 'h', 'e', 'd'};
 
+    private final Transients ram;
     private final byte[] secrets;
     private final short[] st;
-    private final Object[] identity;
+    private final Object[] refs;
     private final MessageDigest transcript;
     private final MessageDigest session;
     private final KeyPair ephemeral;
@@ -82,17 +90,19 @@ final class TlsServer implements MessageHandler {
     private final TlsAlert alert;
     private final OpCounters counters;
 
-    /** Allocated once, at install. */
-    TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters) {
+    /** Allocated once, at install; the state is the arena's. */
+    TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters,
+              Transients ram) {
         this.keys = keys;
-        curve = new PointCheck();
+        curve = new PointCheck(ram);
         this.prf = prf;
         this.cipher = cipher;
         this.random = random;
         this.counters = counters;
-        secrets = JCSystem.makeTransientByteArray(SECRETS_SIZE, JCSystem.CLEAR_ON_DESELECT);
-        st = JCSystem.makeTransientShortArray(STATE_SIZE, JCSystem.CLEAR_ON_DESELECT);
-        identity = JCSystem.makeTransientObjectArray((short) 1, JCSystem.CLEAR_ON_DESELECT);
+        this.ram = ram;
+        secrets = ram.bytes;
+        st = ram.shorts;
+        refs = ram.refs;
         transcript = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
         session = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
         ephemeral = P256.newKeyPair();
@@ -103,19 +113,15 @@ final class TlsServer implements MessageHandler {
 
     /** The identity the next conversation serves. */
     void bind(Identity id) {
-        identity[0] = id;
+        refs[IDENTITY] = id;
     }
 
     Identity boundIdentity() {
-        return (Identity) identity[0];
+        return (Identity) refs[IDENTITY];
     }
 
     short phase() {
         return st[ST_PHASE];
-    }
-
-    short suite() {
-        return st[ST_SUITE];
     }
 
     public void reset() {
@@ -126,7 +132,8 @@ final class TlsServer implements MessageHandler {
         transcript.reset();
         session.reset();
         cipher.clear();
-        Util.arrayFillNonAtomic(secrets, (short) 0, SECRETS_SIZE, (byte) 0);
+        ram.clearBytes(CLIENT_RANDOM, RANDOMS_SIZE);
+        ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
     }
 
     public boolean finished() {
@@ -298,17 +305,11 @@ final class TlsServer implements MessageHandler {
                 st[ST_FLAGS] |= F_RENEGOTIATION_INFO;
             }
         }
-        Identity id = (Identity) identity[0];
-        for (short k = 0; k < id.suiteCount; k++) {
-            short wanted = id.suites[k];
-            for (short i = p; i < end; i += 2) {
-                if (Util.getShort(buf, i) == wanted) {
-                    st[ST_SUITE] = wanted;
-                    return;
-                }
-            }
+        short suite = boundIdentity().preferredSuite(buf, p, length);
+        if (suite == 0) {
+            alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
         }
-        alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
+        st[ST_SUITE] = suite;
     }
 
     private void parseExtensions(byte[] buf, short p, short end) {
@@ -431,13 +432,10 @@ final class TlsServer implements MessageHandler {
     }
 
     private short writeCertificate(byte[] buf, short w) {
-        Identity id = (Identity) identity[0];
         short start = w;
         buf[w] = Tls.HS_CERTIFICATE;
         w += Tls.HS_HEADER_SIZE;
-        buf[w++] = 0;
-        w = Util.setShort(buf, w, id.chainLength);
-        w = Util.arrayCopyNonAtomic(id.chain, (short) 0, buf, w, id.chainLength);
+        w = boundIdentity().writeChain(buf, w);
         return closeHandshake(buf, start, w);
     }
 
@@ -455,8 +453,7 @@ final class TlsServer implements MessageHandler {
         w += ((ECPublicKey) ephemeral.getPublic()).getW(buf, w);
         short paramsLength = (short) (w - params);
         w = Util.setShort(buf, w, Tls.SIG_ECDSA_SHA256);
-        Identity id = (Identity) identity[0];
-        signer.init(id.privateKey(), Signature.MODE_SIGN);
+        signer.init(boundIdentity().privateKey(), Signature.MODE_SIGN);
         signer.update(secrets, CLIENT_RANDOM, (short) (2 * Tls.RANDOM_SIZE));
         short signature = signer.sign(buf, params, paramsLength, buf, (short) (w + 2));
         counters.count(OpCounters.ECDSA_SIGN, (short) 1);
@@ -554,7 +551,7 @@ final class TlsServer implements MessageHandler {
         } catch (CryptoException e) {
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
         } catch (RuntimeException e) {
-            // jcardsim rejects an off-curve point with an exception of the host JVM.
+            // jcardsim rejects an off-curve point with an exception of the host JVM (Quirks: INVALID_POINT).
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
         } finally {
             ephemeral.getPrivate().clearKey();
@@ -569,7 +566,7 @@ final class TlsServer implements MessageHandler {
         if ((st[ST_FLAGS] & F_EXTENDED_MASTER_SECRET) != 0) {
             prf.derive(secrets, KEY_BLOCK, premasterLength,
                     LABEL_EXTENDED_MASTER_SECRET, (short) 0, (short) LABEL_EXTENDED_MASTER_SECRET.length,
-                    secrets, HASH, (short) 32, null, (short) 0, (short) 0,
+                    secrets, HASH, HASH_SIZE, null, (short) 0, (short) 0,
                     secrets, MASTER_SECRET, Tls.MASTER_SECRET_SIZE);
         } else {
             prf.derive(secrets, KEY_BLOCK, premasterLength,
@@ -611,7 +608,7 @@ final class TlsServer implements MessageHandler {
     /** verify_data = PRF(master_secret, label, Hash(handshake_messages))[0..11] (RFC 5246 7.4.9). */
     private void finishedVerifyData(byte[] label, short labelLength) {
         prf.derive(secrets, MASTER_SECRET, Tls.MASTER_SECRET_SIZE, label, (short) 0, labelLength,
-                secrets, HASH, (short) 32, null, (short) 0, (short) 0,
+                secrets, HASH, HASH_SIZE, null, (short) 0, (short) 0,
                 secrets, VERIFY_DATA, Tls.VERIFY_DATA_SIZE);
     }
 
@@ -640,8 +637,8 @@ final class TlsServer implements MessageHandler {
 
     /**
      * Decrypts the TLS record in buf[off, off+len); returns the plaintext length (plaintext at
-     * off + prefix) or -1 when the record must be rejected: then a fatal alert record, protected,
-     * is at buf[off] and its length is in the return value's place via alertLength().
+     * off + prefixLength()) or -1 when the record must be rejected (closeWithAlert() then writes
+     * the alert to send).
      */
     short unprotectRecord(byte[] buf, short off, short len) {
         short end = (short) (off + len);
@@ -689,10 +686,6 @@ final class TlsServer implements MessageHandler {
 
     short prefixLength() {
         return cipher.prefixLength();
-    }
-
-    short maxExpansion() {
-        return cipher.maxExpansion();
     }
 
     /** Hands the record state to the host (tandem mode); the card stops protecting records. */

@@ -32,7 +32,7 @@ class AesCcmTest {
     @BeforeAll
     static void card() {
         new Simulator(); // a Java Card runtime for JCSystem's transient arrays and the crypto
-        ccm = new AesCcm();
+        ccm = new AesCcm(new Transients());
         key = (AESKey) KeyBuilder.buildKey(KeyBuilder.TYPE_AES, KeyBuilder.LENGTH_AES_128, false);
     }
 

@@ -34,7 +34,7 @@ class AesGcmTest {
     @BeforeAll
     static void card() {
         new Simulator(); // a Java Card runtime for JCSystem's transient arrays and the crypto
-        gcm = new AesGcm();
+        gcm = new AesGcm(new Transients());
         key = (AESKey) KeyBuilder.buildKey(KeyBuilder.TYPE_AES, KeyBuilder.LENGTH_AES_128, false);
     }
 

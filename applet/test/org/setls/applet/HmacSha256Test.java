@@ -22,7 +22,7 @@ class HmacSha256Test {
     static void card() {
         // jcardsim keeps its runtime per thread: JCSystem's transient arrays need one to exist.
         new Simulator();
-        hmac = new HmacSha256();
+        hmac = new HmacSha256(new Transients());
     }
 
     private static short s(int v) {

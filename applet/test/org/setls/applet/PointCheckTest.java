@@ -19,7 +19,7 @@ class PointCheckTest {
     @BeforeAll
     static void card() {
         new Simulator();
-        check = new PointCheck();
+        check = new PointCheck(new Transients());
     }
 
     private static byte[] encode(BigInteger x, BigInteger y) {

@@ -20,7 +20,8 @@ class TlsPrfTest {
     @BeforeAll
     static void card() {
         new Simulator(); // a Java Card runtime for JCSystem's transient arrays
-        prf = new TlsPrf(new HmacSha256());
+        Transients ram = new Transients();
+        prf = new TlsPrf(new HmacSha256(ram), ram);
     }
 
     private static short s(int v) {

@@ -1,0 +1,65 @@
+package org.setls.applet;
+
+/**
+ * The card's protocol numbers (docs/apdu.md), defined once: instruction and class bytes, the
+ * SELECT response's tags and capability bits, the PUT DATA / GET DATA tags, the policy bits.
+ * Status words are in {@link Sw}, operation counters in {@link OpCounters}, TLS numbers in
+ * {@link Tls}. A host test reads these four files with a regular expression: keep every number a
+ * plain literal (decimal or hexadecimal, with at most a cast), one declaration per line.
+ */
+interface Constants {
+    // Instruction bytes.
+    byte INS_VERIFY = 0x20;
+    byte INS_GENERATE_KEY = 0x46;
+    byte INS_PROCESS_EAP = (byte) 0x80;
+    byte INS_UNPROTECT_RECORD = (byte) 0x84;
+    byte INS_PROTECT_RECORD = (byte) 0x86;
+    byte INS_EXPORT_KEYS = (byte) 0x88;
+    byte INS_GET_RESPONSE = (byte) 0xC0;
+    byte INS_GET_DATA = (byte) 0xCA;
+    byte INS_PUT_DATA = (byte) 0xDA;
+    byte INS_GET_COUNTERS = (byte) 0xE2;
+
+    // Class bytes; CLA_CHAINING is ISO 7816-4 command chaining, a bit of either class.
+    byte CLA_ISO = 0x00;
+    byte CLA_OPEN_EAP = (byte) 0xA0;
+    byte CLA_CHAINING = 0x10;
+
+    // The applet's version, in the SELECT response.
+    byte VERSION_MAJOR = 1;
+    byte VERSION_MINOR = 0;
+
+    // SELECT response tags.
+    byte TAG_VERSION = (byte) 0x80;
+    byte TAG_CAPABILITIES = (byte) 0x81;
+    byte TAG_MESSAGE_CAPACITY = (byte) 0x82;
+    byte TAG_DEFAULT_PACKET = (byte) 0x83;
+    byte TAG_IDENTITY_SLOTS = (byte) 0x84;
+    // Capability bits (TAG_CAPABILITIES).
+    byte CAP_EXTENDED_LENGTH = 0x01;
+    byte CAP_COMMAND_CHAINING = 0x02;
+    byte CAP_GET_RESPONSE = 0x04;
+
+    // PUT DATA / GET DATA tags (P1).
+    byte DATA_NAME = 0x01;
+    byte DATA_CHAIN_FIRST = 0x02;
+    byte DATA_CHAIN_NEXT = 0x03;
+    byte DATA_PIN = 0x04;
+    byte DATA_POLICY = 0x05;
+    byte DATA_SUITES = 0x06;
+    byte DATA_PUBLIC_KEY = 0x07;
+    byte DATA_STATUS = 0x08;
+    byte DATA_CHAIN = 0x09;
+
+    /** Policy bit (DATA_POLICY): the session keys may be exported to the host after the handshake. */
+    byte POLICY_EXPORT_KEYS = 0x01;
+
+    /** Identity slots of the card (P2 of the personalisation commands). */
+    byte MAX_IDENTITIES = 2;
+
+    /** GET COUNTERS P1: reset the counters after reading them. */
+    byte COUNTERS_RESET = 0x01;
+
+    /** UNPROTECT RECORD answer's first byte when the record was rejected (no TLS content type is 0). */
+    byte REJECTED = 0x00;
+}

@@ -1,0 +1,51 @@
+package org.setls.applet;
+
+import javacard.framework.ISOException;
+
+/**
+ * The applet's persistent state (EEPROM / flash), allocated once at install: the I/O buffer and
+ * the identities. Each {@link Identity} is a persistent record that only its own methods change,
+ * in transactions where more than one field moves. The platform's crypto objects (digests,
+ * ciphers, the ephemeral key pair) are built by their users' constructors, also at install; the
+ * budget is in docs/resources.md.
+ */
+final class Persistent {
+    /** Largest TLS message (flight) the card takes or gives: a full 16 KB record plus expansion. */
+    static final short MESSAGE_CAPACITY = 16384 + 2048;
+    /**
+     * The I/O buffer: EAP-TLS messages are reassembled here and answers written in place.
+     * Persistent because no card has 18 KB of RAM; it holds no secret that outlives a message,
+     * and it is written without transactions since it is scratch.
+     */
+    static final short IO_SIZE = EapTls.MSG_OFF + MESSAGE_CAPACITY;
+
+    final byte[] io;
+    private final Identity[] identities;
+
+    /** Allocated once, at install. */
+    Persistent() {
+        io = new byte[IO_SIZE];
+        identities = new Identity[Constants.MAX_IDENTITIES];
+        for (byte i = 0; i < Constants.MAX_IDENTITIES; i++) {
+            identities[i] = new Identity();
+        }
+    }
+
+    /** The identity in slot {@code p2} (P2 of the personalisation commands); 6A86 if none. */
+    Identity slot(byte p2) {
+        if (p2 < 0 || p2 >= Constants.MAX_IDENTITIES) {
+            ISOException.throwIt(Sw.INCORRECT_P1P2);
+        }
+        return identities[p2];
+    }
+
+    /** The identity with that name, or null. */
+    Identity find(byte[] name, short off, short len) {
+        for (byte i = 0; i < Constants.MAX_IDENTITIES; i++) {
+            if (identities[i].matches(name, off, len)) {
+                return identities[i];
+            }
+        }
+        return null;
+    }
+}

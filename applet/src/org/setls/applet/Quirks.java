@@ -1,0 +1,70 @@
+package org.setls.applet;
+
+/**
+ * Where the platforms differ, in one place: jcardsim (the simulator every test runs on), NXP JCOP 3
+ * (Java Card 3.0.4) and JCOP 4 (Java Card 3.0.5). Each entry names the difference, what the applet
+ * does about it and where; the code that handles one says "Quirks: NAME". docs/quirks.md lists the
+ * same entries for readers of the documentation.
+ *
+ * <ol>
+ * <li><b>KEYGEN</b>: jcardsim's {@code KeyPair.genKeyPair()} draws from an unseeded SHA-1
+ *     generator, so every simulated card made the same keys in the same order; and jcardsim's ECDH
+ *     computes a wrong secret for a private scalar whose first byte is zero (about 1 handshake in
+ *     256 failed). EcKeyGenerator draws the scalar from RandomData (the card's TRNG; on jcardsim
+ *     seeded with {@code com.licel.jcardsim.randomdata.secure=1}), skips scalars with a leading
+ *     zero byte, and computes W = S * G with ECDH {@code ALG_EC_SVDP_DH_PLAIN_XY}
+ *     ({@link #KEYS_FROM_RANDOM_DATA}).</li>
+ * <li><b>CURVE_PARAMETERS</b>: jcardsim preloads the domain parameters of EC keys; real cards
+ *     build EC keys without them, and some forget them on {@code clearKey()}. P256.newKeyPair sets
+ *     them on every key the applet builds and EcKeyGenerator sets them again before every
+ *     generation: the applet never relies on preloaded parameters.</li>
+ * <li><b>INVALID_POINT</b>: jcardsim's ECDH rejects a point off the curve with an exception of the
+ *     host JVM (which, escaping process(), jcardsim answers 6F00); other cards throw a
+ *     CryptoException or compute on another curve. PointCheck checks the curve equation first and
+ *     TlsServer.agree turns any exception of the ECDH into the alert illegal_parameter, so every
+ *     platform answers the same; the dispatcher maps anything that still escapes to 6F03.</li>
+ * <li><b>NO_T0_GET_RESPONSE</b>: jcardsim does not split a long answer into 61xx and GET RESPONSE
+ *     the way a T=0 card's runtime may, and T=0 readers drop response data that comes with an
+ *     error status word. ResponseStream answers 61xx and serves GET RESPONSE itself, on every
+ *     platform; a record the card rejects travels with 9000 and content type 0
+ *     (RecordCommands.unprotect), not with an error status word.</li>
+ * <li><b>LE_EXTENDED_ZERO</b>: an extended Le of 0000 means 65536, which a short cannot hold;
+ *     jcardsim's {@code APDU.setOutgoing()} returns 0 for it. ResponseStream reads any Le of 0 or
+ *     less as {@link #LE_EXTENDED_ZERO}.</li>
+ * <li><b>TRANSACTIONS</b>: jcardsim's transactions only count their depth: nothing rolls back, on
+ *     abort or on a tear, and a transaction an exception left open stays open (the next
+ *     {@code beginTransaction()} fails). Identity checks every input before it writes, so a refused
+ *     command changes nothing on any platform; SeTlsApplet.process aborts a transaction an
+ *     exception left open, as a card's runtime does when process() returns. Tests on jcardsim
+ *     cannot show atomicity.</li>
+ * <li><b>API_LEVEL</b>: jcardsim's {@code javacard.*} classes carry Java Card 3.1 members (for
+ *     instance {@code Signature.verifyPreComputedHash}) that JCOP 3 (3.0.4) and JCOP 4 (3.0.5) do
+ *     not have. The applet compiles against jcardsim's classes, so javac does not catch such a call
+ *     (neither does scripts/jcsubset.py, which checks the language subset and the packages); the
+ *     converter of {@code ant cap} with a 3.0.4 or 3.0.5 SDK does. The applet uses the 3.0.4 API,
+ *     plus {@code ALG_EC_SVDP_DH_PLAIN_XY} (3.0.5) behind a fallback to {@code genKeyPair()}
+ *     (EcKeyGenerator); it calls {@code RandomData.generateData}, deprecated since 3.0.5 but the
+ *     only one 3.0.4 has.</li>
+ * <li><b>MISSING_ALGORITHMS</b>: JCOP 3 and 4 have SHA-256, AES-ECB/CBC, ECDSA and ECDH, but no
+ *     HMAC-SHA256 Signature and no AES-GCM or AES-CCM Cipher (jcardsim has more). HmacSha256,
+ *     AesGcm and AesCcm build them on MessageDigest SHA-256 and Cipher AES-ECB; the applet never
+ *     asks the platform for them.</li>
+ * <li><b>INSTALL_PARAMETERS</b>: GlobalPlatform passes {@code [Li AID][Lc privileges][La data]} to
+ *     install(), jcardsim passes nothing: SeTlsApplet.install registers with the AID when one is
+ *     given, without otherwise.</li>
+ * </ol>
+ */
+final class Quirks {
+    private Quirks() {
+    }
+
+    /**
+     * KEYGEN: draw private scalars from RandomData and compute the public point with ECDH
+     * PLAIN_XY, rather than {@code genKeyPair()}. True for every platform: jcardsim needs it, real
+     * cards lose nothing (a card without PLAIN_XY falls back to {@code genKeyPair()} anyway).
+     */
+    static final boolean KEYS_FROM_RANDOM_DATA = true;
+
+    /** LE_EXTENDED_ZERO: the Le the response stream uses when the platform reports 0 or less. */
+    static final short LE_EXTENDED_ZERO = 0x7FFF;
+}

@@ -1,0 +1,180 @@
+package org.setls.applet;
+
+import javacard.framework.JCSystem;
+import javacard.framework.Util;
+
+/**
+ * The applet's RAM: one arena of four transient arrays, allocated once at install, with a named
+ * region for every use. The only {@code makeTransient*} calls of the applet are here; a class gets
+ * its working memory as one of these arrays and the offset of its region (docs/resources.md has
+ * the budget and the map, {@code scripts/card_resources.py} reads it from this file).
+ *
+ * Each array is declared as a chain of regions: a region {@code X} starts where the one before it
+ * ends and is {@code X_SIZE} elements long; the chain ends with the array's size. Two kinds:
+ * <ul>
+ * <li><b>Session state</b> lives across APDUs (an EAP conversation, a TLS handshake between its
+ *     flights, the record keys after it, a chained command, a pending response): each use has
+ *     its own region, shared with nothing. Several TLS sessions per card will each get a copy of
+ *     these regions.</li>
+ * <li><b>Scratch</b> lives within the processing of one APDU and is dead when the APDU's answer
+ *     is sent: nobody may read what a previous APDU left there. Uses that never run at the same
+ *     time share bytes (an overlay: several regions at the same offset). The overlays, and why
+ *     their uses never overlap in time:
+ *     <ul>
+ *     <li>{@link #OVERLAY} holds either the key derivation's HMAC and PRF state or the record's
+ *         AEAD state. The PRF finishes before a record is protected or unprotected, the AEAD suites
+ *         use no HMAC for records, and the CBC suite (HMAC records) uses no AEAD state.</li>
+ *     <li>{@link #SHORT_SCRATCH} holds either the curve check of the client's ECDH point or the
+ *         GHASH table: the point is checked in flight 3 before any record key exists.</li>
+ *     </ul>
+ *     The record layer processes a whole record in one APDU (CommandInput collects a chained
+ *     record first), so the AEAD state is scratch too.</li>
+ * </ul>
+ * TransientsTest fills everything a phase must not touch with a pattern and checks it is intact.
+ *
+ * Clearing: {@code CLEAR_ON_DESELECT} for all but the counters. Everything here is either a
+ * secret of the session or state of a conversation that a deselect ends (SELECT resets the EAP
+ * conversation and the TLS session): a deselect, a reset or a power loss forgets it, and no other
+ * applet selected in between can find it. The operation counters are {@code CLEAR_ON_RESET}: they
+ * hold no secret and must survive the reselection between a handshake and the benchmark's read
+ * (GET COUNTERS). The record keys themselves are transient AES key objects
+ * ({@code TYPE_AES_TRANSIENT_DESELECT}, RecordCipher): the platform's RAM, not this arena's.
+ */
+final class Transients {
+    // ---- bytes: CLEAR_ON_DESELECT ------------------------------------------------------------
+    // Session state.
+    /** EapTls: the EAP identity being received (it may span chained APDUs). */
+    static final short EAP_NAME = 0;
+    static final short EAP_NAME_SIZE = EapTls.IDENTITY_MAX;                      // 32
+    /** TlsServer: client_random || server_random, from flight 1 to flight 3. */
+    static final short TLS_RANDOMS = (short) (EAP_NAME + EAP_NAME_SIZE);
+    static final short TLS_RANDOMS_SIZE = TlsServer.RANDOMS_SIZE;                // 64
+    /** RecordCipher: the MAC keys (CBC) or implicit IVs (AEAD) of the session. */
+    static final short RECORD_KEYS = (short) (TLS_RANDOMS + TLS_RANDOMS_SIZE);
+    static final short RECORD_KEYS_SIZE = RecordCipher.SECRETS_SIZE;             // 72
+    /** RecordCipher: the read and write sequence numbers. */
+    static final short RECORD_SEQ = (short) (RECORD_KEYS + RECORD_KEYS_SIZE);
+    static final short RECORD_SEQ_SIZE = RecordCipher.SEQ_SIZE;                  // 16
+    // Scratch.
+    /**
+     * TlsServer, flight 3: master secret, session hash, verify_data, key block (premaster secret
+     * first). Flight 1 uses the key block as the ephemeral key generation's scratch. The master
+     * secret is wiped before flight 3's answer leaves.
+     */
+    static final short HANDSHAKE_KEYS = (short) (RECORD_SEQ + RECORD_SEQ_SIZE);
+    static final short HANDSHAKE_KEYS_SIZE = TlsServer.KEYS_SIZE;                // 188
+    /** RecordCipher: the AAD or MAC header, the nonce, the MAC of a received record. */
+    static final short RECORD_SCRATCH = (short) (HANDSHAKE_KEYS + HANDSHAKE_KEYS_SIZE);
+    static final short RECORD_SCRATCH_SIZE = RecordCipher.SCRATCH_SIZE;          // 60
+    /** Key derivation (HMAC_PAD, PRF_A) or record AEAD (GCM_STATE, CCM_STATE): never at once. */
+    static final short OVERLAY = (short) (RECORD_SCRATCH + RECORD_SCRATCH_SIZE);
+    //   key derivation, and the CBC suite's record MAC
+    /** HmacSha256: K0 and the inner hash. */
+    static final short HMAC_PAD = OVERLAY;
+    static final short HMAC_PAD_SIZE = HmacSha256.PAD_SIZE;                      // 96
+    /** TlsPrf: A(i). */
+    static final short PRF_A = (short) (HMAC_PAD + HMAC_PAD_SIZE);
+    static final short PRF_A_SIZE = TlsPrf.A_SIZE;                               // 32
+    //   record AEAD, at the same offset
+    /** AesGcm: J0, the counter block, the GHASH accumulator, a keystream block. */
+    static final short GCM_STATE = OVERLAY;
+    static final short GCM_STATE_SIZE = AesGcm.STATE_SIZE;                       // 64
+    /** AesCcm: the CBC-MAC value, the counter block, S0, a keystream block. */
+    static final short CCM_STATE = (short) (GCM_STATE + GCM_STATE_SIZE);
+    static final short CCM_STATE_SIZE = AesCcm.STATE_SIZE;                       // 64
+    /** The larger overlay (HMAC_PAD + PRF_A = GCM_STATE + CCM_STATE = 128 bytes). */
+    static final short OVERLAY_SIZE = (short) (HMAC_PAD_SIZE + PRF_A_SIZE);
+    static final short BYTES_SIZE = (short) (OVERLAY + OVERLAY_SIZE);           // 560
+
+    // ---- shorts: CLEAR_ON_DESELECT -----------------------------------------------------------
+    // Session state.
+    /** EapTls: the conversation's state, identifiers, lengths, the packet being received. */
+    static final short EAP_STATE = 0;
+    static final short EAP_STATE_SIZE = EapTls.STATE_SIZE;                       // 11
+    /** CommandInput: the command being chained and the bytes collected so far. */
+    static final short INPUT_STATE = (short) (EAP_STATE + EAP_STATE_SIZE);
+    static final short INPUT_STATE_SIZE = CommandInput.STATE_SIZE;               // 2
+    /** ResponseStream: the offset and length left of the response GET RESPONSE fetches. */
+    static final short RESPONSE_STATE = (short) (INPUT_STATE + INPUT_STATE_SIZE);
+    static final short RESPONSE_STATE_SIZE = ResponseStream.STATE_SIZE;          // 2
+    /** TlsServer: phase, suite, what the ClientHello asked for, bytes hashed. */
+    static final short TLS_STATE = (short) (RESPONSE_STATE + RESPONSE_STATE_SIZE);
+    static final short TLS_STATE_SIZE = TlsServer.STATE_SIZE;                    // 4
+    /** RecordCipher: the kind of record protection (none, GCM, CCM, CCM_8, CBC). */
+    static final short RECORD_KIND = (short) (TLS_STATE + TLS_STATE_SIZE);
+    static final short RECORD_KIND_SIZE = RecordCipher.KIND_SIZE;                // 1
+    // Scratch.
+    /** The curve check (CURVE) or GHASH (GHASH, GCM_LENGTHS, CCM_PARAMS): never at once. */
+    static final short SHORT_SCRATCH = (short) (RECORD_KIND + RECORD_KIND_SIZE);
+    //   flight 3: the client's ECDH point against the curve equation
+    /** PointCheck: the accumulator and three 256-bit numbers in byte limbs. */
+    static final short CURVE = SHORT_SCRATCH;
+    static final short CURVE_SIZE = PointCheck.WORK_SIZE;                        // 162
+    //   records, at the same offset
+    /** AesGcm: the table M of the key's multiples and the product Z. */
+    static final short GHASH = SHORT_SCRATCH;
+    static final short GHASH_SIZE = AesGcm.GHASH_SIZE;                           // 136
+    /** AesGcm: AAD and text lengths, the direction. */
+    static final short GCM_LENGTHS = (short) (GHASH + GHASH_SIZE);
+    static final short GCM_LENGTHS_SIZE = AesGcm.LENGTHS_SIZE;                   // 3
+    /** AesCcm: tag length, direction, q, bytes still due. */
+    static final short CCM_PARAMS = (short) (GCM_LENGTHS + GCM_LENGTHS_SIZE);
+    static final short CCM_PARAMS_SIZE = AesCcm.PARAMS_SIZE;                     // 4
+    /** The larger overlay: the curve check's 162 shorts (GHASH's three regions: 143). */
+    static final short SHORT_SCRATCH_SIZE = CURVE_SIZE;
+    static final short SHORTS_SIZE = (short) (SHORT_SCRATCH + SHORT_SCRATCH_SIZE); // 182
+
+    // ---- refs: CLEAR_ON_DESELECT (session state) ----------------------------------------------
+    /** EapTls: the MessageHandler of the conversation. */
+    static final short EAP_HANDLER = 0;
+    static final short EAP_HANDLER_SIZE = 1;
+    /** ResponseStream: the array the pending response comes from. */
+    static final short RESPONSE_SOURCE = (short) (EAP_HANDLER + EAP_HANDLER_SIZE);
+    static final short RESPONSE_SOURCE_SIZE = 1;
+    /** TlsServer: the Identity the handshake serves. */
+    static final short TLS_IDENTITY = (short) (RESPONSE_SOURCE + RESPONSE_SOURCE_SIZE);
+    static final short TLS_IDENTITY_SIZE = 1;
+    static final short REFS_SIZE = (short) (TLS_IDENTITY + TLS_IDENTITY_SIZE);    // 3
+
+    // ---- counters: CLEAR_ON_RESET ------------------------------------------------------------
+    /** OpCounters: the diagnostic operation counters, one short each. */
+    static final short OP_COUNTERS = 0;
+    static final short OP_COUNTERS_SIZE = OpCounters.COUNT;                      // 10
+    static final short COUNTERS_SIZE = (short) (OP_COUNTERS + OP_COUNTERS_SIZE);
+
+    final byte[] bytes;
+    final short[] shorts;
+    final Object[] refs;
+    final short[] counters;
+
+    /** Allocated once, at install: the applet's only transient arrays. */
+    Transients() {
+        bytes = JCSystem.makeTransientByteArray(BYTES_SIZE, JCSystem.CLEAR_ON_DESELECT);
+        shorts = JCSystem.makeTransientShortArray(SHORTS_SIZE, JCSystem.CLEAR_ON_DESELECT);
+        refs = JCSystem.makeTransientObjectArray(REFS_SIZE, JCSystem.CLEAR_ON_DESELECT);
+        counters = JCSystem.makeTransientShortArray(COUNTERS_SIZE, JCSystem.CLEAR_ON_RESET);
+    }
+
+    /** Zeroes {@code len} bytes of a region of {@link #bytes}. */
+    void clearBytes(short off, short len) {
+        Util.arrayFillNonAtomic(bytes, off, len, (byte) 0);
+    }
+
+    /** Zeroes {@code len} shorts of a region of {@link #shorts}. */
+    void clearShorts(short off, short len) {
+        short end = (short) (off + len);
+        for (short i = off; i < end; i++) {
+            shorts[i] = 0;
+        }
+    }
+
+    /**
+     * Wipes the scratch of both arrays: what an APDU that failed half-way (an exception the
+     * dispatcher caught) may have left there, a master secret for instance. Always safe, since
+     * scratch is dead between APDUs.
+     */
+    void clearScratch() {
+        clearBytes(HANDSHAKE_KEYS, (short) (BYTES_SIZE - HANDSHAKE_KEYS));
+        clearShorts(SHORT_SCRATCH, (short) (SHORTS_SIZE - SHORT_SCRATCH));
+    }
+}

@@ -1,0 +1,335 @@
+package org.setls.applet;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.licel.jcardsim.base.Simulator;
+import java.io.ByteArrayOutputStream;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+import javacard.security.RandomData;
+import javax.crypto.Mac;
+import javax.crypto.spec.SecretKeySpec;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The arena's region map is honest. For each phase of the applet (a curve check, an HMAC, a PRF,
+ * a record protected and unprotected with each suite), everything the map says the phase does
+ * not use is filled with a pattern, and the phase must leave it intact; the scratch it does use is
+ * filled with noise first, so the phase must not read what an earlier APDU left there. Then the
+ * map itself: every region inside its array, session state shared with nothing, uses that run at
+ * the same time on different bytes.
+ */
+class TransientsTest {
+    private static final byte BYTE_PATTERN = (byte) 0xA5;
+    private static final short SHORT_PATTERN = (short) 0x5AC3;
+    private static final Object REF_PATTERN = new Object();
+
+    private static Transients ram;
+    private static HmacSha256 hmac;
+    private static TlsPrf prf;
+    private static PointCheck curve;
+    private static RecordCipher cipher;
+    private static final Random noise = new Random(1338);
+
+    @BeforeAll
+    static void card() {
+        new Simulator(); // a Java Card runtime for JCSystem's transient arrays and the crypto
+        ram = new Transients();
+        hmac = new HmacSha256(ram);
+        prf = new TlsPrf(hmac, ram);
+        curve = new PointCheck(ram);
+        RandomData random = RandomData.getInstance(RandomData.ALG_SECURE_RANDOM);
+        cipher = new RecordCipher(new AesGcm(ram), new AesCcm(ram), hmac, random, new OpCounters(ram), ram);
+    }
+
+    private static short s(int v) {
+        return (short) v;
+    }
+
+    /** A region of the arena: which array, where, how long, and whether it outlives an APDU. */
+    record Region(String name, boolean shorts, int off, int size, boolean session) {
+        boolean overlaps(Region o) {
+            return shorts == o.shorts && off < o.off + o.size && o.off < off + size;
+        }
+
+        @Override
+        public String toString() {
+            return name + (shorts ? " shorts[" : " bytes[") + off + ", " + (off + size) + ")";
+        }
+    }
+
+    private static Region bytes(String name, int off, int size, boolean session) {
+        return new Region(name, false, off, size, session);
+    }
+
+    private static Region shorts(String name, int off, int size, boolean session) {
+        return new Region(name, true, off, size, session);
+    }
+
+    // The map, as Transients declares it.
+    static final Region EAP_NAME = bytes("EAP_NAME", Transients.EAP_NAME, Transients.EAP_NAME_SIZE, true);
+    static final Region TLS_RANDOMS = bytes("TLS_RANDOMS", Transients.TLS_RANDOMS, Transients.TLS_RANDOMS_SIZE, true);
+    static final Region RECORD_KEYS = bytes("RECORD_KEYS", Transients.RECORD_KEYS, Transients.RECORD_KEYS_SIZE, true);
+    static final Region RECORD_SEQ = bytes("RECORD_SEQ", Transients.RECORD_SEQ, Transients.RECORD_SEQ_SIZE, true);
+    static final Region HANDSHAKE_KEYS = bytes("HANDSHAKE_KEYS", Transients.HANDSHAKE_KEYS, Transients.HANDSHAKE_KEYS_SIZE, false);
+    static final Region RECORD_SCRATCH = bytes("RECORD_SCRATCH", Transients.RECORD_SCRATCH, Transients.RECORD_SCRATCH_SIZE, false);
+    static final Region HMAC_PAD = bytes("HMAC_PAD", Transients.HMAC_PAD, Transients.HMAC_PAD_SIZE, false);
+    static final Region PRF_A = bytes("PRF_A", Transients.PRF_A, Transients.PRF_A_SIZE, false);
+    static final Region GCM_STATE = bytes("GCM_STATE", Transients.GCM_STATE, Transients.GCM_STATE_SIZE, false);
+    static final Region CCM_STATE = bytes("CCM_STATE", Transients.CCM_STATE, Transients.CCM_STATE_SIZE, false);
+    static final Region EAP_STATE = shorts("EAP_STATE", Transients.EAP_STATE, Transients.EAP_STATE_SIZE, true);
+    static final Region INPUT_STATE = shorts("INPUT_STATE", Transients.INPUT_STATE, Transients.INPUT_STATE_SIZE, true);
+    static final Region RESPONSE_STATE = shorts("RESPONSE_STATE", Transients.RESPONSE_STATE, Transients.RESPONSE_STATE_SIZE, true);
+    static final Region TLS_STATE = shorts("TLS_STATE", Transients.TLS_STATE, Transients.TLS_STATE_SIZE, true);
+    static final Region RECORD_KIND = shorts("RECORD_KIND", Transients.RECORD_KIND, Transients.RECORD_KIND_SIZE, true);
+    static final Region CURVE = shorts("CURVE", Transients.CURVE, Transients.CURVE_SIZE, false);
+    static final Region GHASH = shorts("GHASH", Transients.GHASH, Transients.GHASH_SIZE, false);
+    static final Region GCM_LENGTHS = shorts("GCM_LENGTHS", Transients.GCM_LENGTHS, Transients.GCM_LENGTHS_SIZE, false);
+    static final Region CCM_PARAMS = shorts("CCM_PARAMS", Transients.CCM_PARAMS, Transients.CCM_PARAMS_SIZE, false);
+    static final List<Region> ALL = List.of(EAP_NAME, TLS_RANDOMS, RECORD_KEYS, RECORD_SEQ, HANDSHAKE_KEYS,
+            RECORD_SCRATCH, HMAC_PAD, PRF_A, GCM_STATE, CCM_STATE, EAP_STATE, INPUT_STATE, RESPONSE_STATE,
+            TLS_STATE, RECORD_KIND, CURVE, GHASH, GCM_LENGTHS, CCM_PARAMS);
+
+    // ---- running a phase against the map ------------------------------------------------------
+
+    /**
+     * Fills the arena: the phase's scratch with noise, its session regions left as they are,
+     * everything else with the pattern. Returns the expected content of the arena afterwards
+     * outside the phase's regions.
+     */
+    private static Object[] prepare(Region... live) {
+        boolean[] liveBytes = new boolean[Transients.BYTES_SIZE];
+        boolean[] liveShorts = new boolean[Transients.SHORTS_SIZE];
+        for (Region r : live) {
+            boolean[] mask = r.shorts ? liveShorts : liveBytes;
+            for (int i = r.off; i < r.off + r.size; i++) {
+                mask[i] = true;
+                if (!r.session) {
+                    if (r.shorts) {
+                        ram.shorts[i] = (short) noise.nextInt();
+                    } else {
+                        ram.bytes[i] = (byte) noise.nextInt();
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < liveBytes.length; i++) {
+            if (!liveBytes[i]) {
+                ram.bytes[i] = BYTE_PATTERN;
+            }
+        }
+        for (int i = 0; i < liveShorts.length; i++) {
+            if (!liveShorts[i]) {
+                ram.shorts[i] = SHORT_PATTERN;
+            }
+        }
+        Arrays.fill(ram.refs, REF_PATTERN);
+        return new Object[] {liveBytes, liveShorts};
+    }
+
+    private static void assertUntouched(Object[] masks, String phase) {
+        boolean[] liveBytes = (boolean[]) masks[0];
+        boolean[] liveShorts = (boolean[]) masks[1];
+        for (int i = 0; i < liveBytes.length; i++) {
+            if (!liveBytes[i]) {
+                assertEquals(BYTE_PATTERN, ram.bytes[i], phase + " wrote bytes[" + i + "] (" + owner(false, i) + ")");
+            }
+        }
+        for (int i = 0; i < liveShorts.length; i++) {
+            if (!liveShorts[i]) {
+                assertEquals(SHORT_PATTERN, ram.shorts[i], phase + " wrote shorts[" + i + "] (" + owner(true, i) + ")");
+            }
+        }
+        for (Object ref : ram.refs) {
+            assertSame(REF_PATTERN, ref, phase + " wrote a reference");
+        }
+    }
+
+    private static String owner(boolean shorts, int i) {
+        List<String> names = new ArrayList<>();
+        for (Region r : ALL) {
+            if (r.shorts == shorts && r.off <= i && i < r.off + r.size) {
+                names.add(r.name);
+            }
+        }
+        return names.isEmpty() ? "no region" : String.join(", ", names);
+    }
+
+    // ---- the phases ---------------------------------------------------------------------------
+
+    @Test
+    void theCurveCheckUsesOnlyItsRegion() {
+        Object[] masks = prepare(CURVE);
+        assertTrue(curve.isOnCurve(P256.G, s(0)));
+        byte[] off = P256.G.clone();
+        off[64] ^= 1;
+        prepare(CURVE);
+        assertFalse(curve.isOnCurve(off, s(0)));
+        assertUntouched(masks, "PointCheck");
+    }
+
+    @Test
+    void anHmacUsesOnlyItsPad() throws Exception {
+        byte[] key = new byte[40];
+        byte[] data = new byte[300];
+        noise.nextBytes(key);
+        noise.nextBytes(data);
+        Object[] masks = prepare(HMAC_PAD);
+        hmac.init(key, s(0), s(key.length));
+        hmac.update(data, s(0), s(100));
+        byte[] out = new byte[32];
+        hmac.doFinal(data, s(100), s(200), out, s(0));
+        assertUntouched(masks, "HmacSha256");
+        Mac jdk = Mac.getInstance("HmacSHA256");
+        jdk.init(new SecretKeySpec(key, "HmacSHA256"));
+        assertArrayEquals(jdk.doFinal(data), out);
+    }
+
+    @Test
+    void thePrfUsesOnlyHmacAndA() throws Exception {
+        byte[] secret = new byte[48];
+        byte[] label = "key expansion".getBytes("US-ASCII");
+        byte[] seed = new byte[64];
+        noise.nextBytes(secret);
+        noise.nextBytes(seed);
+        Object[] masks = prepare(HMAC_PAD, PRF_A);
+        byte[] out = new byte[96];
+        prf.derive(secret, s(0), s(48), label, s(0), s(label.length), seed, s(0), s(32), seed, s(32), s(32),
+                out, s(0), s(out.length));
+        assertUntouched(masks, "TlsPrf");
+        ByteArrayOutputStream labelSeed = new ByteArrayOutputStream();
+        labelSeed.write(label);
+        labelSeed.write(seed);
+        assertArrayEquals(pSha256(secret, labelSeed.toByteArray(), out.length), out);
+    }
+
+    /** P_SHA256 (RFC 5246 section 5) on the JDK. */
+    private static byte[] pSha256(byte[] secret, byte[] seed, int n) throws Exception {
+        Mac mac = Mac.getInstance("HmacSHA256");
+        mac.init(new SecretKeySpec(secret, "HmacSHA256"));
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        byte[] a = seed;
+        while (out.size() < n) {
+            a = mac.doFinal(a);
+            mac.update(a);
+            out.write(mac.doFinal(seed));
+        }
+        return Arrays.copyOf(out.toByteArray(), n);
+    }
+
+    @Test
+    void recordsOfEachSuiteUseOnlyTheirRegions() {
+        Region[] session = {RECORD_KEYS, RECORD_SEQ, RECORD_KIND};
+        record Suite(short id, Region... scratch) {
+        }
+        Suite[] suites = {
+            new Suite(Tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, RECORD_SCRATCH, GCM_STATE, GHASH, GCM_LENGTHS),
+            new Suite(Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, RECORD_SCRATCH, CCM_STATE, CCM_PARAMS),
+            new Suite(Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, RECORD_SCRATCH, CCM_STATE, CCM_PARAMS),
+            new Suite(Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, RECORD_SCRATCH, HMAC_PAD),
+        };
+        for (Suite suite : suites) {
+            // The client's keys equal the server's, so a record the card writes it can read back.
+            byte[] half = new byte[48];
+            noise.nextBytes(half);
+            byte[] keyBlock = new byte[96];
+            int size = RecordCipher.keyBlockSize(suite.id);
+            if (suite.id == Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256) {
+                System.arraycopy(half, 0, keyBlock, 0, 32);   // MAC keys
+                System.arraycopy(half, 0, keyBlock, 32, 32);
+                System.arraycopy(half, 32, keyBlock, 64, 16); // AES keys
+                System.arraycopy(half, 32, keyBlock, 80, 16);
+            } else {
+                System.arraycopy(half, 0, keyBlock, 0, 16);   // AES keys
+                System.arraycopy(half, 0, keyBlock, 16, 16);
+                System.arraycopy(half, 16, keyBlock, 32, 4);  // implicit IVs
+                System.arraycopy(half, 16, keyBlock, 36, 4);
+            }
+            assertTrue(size <= keyBlock.length);
+            Region[] live = new Region[session.length + suite.scratch.length];
+            System.arraycopy(session, 0, live, 0, session.length);
+            System.arraycopy(suite.scratch, 0, live, session.length, suite.scratch.length);
+            String name = String.format("records of %04X", suite.id);
+            for (int length : new int[] {0, 1, 100, 1000}) {
+                prepare(live);                  // the whole arena as another APDU might leave it
+                cipher.start(suite.id, keyBlock, s(0));
+                byte[] plain = new byte[length];
+                noise.nextBytes(plain);
+                byte[] buf = new byte[7 + 5 + 16 + length + 64];
+                int off = 7;
+                for (int record = 0; record < 2; record++) { // the second one with sequence number 1
+                    Object[] masks = prepare(live);
+                    short prefix = cipher.prefixLength();
+                    System.arraycopy(plain, 0, buf, off + prefix, length);
+                    short n = cipher.protect(Tls.CONTENT_APPLICATION_DATA, buf, s(off), s(length));
+                    assertUntouched(masks, name + ", protect");
+                    masks = prepare(live);
+                    short got = cipher.unprotect(buf, s(off));
+                    assertUntouched(masks, name + ", unprotect");
+                    assertEquals(length, got, name + ": the record authenticates (" + n + " bytes)");
+                    assertArrayEquals(plain, Arrays.copyOfRange(buf, off + prefix, off + prefix + length), name);
+                }
+            }
+            cipher.clear();
+        }
+    }
+
+    // ---- the map ------------------------------------------------------------------------------
+
+    @Test
+    void everyRegionIsInsideItsArray() {
+        for (Region r : ALL) {
+            int end = r.shorts ? Transients.SHORTS_SIZE : Transients.BYTES_SIZE;
+            assertTrue(r.off >= 0 && r.size > 0 && r.off + r.size <= end, r.toString());
+        }
+        assertEquals(Transients.BYTES_SIZE, ram.bytes.length);
+        assertEquals(Transients.SHORTS_SIZE, ram.shorts.length);
+        assertEquals(Transients.REFS_SIZE, ram.refs.length);
+        assertEquals(OpCounters.COUNT, ram.counters.length);
+        // The overlays fit the room the chains reserve for them.
+        assertTrue(Transients.GCM_STATE_SIZE + Transients.CCM_STATE_SIZE <= Transients.OVERLAY_SIZE);
+        assertTrue(Transients.GHASH_SIZE + Transients.GCM_LENGTHS_SIZE + Transients.CCM_PARAMS_SIZE
+                <= Transients.SHORT_SCRATCH_SIZE);
+    }
+
+    @Test
+    void sessionStateSharesNothing() {
+        for (Region r : ALL) {
+            if (!r.session) {
+                continue;
+            }
+            for (Region o : ALL) {
+                if (o != r) {
+                    assertFalse(r.overlaps(o), r + " overlaps " + o);
+                }
+            }
+        }
+    }
+
+    @Test
+    void usesThatRunTogetherUseDifferentBytes() {
+        // Flight 3: the key derivation, then the client's Finished unprotected and the server's
+        // protected, while the master secret and the hashes wait in HANDSHAKE_KEYS.
+        Region[][] together = {
+            {HANDSHAKE_KEYS, HMAC_PAD, PRF_A},
+            {HANDSHAKE_KEYS, RECORD_SCRATCH, GCM_STATE, GHASH, GCM_LENGTHS},
+            {HANDSHAKE_KEYS, RECORD_SCRATCH, CCM_STATE, CCM_PARAMS},
+            {HANDSHAKE_KEYS, RECORD_SCRATCH, HMAC_PAD},
+            {HANDSHAKE_KEYS, CURVE},
+        };
+        for (Region[] set : together) {
+            for (int i = 0; i < set.length; i++) {
+                for (int j = i + 1; j < set.length; j++) {
+                    assertFalse(set[i].overlaps(set[j]), set[i] + " overlaps " + set[j]);
+                }
+            }
+        }
+    }
+}
