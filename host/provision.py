@@ -37,7 +37,12 @@ class IdentitySpec:
 
 def personalise(card: SeTlsCard, spec: IdentitySpec, ca: DemoCa,
                 out_dir: Path | None = DEMO_DIR) -> x509.Certificate:
-    """Runs the personalisation; returns the server certificate the card now presents."""
+    """Runs the personalisation; returns the server certificate the card now presents.
+
+    An identity that already has a PIN is personalised again only after that PIN is verified
+    (the card refuses otherwise): `spec.pin` must be the current one."""
+    if card.status(spec.slot).pin_set:
+        card.verify(spec.slot, spec.pin)
     point = card.generate_key(spec.slot)
     certificate = ca.issue_server_certificate(point, common_name=f"{spec.name} (SE-TLS card)")
     card.put_chain(spec.slot, certificate_list([certificate]))

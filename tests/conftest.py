@@ -1,7 +1,16 @@
-"""Shared fixtures: the compiled applet, and servers started the way users start them."""
+"""Shared fixtures: the compiled applet, the card the suite runs against, and servers started the
+way users start them.
+
+One suite, several targets: by default the card and end-to-end tests run on simulated cards
+(jcardsim). `pytest --reader NAME` runs them against the card in a PC/SC reader instead; the
+tests that personalise the card (they overwrite identity slot 0 with the demo identity and its
+PIN) run only with `--destructive` as well, and those that need several cards are skipped.
+"""
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,8 +18,69 @@ from pathlib import Path
 import pytest
 
 from host.bench.daemon import ReadyProcess, start_ready
+from host.card import SeTlsCard, open_cards
+from host.iso7816.simulator import free_port
+from host.provision import DEMO_PIN
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("setls", "the card the card and end-to-end tests run against")
+    group.addoption("--reader", metavar="NAME", default=None,
+                    help="a PC/SC reader whose card runs the applet (default: simulated cards)")
+    group.addoption("--destructive", action="store_true", default=False,
+                    help="with --reader: allow the tests that personalise the card (identity slot 0)")
+
+
+@dataclass(frozen=True)
+class CardTarget:
+    """Simulated cards (`reader` None) or the card in one PC/SC reader."""
+
+    reader: str | None
+    destructive: bool
+
+    def require(self, cards: int = 1, personalises: bool = True) -> None:
+        """Skips the calling test when this target cannot give it what it needs."""
+        if self.reader is None:
+            return
+        if cards > 1:
+            pytest.skip(f"needs {cards} cards; --reader gives one")
+        if personalises and not self.destructive:
+            pytest.skip("personalises the card: add --destructive to run it on a real card")
+
+    @contextlib.contextmanager
+    def cards(self, count: int = 1) -> Iterator[list[SeTlsCard]]:
+        """`count` opened cards, applet selected (simulated, or the reader's)."""
+        self.require(count)
+        if self.reader is None:
+            with open_cards(sim=count) as cards:
+                yield cards
+        else:
+            with open_cards(readers=[self.reader]) as cards:
+                yield cards
+
+    def server_args(self, args: list[str]) -> list[str]:
+        """`python -m host.server` arguments for this target: `--sim [N]` becomes the reader
+        (personalised first with the demo identity, as `--sim` would be)."""
+        if self.reader is None or "--sim" not in args:
+            return args
+        i = args.index("--sim")
+        has_count = i + 1 < len(args) and args[i + 1].isdigit()
+        count = int(args[i + 1]) if has_count else 1
+        self.require(count)
+        export = ["--export-keys"] if "--export-keys" in args else []
+        provision = subprocess.run([sys.executable, "-m", "host.provision", "--reader", self.reader, "--pin",
+                                    DEMO_PIN, *export], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert provision.returncode == 0, provision.stderr
+        rest = [a for a in args[:i] + args[i + 1 + has_count:] if a != "--export-keys"]  # a --sim option
+        return ["--reader", self.reader, "--pin", DEMO_PIN, *rest]
+
+
+@pytest.fixture(scope="session")
+def card_target(request: pytest.FixtureRequest) -> CardTarget:
+    return CardTarget(request.config.getoption("--reader"), request.config.getoption("--destructive"))
 CLASSES = ROOT / "build" / "applet" / "classes"
 DEMO = ROOT / "build" / "demo"
 
@@ -21,14 +91,6 @@ def applet_classes() -> Path:
     if not (CLASSES / "org" / "setls" / "applet" / "SeTlsApplet.class").exists():
         subprocess.run(["ant", "-q", "compile"], cwd=ROOT, check=True)
     return CLASSES
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 ServerFactory = Callable[..., "ServerProcess"]
@@ -61,11 +123,14 @@ def stop_server(server: ServerProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def server_factory(applet_classes: Path) -> Iterator[ServerFactory]:
+def server_factory(applet_classes: Path, card_target: CardTarget) -> Iterator[ServerFactory]:
     started: list[ServerProcess] = []
 
     def factory(*args: str) -> ServerProcess:
-        server = start_server(list(args))
+        if card_target.reader is not None:  # one card serves one server process at a time
+            while started:
+                stop_server(started.pop())
+        server = start_server(card_target.server_args(list(args)))
         started.append(server)
         return server
 

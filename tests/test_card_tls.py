@@ -5,17 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from conftest import CardTarget
 from tls12_client import RawTlsClient
 
-from host.card.commands import SeTlsCard, open_cards
+from host.card.commands import SeTlsCard
 from host.card.errors import AccessDeniedError
 from host.demo_pki import DemoCa
-from host.provision import IdentitySpec, personalise
+from host.provision import DEMO_PIN, IdentitySpec, personalise
 from host.tls.protection import HostRecordProtection
 from host.tls.records import FlightAssembler, RecordReader
 
 pytestmark = pytest.mark.timeout(300)
-PIN = "2468"
+PIN = DEMO_PIN  # the same PIN as the servers of the other modules: one card may serve them all (--reader)
 
 
 class CardSocket:
@@ -43,8 +44,9 @@ class CardSocket:
 
 
 @pytest.fixture(scope="module")
-def card(applet_classes: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeTlsCard]:
-    with open_cards(sim=1) as cards:
+def card(applet_classes: object, card_target: CardTarget,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeTlsCard]:
+    with card_target.cards(1) as cards:
         card = cards[0]
         ca = DemoCa.load_or_create(tmp_path_factory.mktemp("ca"))
         personalise(card, IdentitySpec("server", PIN, export_keys=True), ca, out_dir=None)
@@ -115,10 +117,10 @@ def test_counters_match_a_hand_count_of_one_gcm_handshake(card: SeTlsCard) -> No
     assert counts["sha256_blocks"] >= expected_transcript + 12 * 4
 
 
-def test_two_simulated_cards_generate_different_keys(applet_classes: object) -> None:
+def test_two_simulated_cards_generate_different_keys(applet_classes: object, card_target: CardTarget) -> None:
     """jcardsim's own key generation is unseeded: every card would make the same keys. The applet
     draws its scalars from RandomData, so they differ (docs: EcKeyGenerator)."""
-    with open_cards(sim=2) as cards:
+    with card_target.cards(2) as cards:
         points = {card.generate_key(0) for card in cards}
         points |= {cards[0].generate_key(1)}
     assert len(points) == 3

@@ -338,6 +338,32 @@ def _close(channel: Channel | None, process: JcardsimProcess) -> None:
     process.stop()
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m host.iso7816.simulator [--vpcd-port P] -- COMMAND...`: runs COMMAND while a
+    simulated card sits in pcscd's vpcd reader on port P ("{reader}" in COMMAND becomes the reader's
+    name), so that a suite can drive it like a real card (`pytest --reader "{reader}"`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m host.iso7816.simulator", description=main.__doc__)
+    parser.add_argument("--vpcd-port", type=int, default=VPCD_PORT + 1, metavar="P",
+                        help=f"the vpcd port (default {VPCD_PORT + 1}: reader \"Virtual PCD 00 01\")")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the command to run after --")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        channel = attach_to_pcscd(args.vpcd_port)
+    except ChannelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with channel:
+        reader = channel.reader
+        log.info("simulated card in %r", reader)
+        return subprocess.call([arg.replace("{reader}", reader) for arg in command])
+
+
 __all__ = [
     "JcardsimProcess",
     "PcscSimulatorChannel",
@@ -348,3 +374,7 @@ __all__ = [
     "java_executable",
     "vpcd_reader_name",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
