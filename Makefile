@@ -4,9 +4,11 @@ SHELL   := /bin/bash
 PY      := .venv/bin/python
 ANT     := ant -q -e
 READER  ?=
+# The card suite: what `make test-reader` runs once more through a PC/SC reader (README: Testing).
+CARD_SUITE := tests/test_card_tls.py tests/test_tls_e2e.py tests/test_servers_e2e.py tests/test_server_faults.py
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup classes applet pin-ant-javacard subset-check test test-java test-python demo install-card bench clean
+.PHONY: setup classes applet pin-ant-javacard subset-check lint test test-java test-python test-reader demo install-card bench clean
 
 setup:
 	@./scripts/setup.sh
@@ -26,14 +28,25 @@ pin-ant-javacard:
 subset-check: classes
 	@$(PY) scripts/jcsubset.py build/applet/classes
 
+## ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and mypy --strict over the Python.
+lint: setup
+	@$(PY) -m ruff check host tests scripts
+	@$(PY) -m mypy host tests scripts
+
 test-java: classes
 	@ant -e test | grep -vE "^\s*$$"
 
+## READER="name" runs the card suite on that reader's card instead (DESTRUCTIVE=1 to personalise it).
 test-python: classes
 	@./scripts/pcscd-vpcd.sh start
-	@$(PY) -m pytest
+	@$(PY) -m pytest $(if $(READER),--reader "$(READER)" $(if $(DESTRUCTIVE),--destructive,) $(CARD_SUITE),)
 
-test: subset-check test-java test-python
+## The card suite once more, as a real card would be driven: a simulated card in pcscd's vpcd reader.
+test-reader: classes
+	@./scripts/pcscd-vpcd.sh start
+	@$(PY) -m host.iso7816.simulator -- $(PY) -m pytest -q --reader "{reader}" --destructive $(CARD_SUITE)
+
+test: subset-check lint test-java test-python test-reader
 
 demo: classes
 	@echo "Starting a simulated card. Then, from another terminal:"

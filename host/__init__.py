@@ -1,10 +1,18 @@
 """SE-TLS host: TLS servers whose handshake and keys live in a Java Card secure element.
 
-Layers, bottom up (docs: /work/shared/ARCHITECTURE.md):
-  host.apdu       ISO 7816-4 command/response APDUs, status words, ApduError
-  host.channel    the one ISO 7816 channel interface, its implementations (PC/SC, vpcd) and the
-                  stacked layers (GET RESPONSE, wrong Le, chaining, tracing); CardSession / select()
-  host.simulator  jcardsim as a subprocess, direct (vpcd protocol) or behind pcscd + vpcd
-  host.eap        sans-IO EAP / EAP-TLS framing and the peer state machine (RFC 3748, RFC 5216)
-  host.agent      EapTlsTransport: TLS messages <-> EAP-TLS packets <-> APDUs
+Layers, bottom up; a module imports only from its own package and those below it
+(tests/test_layers.py checks it; docs/architecture.md draws it):
+
+  host.paths        where the project's files are; the applet's AID (applet/applet.properties)
+  host.iso7816      APDUs, the one channel interface, PC/SC, vpcd, the simulator, stacked layers,
+                    quirks by ATR or reader name
+  host.tls          TLS numbers, record framing, alerts (local/remote), host record protection,
+                    the RecordLayers; DTLS belongs here too
+  host.card         the applet's numbers and commands, the EAP-TLS transport, the error boundary
+                    (imports iso7816 and tls)
+  host.se_tls       the paper's API: TlsTandem, ServerTLS, GenericServer, CardSlot
+  host.apps         device model, HTTPS (h11), CoAP over TLS, echo, the one pump loop
+  host.provision    `python -m host.provision`: personalising a card (with host.demo_pki)
+  host.server       `python -m host.server`: the servers on simulated cards or readers
+  host.bench        `python -m host.bench`: measurement, cost model, plots, report
 """

@@ -59,6 +59,14 @@ def personalise(card: SeTlsCard, spec: IdentitySpec, ca: DemoCa,
     return certificate
 
 
+def personalise_simulated(cards: list[SeTlsCard], spec: IdentitySpec) -> None:
+    """`--sim` cards start blank: each gets the identity, with a certificate from the demo CA
+    (build/demo/). Only simulated cards are personalised this way; real ones by this CLI."""
+    ca = DemoCa.load_or_create(DEMO_DIR)
+    for card in cards:
+        personalise(card, spec, ca)
+
+
 def parse_suites(text: str) -> tuple[int, ...]:
     by_name = {suite.openssl_name.lower(): suite.value for suite in CipherSuite}
     suites = []

@@ -15,8 +15,7 @@ import sys
 
 from host.apps.echo import echo_application
 from host.card.commands import CardOpenError, open_cards
-from host.demo_pki import DEMO_DIR, DemoCa
-from host.provision import DEMO_IDENTITY, DEMO_PIN, IdentitySpec, personalise
+from host.provision import DEMO_IDENTITY, DEMO_PIN, IdentitySpec, personalise_simulated
 from host.se_tls import Application, CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem
 
 log = logging.getLogger("host.server")
@@ -111,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         pin = resolve_pin(args)
         with open_cards(sim=args.sim, readers=args.reader) as cards:
             if args.sim:
-                ca = DemoCa.load_or_create(DEMO_DIR)
-                for card in cards:
-                    personalise(card, IdentitySpec(args.identity, pin, export_keys=args.export_keys), ca)
+                personalise_simulated(cards, IdentitySpec(args.identity, pin, export_keys=args.export_keys))
             slots = []
             for i, card in enumerate(cards):
                 card.unlock(args.identity, pin)
