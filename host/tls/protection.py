@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 
-from host.tls.numbers import TLS12, AlertDescription, CipherSuite, ContentType
+from host.tls.numbers import TLS12, AlertDescription, CipherSuite
 from host.tls.records import Record, RecordError
 
 _KIND_GCM, _KIND_CCM, _KIND_CCM_8, _KIND_CBC = 1, 2, 3, 4
@@ -129,5 +129,3 @@ class HostRecordProtection:
             raise RecordError("record does not authenticate", AlertDescription.BAD_RECORD_MAC)
         return plain
 
-
-CONTENT_TYPES_AFTER_HANDSHAKE = (ContentType.APPLICATION_DATA, ContentType.ALERT, ContentType.HANDSHAKE)
