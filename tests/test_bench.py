@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,14 +14,13 @@ from conftest import ROOT
 
 from host.bench import cost_model
 from host.bench.client import (
-    HandshakeError,
     HandshakeTrace,
     MemoryTlsClient,
     client_context,
     drive_handshake,
 )
 from host.bench.cost_model import CardRow, Link, MissingCost, Workload
-from host.bench.runner import personalise_working
+from host.bench.runs import personalise_identity
 from host.card.commands import SeTlsCard, open_cards
 from host.demo_pki import DemoCa
 from host.tls.numbers import CipherSuite
@@ -145,27 +143,19 @@ def gcm_card(applet_classes: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         directory = tmp_path_factory.mktemp("ca")
         ca = DemoCa.load_or_create(directory)
         cafile = str(directory / "ca.pem")
-        personalise_working(card, ca, cafile)  # a new key while jcardsim mishandles it (JCARDSIM_SHORT_KEY)
+        personalise_identity(card, ca)
         card.put_suites(card.slot or 0, (CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,))
         yield card, cafile
 
 
 def counted_handshake(card: SeTlsCard, cafile: str) -> tuple[MemoryTlsClient, HandshakeTrace, dict[str, int]]:
-    """A GCM handshake by Python ssl with the counters reset before and read after. About 0.6 % of
-    jcardsim's ephemeral keys make the handshake fail (host.bench.JCARDSIM_SHORT_KEY): one such
-    failure is retried, since these tests are about the counts."""
-    for attempt in range(2):
-        client = MemoryTlsClient(client_context(cafile, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256))
-        card.counters(reset=True)
-        card.session.stats.reset()
-        try:
-            trace = drive_handshake(card, client, card.session.stats, "server")
-        except (HandshakeError, ssl.SSLError):
-            if attempt:
-                raise
-            continue
-        return client, trace, card.counters()
-    raise AssertionError("unreachable")
+    """A GCM handshake by Python ssl with the counters reset before and read after (no retry: a
+    failed handshake fails the test)."""
+    client = MemoryTlsClient(client_context(cafile, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256))
+    card.counters(reset=True)
+    card.session.stats.reset()
+    trace = drive_handshake(card, client, card.session.stats, "server")
+    return client, trace, card.counters()
 
 
 @pytest.mark.simulator

@@ -1,7 +1,7 @@
-"""`python -m host.bench`: see host.bench.runner."""
+"""`python -m host.bench`: see host.bench.cli."""
 
 import sys
 
-from host.bench.runner import main
+from host.bench.cli import main
 
 sys.exit(main())

@@ -1,0 +1,95 @@
+"""The modeled time on real cards (docs/benchmark.md, part 2): the simulated runs' counts as
+cost_model Workloads, priced with every card row of bench/card-op-costs.csv, and the targets."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from host.bench import cost_model
+from host.bench.client import PHASE_RECORD
+from host.bench.cost_model import Breakdown, UnitCosts, Workload
+from host.bench.results import Results, Settings
+from host.bench.runs import CBC_SHA256, SimRun, adder
+from host.card.numbers import Counter
+
+log = logging.getLogger(__name__)
+
+TRANSCRIPT_DIGESTS = 2          # the card's session-hash and transcript digests
+HANDSHAKE_RECORDS = 2           # the two encrypted Finished records
+RECORD_PHASE_RECORDS = 2        # one record each way
+REFERENCE_CARD = "NXP JCOP4 J3R180"
+OTHER_CARD = "NXP JCOP3 J3H145"
+TARGET_FULL_MS = 700.0
+TARGET_RESUMED_MS = 250.0
+COMPONENT_LABELS = {"asymmetric": "ECDSA, ECDH, key generation", "sha256": "SHA-256 (transcript, PRF, HMAC)",
+                    "aes": "AES", "apdu": "APDU overhead", "transfer": "bytes on the line"}
+
+
+def handshake_workload(run: SimRun) -> Workload:
+    counts = {name: run.count(name) for name in (counter.key for counter in Counter)}
+    return Workload(counts, cost_model.digest_calls(counts["hmac"], TRANSCRIPT_DIGESTS),
+                    cost_model.aes_calls(counts["aes_blocks"], run.suite == CBC_SHA256, HANDSHAKE_RECORDS),
+                    run.handshake("apdus"), run.handshake("bytes_sent") + run.handshake("bytes_received"))
+
+
+def record_workload(run: SimRun) -> Workload:
+    counts = {name: run.count(name, record=True) for name in (counter.key for counter in Counter)}
+    return Workload(counts, cost_model.digest_calls(counts["hmac"], 0),
+                    cost_model.aes_calls(counts["aes_blocks"], run.suite == CBC_SHA256, RECORD_PHASE_RECORDS),
+                    run.phase(PHASE_RECORD, "apdus"),
+                    run.phase(PHASE_RECORD, "bytes_sent") + run.phase(PHASE_RECORD, "bytes_received"))
+
+
+def card_costs(path: Path) -> list[UnitCosts]:
+    """The unit costs of every card row the model can price (the others are logged and left out)."""
+    rows = cost_model.load_costs(path)
+    costs = []
+    for row in rows:
+        try:
+            costs.append(cost_model.unit_costs(row, rows))
+        except cost_model.MissingCost as exc:
+            log.warning("card row left out of the model: %s", exc)
+    return costs
+
+
+@dataclass
+class Modeled:
+    """One simulated run priced on one card row."""
+
+    run: SimRun
+    costs: UnitCosts
+    handshake: Breakdown
+    record: Breakdown
+
+
+def model_runs(runs: Sequence[SimRun], costs: Sequence[UnitCosts], settings: Settings) -> list[Modeled]:
+    return [Modeled(run, card, cost_model.model(handshake_workload(run), card, settings.link, settings.ghash_ms),
+                    cost_model.model(record_workload(run), card, settings.link, settings.ghash_ms))
+            for run in runs for card in costs]
+
+
+def model_results(modeled: Sequence[Modeled], results: Results) -> None:
+    for m in modeled:
+        add = adder(results, "model", m.run, m.costs.card)
+        for what, breakdown in (("handshake", m.handshake), ("record", m.record)):
+            for component, ms in breakdown.components().items():
+                add(f"{what}.{component}_ms", ms, "ms (modeled)")
+            add(f"{what}.total_ms", breakdown.total, "ms (modeled)")
+            add(f"{what}.ghash_blocks", breakdown.ghash_blocks, "blocks")
+            add(f"{what}.ghash_assumed_ms", breakdown.ghash_assumed, "ms (assumed cost)")
+            add(f"{what}.total_with_ghash_assumption_ms", breakdown.total_with_ghash, "ms (modeled + assumed)")
+
+
+def target_results(modeled: Sequence[Modeled], results: Results) -> None:
+    for m in modeled:
+        if m.costs.card.startswith(REFERENCE_CARD) and m.run.apdu_format == "extended":
+            add = adder(results, "target", m.run, m.costs.card)
+            add("full_handshake_ms", m.handshake.total, "ms (modeled)")
+            add("full_handshake_target_ms", TARGET_FULL_MS, "ms")
+            add("full_handshake_meets_target", float(m.handshake.total <= TARGET_FULL_MS), "bool")
+            add("full_handshake_meets_target_with_ghash_assumption",
+                float(m.handshake.total_with_ghash <= TARGET_FULL_MS), "bool")
+            add("resumed_handshake_available", 0.0, "bool")
+            add("resumed_handshake_target_ms", TARGET_RESUMED_MS, "ms")

@@ -1,0 +1,184 @@
+"""The card measurements (docs/benchmark.md, part 1): on one jcardsim card, full handshakes for every
+cipher suite in both APDU formats (extended length; short APDUs with chaining and GET RESPONSE),
+driven by Python's `ssl` client (host.bench.client), with APDUs and bytes per phase, the card's
+operation counters and the simulator's wall time; then one 1 KB record each way through the card's
+record layer. A failed handshake stops the run (MeasurementError): nothing is retried."""
+from __future__ import annotations
+
+import os
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tqdm import tqdm  # type: ignore[import-untyped]
+
+from host.bench.client import (
+    PHASE_FLIGHT1,
+    PHASE_FLIGHT3,
+    PHASE_RECORD,
+    HandshakeError,
+    HandshakeTrace,
+    MemoryTlsClient,
+    client_context,
+    drive_handshake,
+)
+from host.bench.results import MeasurementError, Results, Settings
+from host.card.commands import SeTlsCard, open_cards
+from host.card.numbers import Counter
+from host.card.session import CardSession
+from host.demo_pki import DemoCa
+from host.iso7816.layers import Traffic
+from host.provision import IdentitySpec, personalise
+from host.tls.numbers import CipherSuite, ContentType
+
+GCM = CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+CBC_SHA256 = CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
+SUITES = (GCM, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, CBC_SHA256)
+SHORT_NAMES = dict(zip(SUITES, ("GCM", "CCM_8", "CCM", "CBC-SHA256"), strict=True))
+APDU_FORMATS = {"extended": None, "short": False}   # name -> CardSession(extended=...)
+HANDSHAKE_PHASES = (PHASE_FLIGHT1, PHASE_FLIGHT3)
+PHASES = (*HANDSHAKE_PHASES, PHASE_RECORD)
+IDENTITY, PIN = "server", "2468"
+RECORD_SIZE = 1024
+SIM = "jcardsim"
+
+
+@dataclass
+class Sample:
+    """One handshake and one record each way, on the simulator."""
+
+    traffic: dict[str, Traffic]
+    counts: dict[str, int]
+    record_counts: dict[str, int]
+    wall_ms: float
+    record_wall_ms: float
+    trace: HandshakeTrace
+
+
+@dataclass
+class SimRun:
+    """The handshakes of one suite in one APDU format."""
+
+    suite: CipherSuite
+    apdu_format: str
+    certificate_bytes: int
+    samples: list[Sample] = field(default_factory=list)
+
+    def median(self, value: Callable[[Sample], float]) -> float:
+        return float(statistics.median(value(s) for s in self.samples))
+
+    def phase(self, name: str, attribute: str) -> float:
+        return self.median(lambda s: float(getattr(s.traffic.get(name, Traffic()), attribute)))
+
+    def handshake(self, attribute: str) -> float:
+        return sum(self.phase(p, attribute) for p in HANDSHAKE_PHASES)
+
+    def count(self, name: str, record: bool = False) -> float:
+        return self.median(lambda s: float((s.record_counts if record else s.counts)[name]))
+
+
+def one_handshake(card: SeTlsCard, cafile: str, run: SimRun) -> Sample:
+    """A full handshake (counters reset before, read after), then 1 KB each way via the card;
+    MeasurementError, with the suite, the APDU format and the reason, if either fails."""
+    where = f"{run.suite.openssl_name}, {run.apdu_format} APDUs"
+    stats = card.session.stats
+    client = MemoryTlsClient(client_context(cafile, run.suite))
+    card.counters(reset=True)
+    stats.reset()
+    start = time.perf_counter()
+    try:
+        trace = drive_handshake(card, client, stats, IDENTITY)
+    except (HandshakeError, ssl.SSLError) as exc:
+        raise MeasurementError(f"{where}: the handshake failed: {exc}") from exc
+    wall = time.perf_counter() - start
+    if trace.suite != run.suite:
+        raise MeasurementError(f"{where}: the card chose {trace.suite_name}")
+    counts = card.counters(reset=True)
+    record_counts, record_wall = record_round(card, client, where)
+    traffic = {name: replace(stats.phases.get(name, Traffic())) for name in PHASES}
+    return Sample(traffic, counts, record_counts, wall * 1000, record_wall * 1000, trace)
+
+
+def record_round(card: SeTlsCard, client: MemoryTlsClient, where: str) -> tuple[dict[str, int], float]:
+    """One RECORD_SIZE application-data record each way through the card's record layer."""
+    data = os.urandom(RECORD_SIZE)
+    sent = client.protect(data)
+    start = time.perf_counter()
+    with card.session.stats.phase(PHASE_RECORD):
+        content_type, plain = card.unprotect(sent)
+        answer = card.protect(ContentType.APPLICATION_DATA, plain)
+    wall = time.perf_counter() - start
+    counts = card.counters()
+    if content_type != ContentType.APPLICATION_DATA or client.unprotect(answer, RECORD_SIZE) != data:
+        raise MeasurementError(f"{where}: the card's record layer did not echo the record")
+    return counts, wall
+
+
+def prepare_card(card: SeTlsCard, suite: int) -> int:
+    """Unlocks the identity and makes `suite` its only suite; returns the certificate list size."""
+    card.unlock(IDENTITY, PIN)
+    slot = card.slot or 0
+    card.put_suites(slot, (suite,))
+    return len(card.certificate_list(slot))
+
+
+def personalise_identity(card: SeTlsCard, ca: DemoCa) -> None:
+    """Personalises the benchmark's identity (a key generated in the card, certified by `ca`) and
+    unlocks it."""
+    personalise(card, IdentitySpec(IDENTITY, PIN, export_keys=True), ca, out_dir=None)
+    card.unlock(IDENTITY, PIN)
+
+
+def sim_benchmark(settings: Settings) -> list[SimRun]:
+    """Every suite in every APDU format, settings.runs handshakes each, on one simulated card."""
+    runs: list[SimRun] = []
+    total = len(SUITES) * len(APDU_FORMATS) * settings.runs
+    with tempfile.TemporaryDirectory(prefix="setls-bench-ca-") as tmp, open_cards(sim=1) as cards:
+        ca = DemoCa.load_or_create(Path(tmp))
+        cafile = str(Path(tmp) / "ca.pem")
+        personalise_identity(cards[0], ca)
+        with tqdm(total=total, desc="handshakes on jcardsim", unit="hs", file=sys.stderr) as bar:
+            for name, extended in APDU_FORMATS.items():
+                card = SeTlsCard(CardSession(cards[0].session.channel, extended=extended), f"sim0-{name}")
+                for suite in SUITES:
+                    run = SimRun(suite, name, prepare_card(card, suite))
+                    one_handshake(card, cafile, run)  # warm-up (the simulator's JIT), not counted
+                    for _ in range(settings.runs):
+                        run.samples.append(one_handshake(card, cafile, run))
+                        bar.update()
+                    runs.append(run)
+    return runs
+
+
+def sim_results(runs: Sequence[SimRun], results: Results) -> None:
+    for run in runs:
+        add = adder(results, "sim", run, SIM)
+        for phase in PHASES:
+            add(f"apdus.{phase}", run.phase(phase, "apdus"), "APDUs")
+            add(f"bytes_to_card.{phase}", run.phase(phase, "bytes_sent"), "bytes")
+            add(f"bytes_from_card.{phase}", run.phase(phase, "bytes_received"), "bytes")
+        add("apdus.handshake", run.handshake("apdus"), "APDUs")
+        add("bytes_to_card.handshake", run.handshake("bytes_sent"), "bytes")
+        add("bytes_from_card.handshake", run.handshake("bytes_received"), "bytes")
+        for name in (counter.key for counter in Counter):
+            add(f"ops.handshake.{name}", run.count(name), "operations")
+            add(f"ops.record.{name}", run.count(name, record=True), "operations")
+        walls = [s.wall_ms for s in run.samples]
+        add("sim_wall_ms.handshake.median", statistics.median(walls), "ms (simulator)")
+        add("sim_wall_ms.handshake.min", min(walls), "ms (simulator)")
+        add("sim_wall_ms.handshake.max", max(walls), "ms (simulator)")
+        add("sim_wall_ms.record.median", run.median(lambda s: s.record_wall_ms), "ms (simulator)")
+        add("transcript_bytes", run.median(lambda s: float(s.trace.transcript_bytes)), "bytes")
+        add("certificate_bytes", run.certificate_bytes, "bytes")
+
+
+def adder(results: Results, kind: str, run: SimRun, card: str) -> Callable[[str, float, str], None]:
+    """`add(metric, value, unit)` for results of `run` (its suite, APDU format and sample count)."""
+    def add(metric: str, value: float, unit: str) -> None:
+        results.add(kind, run.suite.openssl_name, run.apdu_format, card, metric, value, unit, len(run.samples))
+    return add

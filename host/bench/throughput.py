@@ -1,0 +1,299 @@
+"""The host side (docs/benchmark.md, part 3): servers started as users start them (`python -m
+host.server --sim N …`, and the software reference of host.bench.software), then over one keep-alive
+TLS 1.2 connection HTTPS requests and 1 KB echo round trips per second with the record layer in the
+card, in the host and in software, and full handshakes per second with 1, 2 and 4 simulated cards
+(with the CPU time of the server and of the jcardsim JVMs). A server that does not start or a
+measurement that fails stops the run (MeasurementError): nothing is retried."""
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import http.client
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm  # type: ignore[import-untyped]
+
+from host.bench.client import client_context
+from host.bench.daemon import ReadyProcess, start_ready
+from host.bench.results import MeasurementError, Results, Settings
+from host.bench.runs import GCM, RECORD_SIZE, SIM
+from host.bench.software import software_identity
+from host.demo_pki import DEMO_DIR, DemoCa
+from host.iso7816.simulator import free_port
+
+SCALING_CARDS = (1, 2, 4)
+READY_TIMEOUT = 180.0
+WARM_UP = 10                  # round trips before a keep-alive measurement (the simulator's JIT)
+HTTPS_PATH = "/status.json"   # answered by the host alone: the card only protects the records
+KEEP_ALIVE_METRICS = {"https_requests_per_s": f"HTTPS GET {HTTPS_PATH} / s",
+                      "echo_round_trips_per_s": f"{RECORD_SIZE} B echo round trips / s"}
+MODE_NAMES = {"card": "card (jcardsim)", "host": "host (tandem, keys exported)",
+              "software": "software TLS (Python ssl)"}
+
+
+# ---- the servers --------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerProcess:
+    daemon: ReadyProcess
+    port: int              # the TLS echo port (also used for handshakes)
+    https_port: int = 0    # 0: no HTTPS server
+
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        return self.daemon.process
+
+
+def start_process(args: list[str], port: int, what: str, https_port: int = 0) -> ServerProcess:
+    """Starts `python ARGS` and waits for its 'ready' line (host.bench.daemon; no fixed sleep)."""
+    return ServerProcess(start_ready(args, READY_TIMEOUT, what), port, https_port)
+
+
+def stop_process(server: ServerProcess) -> None:
+    server.daemon.stop()
+
+
+def card_server(cards: int, record_layer: str, https: bool = False) -> ServerProcess:
+    """`python -m host.server --sim N --tls-echo PORT [--https PORT]` with the record layer given."""
+    port, https_port = free_port(), free_port() if https else 0
+    args = ["-m", "host.server", "--sim", str(cards), "--tls-echo", str(port), "--record-layer", record_layer]
+    if https:
+        args += ["--https", str(https_port)]
+    if record_layer == "host":
+        args.append("--export-keys")
+    what = f"host.server with {cards} simulated card(s), record layer in the {record_layer}"
+    return start_process(args, port, what, https_port)
+
+
+def software_server(cert: Path, key: Path) -> ServerProcess:
+    """The software reference (host.bench.software): an echo and an HTTPS server."""
+    port, https_port = free_port(), free_port()
+    args = ["-m", "host.bench", "--serve-software", str(port), str(https_port), "--cert", str(cert), "--key", str(key)]
+    return start_process(args, port, "the software TLS servers", https_port)
+
+
+# ---- the clients --------------------------------------------------------------------------------
+
+
+def connect(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=60)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        return context.wrap_socket(raw, server_hostname="localhost")
+    except BaseException:
+        raw.close()
+        raise
+
+
+def receive_exactly(tls: ssl.SSLSocket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = tls.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(f"the server closed the connection after {len(data)} of {size} bytes")
+        data += chunk
+    return data
+
+
+def echo_rate(port: int, context: ssl.SSLContext, round_trips: int) -> float:
+    """RECORD_SIZE echo round trips per second over one keep-alive TLS connection."""
+    payload = os.urandom(RECORD_SIZE)
+    with connect(port, context) as tls:
+        for _ in range(WARM_UP):
+            tls.sendall(payload)
+            receive_exactly(tls, RECORD_SIZE)
+        start = time.perf_counter()
+        for _ in range(round_trips):
+            tls.sendall(payload)
+            if receive_exactly(tls, RECORD_SIZE) != payload:
+                raise RuntimeError("the echo server answered other bytes")
+        return round_trips / (time.perf_counter() - start)
+
+
+def get(connection: http.client.HTTPSConnection) -> bytes:
+    connection.request("GET", HTTPS_PATH)
+    response = connection.getresponse()
+    body = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"GET {HTTPS_PATH} answered {response.status}")
+    return body
+
+
+def https_rate(port: int, context: ssl.SSLContext, requests: int) -> float:
+    """GET HTTPS_PATH requests per second over one keep-alive HTTPS connection."""
+    connection = http.client.HTTPSConnection("localhost", port, context=context, timeout=60)
+    try:
+        connection.connect()
+        for _ in range(WARM_UP):
+            get(connection)
+        start = time.perf_counter()
+        for _ in range(requests):
+            get(connection)
+        return requests / (time.perf_counter() - start)
+    finally:
+        connection.close()
+
+
+@dataclass
+class HandshakeRate:
+    per_second: float   # completed handshakes per second in the measured pass
+    refused: int        # handshakes the server refused in the measured pass
+    attempted: int      # every handshake tried, warm-up included (for CPU per handshake)
+
+
+def handshake_rate(port: int, context: ssl.SSLContext, clients: int, per_client: int) -> HandshakeRate:
+    """Full handshakes per second with `clients` concurrent clients trying `per_client` each,
+    after one handshake alone (which must complete) and a warm-up pass of the same size;
+    handshakes refused under load are counted, not in the rate."""
+    def client() -> int:
+        refused = 0
+        for _ in range(per_client):
+            try:
+                connect(port, context).close()
+            except (ssl.SSLError, ConnectionError):
+                refused += 1
+        return refused
+
+    def all_clients() -> int:
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            return sum(future.result() for future in [pool.submit(client) for _ in range(clients)])
+
+    connect(port, context).close()
+    all_clients()  # warm-up: every card's JVM compiles its hot paths before the measured pass
+    start = time.perf_counter()
+    refused = all_clients()
+    elapsed = time.perf_counter() - start
+    return HandshakeRate((clients * per_client - refused) / elapsed, refused, 2 * clients * per_client + 1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return children
+
+
+def server_cpu(server: ServerProcess) -> tuple[float, float]:
+    """CPU seconds so far of the server process and of its children (the jcardsim JVMs)."""
+    return cpu_seconds(server.process.pid), sum(cpu_seconds(pid) for pid in child_pids(server.process.pid))
+
+
+# ---- the measurements ---------------------------------------------------------------------------
+
+
+@dataclass
+class HostStep:
+    """One server to start and what to measure on it."""
+
+    name: str
+    start: Callable[[], ServerProcess]
+    measure: Callable[[ServerProcess], None]
+
+
+def host_benchmark(settings: Settings, results: Results) -> None:
+    """Runs the host-side measurements; MeasurementError with the step and the reason if a server
+    does not start or a measurement fails."""
+    DemoCa.load_or_create(DEMO_DIR)  # the servers' CA; clients trust it
+    context = client_context(str(DEMO_DIR / "ca.pem"), GCM)
+    with tempfile.TemporaryDirectory(prefix="setls-bench-sw-") as tmp:
+        steps = host_steps(settings, results, context, Path(tmp))
+        for step in tqdm(steps, desc="host-side servers", unit="server", file=sys.stderr):
+            try:
+                server = step.start()
+            except (RuntimeError, OSError) as exc:
+                raise MeasurementError(f"{step.name}: the server did not start: {exc}") from exc
+            try:
+                step.measure(server)
+            except (OSError, RuntimeError, ssl.SSLError, http.client.HTTPException) as exc:
+                raise MeasurementError(f"{step.name}: {exc}") from exc
+            finally:
+                stop_process(server)
+
+
+def host_steps(settings: Settings, results: Results, context: ssl.SSLContext, tmp: Path) -> list[HostStep]:
+    suite = GCM.openssl_name
+
+    def keep_alive(mode: str, card: str) -> Callable[[ServerProcess], None]:
+        def measure(server: ServerProcess) -> None:
+            rate = echo_rate(server.port, context, settings.round_trips)
+            results.add("host", suite, mode, card, "echo_round_trips_per_s", rate,
+                        f"{RECORD_SIZE} B echo round trips/s", settings.round_trips)
+            rate = https_rate(server.https_port, context, settings.round_trips)
+            results.add("host", suite, mode, card, "https_requests_per_s", rate,
+                        f"GET {HTTPS_PATH} requests/s", settings.round_trips)
+        return measure
+
+    def scaling(cards: int, card: str, mode: str) -> Callable[[ServerProcess], None]:
+        def measure(server: ServerProcess) -> None:
+            clients = 2 * cards
+            before = server_cpu(server)
+            rate = handshake_rate(server.port, context, clients, settings.handshakes_per_client)
+            after = server_cpu(server)
+            tried = clients * settings.handshakes_per_client
+            results.add("scaling", suite, mode, card, f"handshakes_per_s.cards_{cards}", rate.per_second,
+                        "handshakes/s", tried)
+            results.add("scaling-failures", suite, mode, card, f"handshakes_refused.cards_{cards}", rate.refused,
+                        "handshakes", tried)
+            for what, used in (("server", after[0] - before[0]), ("simulators", after[1] - before[1])):
+                results.add("scaling-cpu", suite, mode, card, f"cpu_ms_per_handshake.{what}.cards_{cards}",
+                            1000 * used / rate.attempted, "CPU ms per handshake", rate.attempted)
+        return measure
+
+    def both(*measures: Callable[[ServerProcess], None]) -> Callable[[ServerProcess], None]:
+        def measure(server: ServerProcess) -> None:
+            for m in measures:
+                m(server)
+        return measure
+
+    def software() -> ServerProcess:
+        return software_server(*software_identity(tmp))
+
+    steps = [HostStep("record layer in the card, 1 card", functools.partial(card_server, 1, "card", https=True),
+                      both(keep_alive("card", SIM), scaling(1, SIM, "card"))),
+             HostStep("record layer in the host, 1 card", functools.partial(card_server, 1, "host", https=True),
+                      keep_alive("host", SIM)),
+             HostStep("software TLS (Python ssl)", software,
+                      both(keep_alive("software", "software"), scaling(1, "software", "software")))]
+    for cards in SCALING_CARDS[1:]:
+        steps.append(HostStep(f"{cards} cards", functools.partial(card_server, cards, "card"),
+                              scaling(cards, SIM, "card")))
+    return steps
+
+
+def ratio_results(results: Results) -> None:
+    """Keep-alive rates relative to the software server, and host vs card."""
+    for metric, name in (("echo_round_trips_per_s", "echo"), ("https_requests_per_s", "https")):
+        rates = {r.mode: r for r in results.find(kind="host", metric=metric)}
+        software = rates.get("software")
+        for mode in ("card", "host"):
+            if mode in rates and software is not None:
+                r = rates[mode]
+                results.add("host", r.suite, mode, r.card, f"{name}_rate_vs_software", r.value / software.value,
+                            "ratio", r.runs)
+        if "card" in rates and "host" in rates:
+            r = rates["host"]
+            results.add("host", r.suite, "host", r.card, f"{name}_rate_vs_card", r.value / rates["card"].value,
+                        "ratio", r.runs)
