@@ -42,12 +42,12 @@ class ResourceError(Exception):
 
 @dataclass
 class Array:
-    field: str
+    name: str           # the arena's field holding the array
     element: str        # Byte, Short, Object
     size_name: str
     size: int
     mode: str           # CLEAR_ON_DESELECT, CLEAR_ON_RESET
-    regions: list["Region"] = field(default_factory=list)
+    regions: list[Region] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -66,14 +66,14 @@ class Region:
     lifetime: str       # session, scratch, reset
     expression: str     # the offset as the source writes it
     array: Array | None = None
-    overlays: list[list["Region"]] = field(default_factory=list)  # a room's alternatives
-    room: "Region | None" = None                                     # an overlay member's room
+    overlays: list[list[Region]] = field(default_factory=list)  # a room's alternatives
+    room: Region | None = None                                     # an overlay member's room
 
     @property
     def end(self) -> int:
         return self.offset + self.size
 
-    def overlaps(self, other: "Region") -> bool:
+    def overlaps(self, other: Region) -> bool:
         return other is not self and self.offset < other.end and other.offset < self.end
 
 
@@ -142,7 +142,7 @@ def arena(files: list[Path], values: dict[str, int]) -> list[Array]:
                     region.lifetime = "reset"
                 if region.offset < 0 or region.end > array.size:
                     raise ResourceError(f"{region.name} [{region.offset}, {region.end}) is outside "
-                                        f"{array.field} ({array.size})")
+                                        f"{array.name} ({array.size})")
             array.regions = pending
             pending = []
             lifetime = "session"
@@ -237,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         for array in arrays:
             unit = "refs" if array.element == "Object" else "B"
             for r in array.regions:
-                print(f"| `{array.field}` | {array.mode} | `{r.name}` | {r.lifetime} | {r.offset}-{r.end - 1} "
+                print(f"| `{array.name}` | {array.mode} | `{r.name}` | {r.lifetime} | {r.offset}-{r.end - 1} "
                       f"| {r.size} | {r.size * ELEMENT_BYTES[array.element]} {unit} | {shares(r)} |")
-            print(f"| `{array.field}` | {array.mode} | **`{array.size_name}`** | | | {array.size} "
+            print(f"| `{array.name}` | {array.mode} | **`{array.size_name}`** | | | {array.size} "
                   f"| **{array.bytes} {unit}** | |")
         print()
         print("| class | memory | size constant | bytes | instances |")
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {cls} | key object | `{key}` | platform | {count} |")
     else:
         for array in arrays:
-            print(f"{array.field} ({array.element.lower()}, {array.mode}): {array.size_name} = {array.size}")
+            print(f"{array.name} ({array.element.lower()}, {array.mode}): {array.size_name} = {array.size}")
             for r in array.regions:
                 print(f"  {r.name:16} {r.lifetime:8} [{r.offset:4}, {r.end:4})  {shares(r)}")
         for a in eeprom:
