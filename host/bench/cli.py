@@ -69,7 +69,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def run(settings: Settings) -> Report:
     """Parts 1 to 3 in order; MeasurementError as soon as one measurement fails."""
-    from tqdm.contrib.logging import logging_redirect_tqdm  # type: ignore[import-untyped]
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     results = Results()
     costs = card_costs(settings.costs)
