@@ -194,14 +194,20 @@ class ServerTLS:
     name: str = "tls"
     pending: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(init=False)
     sessions: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _dispatching: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.pending = asyncio.Queue(self.backlog)
 
-    async def start(self, host: str, port: int) -> asyncio.base_events.Server:
+    async def start(self, host: str | list[str] | None, port: int) -> asyncio.base_events.Server:
+        """Listens on `host` (an address, a name, or a list of them, as `asyncio.start_server`
+        takes it) and `port`. Call it once per address to learn which one fails: every listener
+        feeds the same backlog, and the card dispatchers start with the first one."""
         server = await asyncio.start_server(self._accepted, host, port)
-        for _ in self.tandem.slots:
-            self._spawn(self._dispatch())
+        if not self._dispatching:
+            self._dispatching = True
+            for _ in self.tandem.slots:
+                self._spawn(self._dispatch())
         return server
 
     def _spawn(self, coro: Awaitable[None]) -> None:

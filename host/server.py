@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
+import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 
 from host.apps.echo import echo_application
@@ -20,6 +23,61 @@ from host.se_tls import Application, CardSlot, GenericServer, ServerTLS, Timeout
 
 log = logging.getLogger("host.server")
 PIN_ENV = "SETLS_PIN"
+DEFAULT_BIND = ("127.0.0.1", "::1")   # both loopbacks: clients resolve localhost to either first
+WILDCARDS = {"0.0.0.0": 4, "::": 6}
+
+
+def bind_addresses(value: str) -> list[str]:
+    """One `--bind` value: comma-separated IP addresses (IPv6 with or without brackets) or host
+    names that resolve here; argparse turns the error into a one-line usage error."""
+    addresses = []
+    for part in value.split(","):
+        address = part.strip()
+        if address.startswith("[") and address.endswith("]"):
+            address = address[1:-1]
+        if not address:
+            raise argparse.ArgumentTypeError(f"an empty address in {value!r}")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            try:
+                socket.getaddrinfo(address, None, type=socket.SOCK_STREAM)
+            except (OSError, UnicodeError):
+                raise argparse.ArgumentTypeError(
+                    f"{address!r} is neither an IP address nor a host name this machine resolves") from None
+        addresses.append(address)
+    return addresses
+
+
+def listen_addresses(requested: list[str] | None) -> list[str]:
+    """The addresses to listen on, in order, without repeats: the default is both loopbacks;
+    `::` brings `0.0.0.0` along (asyncio makes IPv6 listeners IPv6-only, so `::` alone would
+    refuse IPv4 clients), and a wildcard stands for every other address of its family."""
+    addresses = list(dict.fromkeys(requested or DEFAULT_BIND))
+    if "::" in addresses and "0.0.0.0" not in addresses:
+        addresses.insert(addresses.index("::") + 1, "0.0.0.0")
+    covered = {family for address, family in WILDCARDS.items() if address in addresses}
+
+    def family(address: str) -> int | None:
+        try:
+            return ipaddress.ip_address(address).version
+        except ValueError:
+            return None   # a host name: bound as asyncio resolves it
+    return [a for a in addresses if a in WILDCARDS or family(a) not in covered]
+
+
+def endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen_error(exc: OSError) -> str:
+    """The reason of a failed bind in a few words (asyncio wraps it in a longer sentence)."""
+    if isinstance(exc, socket.gaierror) or not exc.errno or exc.errno < 0:
+        return str(exc.strerror or exc).lower()
+    reason = os.strerror(exc.errno).lower()
+    if exc.errno == errno.EADDRNOTAVAIL:
+        reason += " (not an address of this machine)"
+    return reason
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_argument("--export-keys", action="store_true",
                        help="simulated cards: personalise with a policy that allows tandem mode")
     servers = parser.add_argument_group("servers")
-    servers.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    servers.add_argument("--bind", action="extend", type=bind_addresses, metavar="ADDR[,ADDR...]",
+                         help="addresses to listen on, repeatable or comma-separated (default: 127.0.0.1 and ::1; "
+                              "0.0.0.0 = all IPv4, :: = all IPv6 and IPv4)")
     servers.add_argument("--tls-echo", type=int, metavar="PORT", help="TLS echo server")
     servers.add_argument("--https", type=int, metavar="PORT", help="HTTPS server")
     servers.add_argument("--coaps-tcp", type=int, metavar="PORT", help="CoAP over TLS (RFC 8323)")
@@ -71,11 +131,18 @@ async def serve(args: argparse.Namespace, slots: list[CardSlot], subject: str) -
         raise CardOpenError("no server to run: give --tls-echo, --https or --coaps-tcp")
     for name, port, app in apps:
         server = ServerTLS(tandem, GenericServer(app), backlog=args.backlog, name=name)
-        try:
-            listeners.append(await server.start(args.bind, port))
-        except OSError as exc:
-            raise CardOpenError(f"cannot listen on {args.bind}:{port}: {exc.strerror}") from None
-        log.info("%s listening on %s:%d (record layer in the %s)", name, args.bind, port, args.record_layer)
+        for address in listen_addresses(args.bind):   # one at a time, to name the one that fails
+            try:
+                listener = await server.start(address, port)
+            except OSError as exc:
+                if args.bind is None and address == "::1" and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    log.warning("%s: no IPv6 loopback here (%s): IPv4 only", name, listen_error(exc))
+                    continue
+                raise CardOpenError(f"cannot listen on {endpoint(address, port)}: {listen_error(exc)}") from None
+            listeners.append(listener)
+            for sock in listener.sockets:
+                log.info("%s listening on %s (record layer in the %s)", name, endpoint(*sock.getsockname()[:2]),
+                         args.record_layer)
     print("ready", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
