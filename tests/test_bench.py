@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from host.bench import cost_model
 from host.bench.client import (
     HandshakeTrace,
     MemoryTlsClient,
     client_context,
     drive_handshake,
 )
-from host.bench.cost_model import CardRow, Link, MissingCost, Workload
 from host.bench.runs import personalise_identity
+from host.card import cost_model
 from host.card.commands import SeTlsCard, open_cards
+from host.card.cost_model import CardRow, Link, MissingCost, Workload
 from host.demo_pki import DemoCa
 from host.tls.numbers import CipherSuite
 

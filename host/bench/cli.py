@@ -5,7 +5,7 @@
    client (host.bench.client), with APDUs and bytes per phase, the card's operation counters and
    the simulator's wall time; then one 1 KB record each way through the card's record layer
    (host.bench.runs).
-2. The modeled time of the same work on real cards (host.bench.modeled, host.bench.cost_model,
+2. The modeled time of the same work on real cards (host.bench.modeled, host.card.cost_model,
    bench/card-op-costs.csv).
 3. The host side: HTTPS requests and 1 KB echo round trips per second over one keep-alive TLS
    connection with the record layer in the card, in the host, and a software TLS server (Python
@@ -23,8 +23,6 @@ import logging
 import time
 from pathlib import Path
 
-from host.bench import cost_model
-from host.bench.cost_model import Link
 from host.bench.modeled import card_costs, model_results, model_runs, target_results
 from host.bench.plots import write_plots
 from host.bench.report import Report, summary
@@ -32,12 +30,14 @@ from host.bench.results import MeasurementError, Results, Settings, write_json
 from host.bench.runs import sim_benchmark, sim_results
 from host.bench.software import serve_software
 from host.bench.throughput import host_benchmark, ratio_results
+from host.card import cost_model
+from host.card.cost_model import Link
 from host.paths import PROJECT_ROOT
 
 log = logging.getLogger("host.bench")
 
 DEFAULT_OUT = PROJECT_ROOT / "bench"
-DEFAULT_COSTS = PROJECT_ROOT / "bench" / "card-op-costs.csv"
+DEFAULT_COSTS = cost_model.COSTS_CSV
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.bench import cost_model
 from host.bench.client import PHASE_RECORD
-from host.bench.cost_model import Breakdown, UnitCosts, Workload
 from host.bench.results import Results, Settings
 from host.bench.runs import CBC_SHA256, SimRun, adder
+from host.card import cost_model
+from host.card.cost_model import Breakdown, UnitCosts, Workload
 from host.card.numbers import Counter
 
 log = logging.getLogger(__name__)

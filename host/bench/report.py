@@ -10,7 +10,6 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from host.bench import cost_model
 from host.bench.client import PHASE_RECORD
 from host.bench.modeled import (
     COMPONENT_LABELS,
@@ -23,6 +22,7 @@ from host.bench.modeled import (
 from host.bench.results import Results, Settings, git_commit
 from host.bench.runs import GCM, PHASES, RECORD_SIZE, SHORT_NAMES, SIM, SUITES, SimRun
 from host.bench.throughput import HTTPS_PATH, KEEP_ALIVE_METRICS, MODE_NAMES
+from host.card import cost_model
 
 
 @dataclass

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from host.bench.cost_model import Link
+from host.card.cost_model import Link
 from host.iso7816.simulator import SimulatorError, java_executable
 from host.paths import PROJECT_ROOT
 

@@ -7,6 +7,8 @@ transport that carries TLS flights to it, and the one place where status words b
   eap         sans-IO EAP / EAP-TLS framing and the peer state machine (RFC 3748, RFC 5216)
   transport   `EapTlsTransport`: TLS messages <-> EAP-TLS packets <-> PROCESS EAP PACKET APDUs
   commands    `SeTlsCard`: every command as a method; `open_cards()`
+  cost_model  what the card's operations cost on real cards (bench/card-op-costs.csv), pure
+  sim_speed   `PacedChannel`: a simulated card that answers at a real card's modeled speed
 
 Imports `host.iso7816` and the TLS data types of `host.tls`; never `host.se_tls` or above.
 """

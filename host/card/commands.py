@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from host.card.errors import AccessDeniedError, CardRefusedError, PinBlockedError, WrongPinError
@@ -172,9 +172,10 @@ class SeTlsCard:
 
 
 @contextlib.contextmanager
-def open_cards(sim: int = 0, readers: list[str] | None = None,
-               extended: bool | None = None) -> Iterator[list[SeTlsCard]]:
-    """Opens `sim` simulated cards and the cards in `readers`, applet selected; closes them all."""
+def open_cards(sim: int = 0, readers: list[str] | None = None, extended: bool | None = None,
+               sim_layer: Callable[[Channel], Channel] | None = None) -> Iterator[list[SeTlsCard]]:
+    """Opens `sim` simulated cards and the cards in `readers`, applet selected; closes them all.
+    `sim_layer` is stacked on each simulated card's channel (host.card.sim_speed's pacing)."""
     from host.iso7816.simulator import SimulatorChannel
 
     channels: list[Channel] = []
@@ -183,6 +184,8 @@ def open_cards(sim: int = 0, readers: list[str] | None = None,
         for i in range(sim):
             channel: Channel = SimulatorChannel()
             channels.append(channel)
+            if sim_layer is not None:
+                channel = sim_layer(channel)
             cards.append(SeTlsCard(CardSession(channel, extended=extended), name=f"sim{i}"))
         for wanted in readers or []:
             name = find_reader(wanted)

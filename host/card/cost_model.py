@@ -1,6 +1,7 @@
 """Modeled time of card operations on real Java Cards: exact operation counts (GET COUNTERS,
 docs/apdu.md) times published per-operation costs (bench/card-op-costs.csv, from JCAlgTest).
-Pure functions: no card, no file system except `load_costs`.
+Pure functions: no card, no file system except `load_costs`. The benchmark (host.bench.modeled)
+and the simulated cards that answer at a real card's speed (host.card.sim_speed) share it.
 
 The formula (docs/benchmark.md says why):
 
@@ -26,6 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from host.paths import PROJECT_ROOT
+
+COSTS_CSV = PROJECT_ROOT / "bench" / "card-op-costs.csv"   # the published table, with its sources
 ASYMMETRIC_COLUMNS = {
     "ecdsa_sign": "ecdsa_p256_sign_ms",
     "ecdsa_verify": "ecdsa_p256_verify_ms",
@@ -83,6 +87,18 @@ def _cell(value: str | None) -> float | None:
 
 def load_costs(path: Path) -> list[CardRow]:
     return parse_costs(path.read_text(encoding="utf-8"))
+
+
+def find_row(rows: Sequence[CardRow], name: str) -> CardRow:
+    """The row named `name`, or the one row whose name starts with it; MissingCost names the
+    rows when none or several match."""
+    exact = [row for row in rows if row.card == name]
+    matches = exact or [row for row in rows if row.card.startswith(name)]
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(repr(row.card) for row in rows)
+    what = "no" if not matches else "more than one"
+    raise MissingCost(f"{what} card row is named {name!r} (rows: {known})")
 
 
 # ---- per-operation unit costs ---------------------------------------------------------------
