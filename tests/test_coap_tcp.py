@@ -14,6 +14,7 @@ from pathlib import Path
 import aiocoap
 import pytest
 from aiocoap.options import Options
+from aiocoap.optiontypes import BlockOption
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fakes import PlainRecordLayer
@@ -33,6 +34,7 @@ from host.apps.coap_tcp import (
     ContentFormat,
     OptionNumber,
     coap_tcp_application,
+    core_link_format,
     decode_message,
     decode_options,
     encode_message,
@@ -253,9 +255,10 @@ def test_well_known_core_lists_the_resources_in_link_format() -> None:
 
 
 def test_an_unsupported_critical_option_is_4_02_and_an_unwanted_accept_4_06() -> None:
-    block2 = get("sensors/temperature", b"\x01", (OptionNumber.BLOCK2, b"\x02"))
+    # Block2 was the example here until block-wise transfer came; 65001 is critical and experimental.
+    experimental = get("sensors/temperature", b"\x01", (65001, b"\x02"))
     accept_cbor = get("sensors/temperature", b"\x02", (OptionNumber.ACCEPT, encode_uint(60)))
-    bad_option, not_acceptable = ask(opened(), block2, accept_cbor)
+    bad_option, not_acceptable = ask(opened(), experimental, accept_cbor)
     assert (bad_option.code, not_acceptable.code) == (Code.BAD_OPTION, Code.NOT_ACCEPTABLE)
 
 
@@ -389,6 +392,25 @@ def test_the_aiocoap_client_gets_and_puts_over_coap_tcp() -> None:
     assert (delete.code, missing.code) == (aiocoap.METHOD_NOT_ALLOWED, aiocoap.NOT_FOUND)
     # aiocoap's CSM was understood, and its shutdown sent a Release that closed our side.
     assert [c.peer is not None and c.peer.block_wise_transfer and c.closed for c in ended] == [True]
+
+
+def test_aiocoap_asking_for_32_byte_blocks_reassembles_well_known_core() -> None:
+    """aiocoap always announces 1 MiB; a Block2 option in its first request makes it fetch the rest."""
+    async def scenario() -> aiocoap.Message:
+        server = await serve_plain_coap_tcp(Device(), [])
+        context = await aiocoap.Context.create_client_context()
+        try:
+            message = aiocoap.Message(code=aiocoap.GET,
+                                      uri=f"coap+tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}/.well-known/core")
+            message.opt.block2 = BlockOption.BlockwiseTuple(0, False, 1)
+            return await asyncio.wait_for(context.request(message).response, 10)
+        finally:
+            await context.shutdown()
+            server.close()
+
+    response = asyncio.run(scenario())
+    assert response.code == aiocoap.CONTENT and response.payload == core_link_format()
+    assert response.opt.block2.block_number > 0 and response.opt.etag is not None   # it came in pieces
 
 
 def python_tls_server_context(directory: Path) -> ssl.SSLContext:

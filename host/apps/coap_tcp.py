@@ -9,18 +9,31 @@ Three layers, the first two sans-IO:
   Custody in a Ping, Bad-CSM-Option in an Abort).
 - `CoapTcpConnection`: bytes in, bytes out. It sends its CSM first, insists on the client's CSM
   first, answers Ping with Pong, ends on Release and Abort, aborts on malformed or oversized
-  messages, and answers requests on the device's resources and `/.well-known/core`.
+  messages, and answers requests on the device's resources and `/.well-known/core`. Every
+  message it sends fits the client's Max-Message-Size (RFC 8323 5.3.1): representations go in
+  Block2 pieces (RFC 7959 2.4, `host.apps.coap_blockwise`) when the client asks with Block2 or
+  announced Block-Wise-Transfer in its CSM (RFC 8323 5.3.2); Block1 uploads are reassembled.
 - `coap_tcp_application(tandem)`: pumps records between a `RecordLayer` and the connection.
 """
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from host.apps.coap_blockwise import (
+    MAX_SZX,
+    Block1Upload,
+    BlockError,
+    BlockOption,
+    UploadOutcome,
+    block_of,
+    block_payload,
+)
 from host.apps.device import RESOURCES, Device, Outcome, process_device
 from host.apps.pump import pump
 from host.se_tls import Application, SessionInfo
@@ -58,11 +71,14 @@ class Code(enum.IntEnum):
     IPATCH = 0x07
     CHANGED = 0x44                      # 2.04
     CONTENT = 0x45                      # 2.05
+    CONTINUE = 0x5F                     # 2.31 (RFC 7959 2.9.1)
     BAD_REQUEST = 0x80                  # 4.00
     BAD_OPTION = 0x82                   # 4.02
     NOT_FOUND = 0x84                    # 4.04
     METHOD_NOT_ALLOWED = 0x85           # 4.05
     NOT_ACCEPTABLE = 0x86               # 4.06
+    REQUEST_ENTITY_INCOMPLETE = 0x88    # 4.08 (RFC 7959 2.9.2)
+    REQUEST_ENTITY_TOO_LARGE = 0x8D     # 4.13 (RFC 7959 2.9.3)
     UNSUPPORTED_CONTENT_FORMAT = 0x8F   # 4.15
     CSM = 0xE1                          # 7.01
     PING = 0xE2                         # 7.02
@@ -90,6 +106,10 @@ def is_signalling(code: int) -> bool:
     return code >> 5 == 7
 
 
+def is_success(code: int) -> bool:
+    return code >> 5 == 2
+
+
 class OptionNumber(enum.IntEnum):
     """Request and response options (RFC 7252 5.10, RFC 7959, RFC 7641)."""
 
@@ -105,6 +125,8 @@ class OptionNumber(enum.IntEnum):
     ACCEPT = 17
     BLOCK2 = 23
     BLOCK1 = 27
+    SIZE2 = 28
+    SIZE1 = 60
 
 
 # Signalling options (RFC 8323 5.3-5.6): numbers are scoped by the signalling code.
@@ -123,7 +145,8 @@ SIGNAL_OPTIONS = {
 }
 # Critical request options this server acts on (or may safely ignore: host, port, query).
 UNDERSTOOD_CRITICAL = {OptionNumber.URI_HOST, OptionNumber.URI_PORT, OptionNumber.URI_PATH,
-                       OptionNumber.URI_QUERY, OptionNumber.ACCEPT}
+                       OptionNumber.URI_QUERY, OptionNumber.ACCEPT, OptionNumber.BLOCK2, OptionNumber.BLOCK1}
+ETAG_LENGTH = 4   # of the SHA-256 of a representation sent in blocks (RFC 7959 2.4: ETag keeps them together)
 
 
 class ContentFormat(enum.IntEnum):
@@ -296,6 +319,8 @@ class CoapTcpConnection:
     Its CSM waits in `data_to_send()` from the start; then `receive_data()` bytes from the client
     and send what `data_to_send()` gives. `closed` turns true on Release, Abort (either side) or
     the end of the stream; what is left to send (an Abort) still has to go out.
+
+    What it sends fits the client's Max-Message-Size (RFC 8323 5.3.1), see `answer()`.
     """
 
     device: Device
@@ -305,9 +330,13 @@ class CoapTcpConnection:
     requests: int = field(default=0, init=False)
     _buffer: bytearray = field(default_factory=bytearray, repr=False)
     _out: bytearray = field(default_factory=bytearray, repr=False)
+    _upload: Block1Upload = field(init=False, repr=False)   # bodies up to our own Max-Message-Size
 
     def __post_init__(self) -> None:
-        # RFC 8323 5.3: each side's first message is its CSM; we do not offer BERT.
+        self._upload = Block1Upload(self.max_message_size)
+        # RFC 8323 5.3: each side's first message is its CSM. No Block-Wise-Transfer option: with a
+        # Max-Message-Size over 1152 it would offer BERT (5.3.2), which we do not do; block-wise
+        # transfers still work when the client asks with Block1 or Block2 (RFC 7959).
         self._send(CoapMessage(Code.CSM, options=((CSM_MAX_MESSAGE_SIZE, encode_uint(self.max_message_size)),)))
 
     def data_to_send(self) -> bytes:
@@ -345,10 +374,20 @@ class CoapTcpConnection:
     def _send(self, message: CoapMessage) -> None:
         self._out += encode_message(message)
 
+    @property
+    def peer_max_message_size(self) -> int:
+        """The largest message the client takes (RFC 8323 5.3.1: 1152 until its CSM says)."""
+        return self.peer.max_message_size if self.peer is not None else DEFAULT_MAX_MESSAGE_SIZE
+
     def _abort(self, reason: str, bad_csm_option: int | None = None) -> None:
+        """RFC 8323 5.6; the diagnostic payload is cut to the client's Max-Message-Size (an Abort
+        too large even without it goes out anyway: the connection ends either way)."""
         log.info("CoAP: aborting the connection: %s", reason)
         options = () if bad_csm_option is None else ((ABORT_BAD_CSM_OPTION, encode_uint(bad_csm_option)),)
-        self._send(CoapMessage(Code.ABORT, options=options, payload=reason.encode()))
+        abort = CoapMessage(Code.ABORT, options=options, payload=reason.encode())
+        while abort.payload and (excess := message_size(abort) - self.peer_max_message_size) > 0:
+            abort = replace(abort, payload=abort.payload[:-excess])
+        self._send(abort)
         self.closed = True
 
     def _handle(self, message: CoapMessage) -> None:
@@ -361,7 +400,11 @@ class CoapTcpConnection:
             self._signal(message)
         elif is_request(message.code):
             self.requests += 1
-            self._send(self.respond(message))
+            response = self.answer(message)
+            if response is None:
+                self._abort(f"Max-Message-Size {self.peer_max_message_size} is too small for any response")
+            else:
+                self._send(response)
         else:
             log.debug("CoAP: ignored a message with code %s", dotted(message.code))
 
@@ -394,8 +437,90 @@ class CoapTcpConnection:
                 peer.block_wise_transfer = True
         self.peer = peer
 
+    def answer(self, request: CoapMessage) -> CoapMessage | None:
+        """What goes back for a request: a Block1 upload is reassembled first (RFC 7959 2.5), then
+        the response of `respond()` is fitted to the client's Max-Message-Size (RFC 8323 5.3.1):
+
+        - a request with Block2 gets that block (RFC 7959 2.4), smaller if the limit says so;
+        - a response that fits goes whole;
+        - one that does not, to a client that announced Block-Wise-Transfer (RFC 8323 5.3.2),
+          goes as its first Block2 block, the largest that fits, with ETag and Size2;
+        - one that does not, to a client that did not (it may not know Block2, a critical option),
+          becomes 4.06 Not Acceptable with Size2 (RFC 7959 4): the client's own limit rules the
+          representation out, as Accept can; 4.13 is about request bodies (RFC 7959 2.9.3);
+        - any response drops its diagnostic payload if that is what keeps it over the limit;
+          None if even that is too large (the connection is then aborted).
+        """
+        try:
+            block1 = block_option(request, OptionNumber.BLOCK1)
+            block2 = block_option(request, OptionNumber.BLOCK2)
+        except BlockError as exc:
+            return self._within_limit(_reply(request, Code.BAD_REQUEST, {"error": str(exc)}))
+        if block1 is not None:
+            outcome, body = self._upload.add((request.code, request.uri_path), block1, request.payload)
+            if outcome is UploadOutcome.CONTINUE:
+                return self._within_limit(CoapMessage(Code.CONTINUE, request.token,
+                                                      ((OptionNumber.BLOCK1, block1.encode()),)))
+            if outcome is not UploadOutcome.COMPLETE:
+                return self._within_limit(_upload_error(request, outcome, self._upload.max_body))
+            request = replace(request, payload=body,
+                              options=tuple(o for o in request.options if o[0] != OptionNumber.BLOCK1))
+        response = self.respond(request)
+        if block1 is not None:   # RFC 7959 2.3: the last block's Block1 comes back with M = 0
+            response = replace(response, options=response.options + (
+                (OptionNumber.BLOCK1, BlockOption(block1.num, False, block1.szx).encode()),))
+        return self._fit(response, block2)
+
+    def _fit(self, response: CoapMessage, block2: BlockOption | None) -> CoapMessage | None:
+        representation = is_success(response.code) and bool(response.payload)
+        if representation and block2 is not None:
+            return self._block2(response, block2.offset, block2.szx)
+        if message_size(response) <= self.peer_max_message_size:
+            return response
+        if representation and self.peer is not None and self.peer.block_wise_transfer:
+            return self._block2(response, 0, MAX_SZX)
+        if representation:
+            return self._too_large(response)
+        return self._within_limit(response)
+
+    def _block2(self, response: CoapMessage, offset: int, szx: int) -> CoapMessage | None:
+        """The block of the representation at `offset`, in the largest size up to SZX whose
+        message fits (RFC 7959 2.4); ETag on every block, Size2 on the first (RFC 7959 4)."""
+        body = response.payload
+        try:
+            block_of(body, offset, szx)
+        except BlockError as exc:
+            return self._within_limit(_reply(response, Code.BAD_OPTION, {"error": str(exc)}))
+        options = response.options
+        if not any(number == OptionNumber.ETAG for number, _ in options):
+            options += ((OptionNumber.ETAG, hashlib.sha256(body).digest()[:ETAG_LENGTH]),)
+        for size_exponent in range(min(szx, MAX_SZX), -1, -1):
+            block = block_of(body, offset, size_exponent)
+            extra = ((OptionNumber.SIZE2, encode_uint(len(body))),) if block.num == 0 else ()
+            piece = CoapMessage(response.code, response.token, options + ((OptionNumber.BLOCK2, block.encode()),)
+                                + extra, block_payload(body, block))
+            if message_size(piece) <= self.peer_max_message_size:
+                return piece
+        return self._too_large(response)
+
+    def _too_large(self, response: CoapMessage) -> CoapMessage | None:
+        limit, size = self.peer_max_message_size, len(response.payload)
+        log.info("CoAP: a %d-byte representation does not fit the client's Max-Message-Size %d", size, limit)
+        error = _reply(response, Code.NOT_ACCEPTABLE,
+                       {"error": f"{size} bytes do not fit Max-Message-Size {limit}: ask with Block2"})
+        return self._within_limit(replace(error, options=error.options + ((OptionNumber.SIZE2, encode_uint(size)),)))
+
+    def _within_limit(self, response: CoapMessage) -> CoapMessage | None:
+        """The response, or without its diagnostic payload (RFC 7252 5.5.2) if only that way it
+        fits the client's limit, or None."""
+        if message_size(response) <= self.peer_max_message_size:
+            return response
+        bare = CoapMessage(response.code, response.token,
+                           tuple(o for o in response.options if o[0] != OptionNumber.CONTENT_FORMAT))
+        return bare if message_size(bare) <= self.peer_max_message_size else None
+
     def respond(self, request: CoapMessage) -> CoapMessage:
-        """The response to a request, with its token."""
+        """The response to a request, with its token, whatever its size (see `answer()`)."""
         unsupported = [n for n, _ in request.options if is_critical(n) and n not in UNDERSTOOD_CRITICAL]
         if unsupported:
             return _reply(request, Code.BAD_OPTION, {"error": f"option {unsupported[0]} is not supported"})
@@ -423,6 +548,29 @@ def _reply(request: CoapMessage, code: Code, body: dict[str, Any] | bytes,
            content_format: ContentFormat = ContentFormat.JSON) -> CoapMessage:
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
     return CoapMessage(code, request.token, ((OptionNumber.CONTENT_FORMAT, encode_uint(content_format)),), payload)
+
+
+def message_size(message: CoapMessage) -> int:
+    """What Max-Message-Size counts: the whole frame, header included (RFC 8323 5.3.1)."""
+    return len(encode_message(message))
+
+
+def block_option(request: CoapMessage, number: int) -> BlockOption | None:
+    """The request's Block1 or Block2 option (RFC 7959 2.2), None if absent; BlockError if bad."""
+    values = request.values(number)
+    if len(values) > 1:
+        raise BlockError(f"option {number} is not repeatable")
+    return BlockOption.decode(values[0]) if values else None
+
+
+def _upload_error(request: CoapMessage, outcome: UploadOutcome, max_body: int) -> CoapMessage:
+    """4.08, 4.13 (with Size1, RFC 7959 4) or 4.00 for a Block1 upload that cannot go on."""
+    if outcome is UploadOutcome.TOO_LARGE:
+        error = _reply(request, Code.REQUEST_ENTITY_TOO_LARGE, {"error": f"bodies of at most {max_body} bytes"})
+        return replace(error, options=error.options + ((OptionNumber.SIZE1, encode_uint(max_body)),))
+    if outcome is UploadOutcome.INCOMPLETE:
+        return _reply(request, Code.REQUEST_ENTITY_INCOMPLETE, {"error": "a block out of order: start from NUM 0"})
+    return _reply(request, Code.BAD_REQUEST, {"error": "every block but the last fills its SZX size"})
 
 
 # -- the application ----------------------------------------------------------------------------
