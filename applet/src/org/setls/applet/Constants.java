@@ -27,7 +27,7 @@ interface Constants {
 
     // The applet's version, in the SELECT response.
     byte VERSION_MAJOR = 1;
-    byte VERSION_MINOR = 0;
+    byte VERSION_MINOR = 1;
 
     // SELECT response tags.
     byte TAG_VERSION = (byte) 0x80;
@@ -39,6 +39,9 @@ interface Constants {
     byte CAP_EXTENDED_LENGTH = 0x01;
     byte CAP_COMMAND_CHAINING = 0x02;
     byte CAP_GET_RESPONSE = 0x04;
+    /** ServerKeyExchange can be signed with ECDSA over SHA-384 / SHA-512 (probed at install). */
+    byte CAP_ECDSA_SHA384 = 0x08;
+    byte CAP_ECDSA_SHA512 = 0x10;
 
     // PUT DATA / GET DATA tags (P1).
     byte DATA_NAME = 0x01;

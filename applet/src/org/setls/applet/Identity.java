@@ -92,15 +92,14 @@ final class Identity {
         return (policy & Constants.POLICY_EXPORT_KEYS) != 0;
     }
 
-    /** The first suite of this identity's list that the client's list (2 bytes each) offers, or 0. */
-    short preferredSuite(byte[] offered, short off, short len) {
-        short end = (short) (off + len);
+    /**
+     * The first suite of this identity's list that the client offers, or 0; {@code offered} has
+     * ClientHelloParser.suiteBit() of each suite the client's list holds.
+     */
+    short preferredSuite(short offered) {
         for (short k = 0; k < suiteCount; k++) {
-            short wanted = suites[k];
-            for (short i = off; i < end; i += 2) {
-                if (Util.getShort(offered, i) == wanted) {
-                    return wanted;
-                }
+            if ((offered & ClientHelloParser.suiteBit(suites[k])) != 0) {
+                return suites[k];
             }
         }
         return 0;

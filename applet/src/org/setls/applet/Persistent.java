@@ -10,8 +10,12 @@ import javacard.framework.ISOException;
  * budget is in docs/resources.md.
  */
 final class Persistent {
-    /** Largest TLS message (flight) the card takes or gives: a full 16 KB record plus expansion. */
-    static final short MESSAGE_CAPACITY = 16384 + 2048;
+    /**
+     * Largest TLS message the card takes or gives: a whole protected record of 2^14 + 2048 bytes
+     * with its header (UNPROTECT RECORD; the last record of the first message of a client's flight
+     * 3), plus the ClientKeyExchange and ChangeCipherSpec records before it in that message.
+     */
+    static final short MESSAGE_CAPACITY = Tls.MAX_CIPHERTEXT + Tls.RECORD_HEADER_SIZE + TlsServer.FLIGHT3_PREFIX_MAX;
     /**
      * The I/O buffer: EAP-TLS messages are reassembled here and answers written in place.
      * Persistent because no card has 18 KB of RAM; it holds no secret that outlives a message,

@@ -49,6 +49,11 @@ package org.setls.applet;
  *     HMAC-SHA256 Signature and no AES-GCM or AES-CCM Cipher (jcardsim has more). HmacSha256,
  *     AesGcm and AesCcm build them on MessageDigest SHA-256 and Cipher AES-ECB; the applet never
  *     asks the platform for them.</li>
+ * <li><b>ECDSA_HASHES</b>: jcardsim has ECDSA with SHA-384 and SHA-512; JCOP 3 and 4 may not (the
+ *     Java Card 3.0.4 API names {@code ALG_ECDSA_SHA_384/512}, a card need not implement them).
+ *     TlsServer asks for each once at install: {@code NO_SUCH_ALGORITHM} means the card signs only
+ *     with SHA-256 and does not offer the others (SELECT capabilities {@code CAP_ECDSA_SHA384/512});
+ *     a client that offers only hashes the card lacks gets handshake_failure.</li>
  * <li><b>INSTALL_PARAMETERS</b>: GlobalPlatform passes {@code [Li AID][Lc privileges][La data]} to
  *     install(), jcardsim passes nothing: SeTlsApplet.install registers with the AID when one is
  *     given, without otherwise.</li>

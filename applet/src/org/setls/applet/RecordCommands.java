@@ -43,11 +43,14 @@ final class RecordCommands {
         byte type = io[EapTls.MSG_OFF];
         short plain = tls.unprotectRecord(io, EapTls.MSG_OFF, len);
         if (plain < 0) {
-            // Content type 0 (no TLS record has it) marks a rejection: the protected fatal alert
-            // follows. Data cannot travel with an error status word (T=0 drops it; Quirks: NO_T0_GET_RESPONSE).
-            short n = tls.closeWithAlert(io, EapTls.MSG_OFF, Tls.ALERT_BAD_RECORD_MAC);
-            io[(short) (EapTls.MSG_OFF - 1)] = Constants.REJECTED;
-            out.send(apdu, io, (short) (EapTls.MSG_OFF - 1), (short) (n + 1));
+            // Content type 0 (no TLS record has it) marks a rejection; the alert's description
+            // follows, then the protected fatal alert. Data cannot travel with an error status
+            // word (T=0 drops it; Quirks: NO_T0_GET_RESPONSE).
+            byte description = (byte) -plain;
+            short n = tls.closeWithAlert(io, EapTls.MSG_OFF, description);
+            io[(short) (EapTls.MSG_OFF - 2)] = Constants.REJECTED;
+            io[(short) (EapTls.MSG_OFF - 1)] = description;
+            out.send(apdu, io, (short) (EapTls.MSG_OFF - 2), (short) (n + 2));
             return;
         }
         short start = (short) (EapTls.MSG_OFF + tls.prefixLength() - 1);

@@ -26,6 +26,8 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     private final EapTls eap;
     private final Personalisation personalisation;
     private final RecordCommands records;
+    /** TAG_CAPABILITIES: CAPABILITIES and the signature hashes TlsServer found at install. */
+    private final byte capabilities;
 
     /**
      * Every object the applet will ever use is allocated here, once, during install(): a card
@@ -48,6 +50,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         eap = new EapTls(persistent.io, directory, ram);
         personalisation = new Personalisation(persistent, keys, counters, out);
         records = new RecordCommands(tls, eap, input, out, persistent.io);
+        capabilities = (byte) (CAPABILITIES | tls.signatureCapabilities());
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
@@ -158,12 +161,12 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         return ins == INS_PROCESS_EAP || ins == INS_UNPROTECT_RECORD || ins == INS_PROTECT_RECORD;
     }
 
-    /** SELECT: version, capabilities, message capacity, default EAP packet size, identity slots. */
+    /** SELECT: version, capabilities (the ECDSA hashes included), message capacity, default EAP packet size, identity slots. */
     private void sendSelectResponse(APDU apdu) {
         byte[] buf = apdu.getBuffer();
         short n = 0;
         n = Tlv.putPair(buf, n, TAG_VERSION, VERSION_MAJOR, VERSION_MINOR);
-        n = Tlv.putByte(buf, n, TAG_CAPABILITIES, CAPABILITIES);
+        n = Tlv.putByte(buf, n, TAG_CAPABILITIES, capabilities);
         n = Tlv.putShort(buf, n, TAG_MESSAGE_CAPACITY, Persistent.MESSAGE_CAPACITY);
         n = Tlv.putShort(buf, n, TAG_DEFAULT_PACKET, EapTls.DEFAULT_PACKET_SIZE);
         n = Tlv.putByte(buf, n, TAG_IDENTITY_SLOTS, MAX_IDENTITIES);

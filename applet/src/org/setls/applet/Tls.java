@@ -15,6 +15,13 @@ interface Tls {
     short MAX_PLAINTEXT = 16384;
     /** RFC 5246 6.2.3: TLSCiphertext.length may exceed the plaintext limit by at most 2048. */
     short MAX_CIPHERTEXT = MAX_PLAINTEXT + 2048;
+    /**
+     * The longest ClientHello body that can parse: version, random, a 32-byte session_id, 2^16-2
+     * bytes of suites, 255 compression methods and 2^16-1 bytes of extensions, with their lengths:
+     * 131396 = 0x020144, beyond a short; high byte and low 16 bits (unsigned).
+     */
+    byte CLIENT_HELLO_MAX_HIGH = 2;
+    short CLIENT_HELLO_MAX_LOW = 0x0144;
 
     // RFC 5246 7.4: HandshakeType.
     byte HS_CLIENT_HELLO = 1;
@@ -59,8 +66,12 @@ interface Tls {
     short GROUP_SECP256R1 = 23;
     byte POINT_FORMAT_UNCOMPRESSED = 0;
     byte CURVE_TYPE_NAMED = 3;
-    /** SignatureAndHashAlgorithm {sha256(4), ecdsa(3)} = ecdsa_secp256r1_sha256. */
+    // SignatureAndHashAlgorithm {hash, ecdsa(3)} (RFC 5246 7.4.1.4.1; RFC 8422 5.1.3). The card's key is
+    // on P-256: with SHA-384 or SHA-512 the digest is truncated to 256 bits (FIPS 186-4 6.4), as TLS 1.2
+    // allows. SHA-1 (0x0203) and SHA-224 (0x0303) are never used to sign (RFC 9155).
     short SIG_ECDSA_SHA256 = 0x0403;
+    short SIG_ECDSA_SHA384 = 0x0503;
+    short SIG_ECDSA_SHA512 = 0x0603;
     byte COMPRESSION_NULL = 0;
 
     short RANDOM_SIZE = 32;

@@ -14,19 +14,27 @@ import javacard.security.Signature;
  * The TLS 1.2 server handshake (RFC 5246) with ECDHE-ECDSA on P-256 (RFC 8422), extended master
  * secret (RFC 7627) and secure renegotiation signalling (RFC 5746; renegotiation itself is refused).
  *
- * Flights arrive whole from the EAP-TLS transport: flight 1 (ClientHello) is answered with
- * ServerHello, Certificate, ServerKeyExchange, ServerHelloDone in one record; flight 3
- * (ClientKeyExchange, ChangeCipherSpec, Finished) with ChangeCipherSpec and Finished. Any failure
- * ends the handshake with the fatal alert RFC 5246 7.2.2 names for it.
+ * The host hands over the client's records as they come, in one or more PROCESS EAP messages of
+ * whole records (docs/apdu.md); the card answers each message with the next server flight, with a
+ * fatal alert, or with nothing when it needs more of the client's flight. Flight 1 is the
+ * ClientHello, parsed as a stream (ClientHelloParser) over any records and messages, then
+ * answered with ServerHello, Certificate, ServerKeyExchange, ServerHelloDone in one record.
+ * Flight 3 is the ClientKeyExchange (whole within one message: the host reassembles it), the
+ * ChangeCipherSpec and the encrypted Finished, which may be split over several protected records
+ * and messages; it is answered with ChangeCipherSpec and Finished. A record the handshake's state
+ * does not allow ends it at once with the fatal alert RFC 5246 7.2.2 names, a client's alert
+ * without an answer.
  *
  * Two transcript digests run side by side because a card cannot copy a digest's state: SESSION
- * stops after ClientKeyExchange (RFC 7627 session_hash, also the client Finished's hash), TRANSCRIPT
- * goes on through the client's Finished (the server Finished's hash).
+ * stops after ClientKeyExchange (RFC 7627 session_hash, also the client Finished's hash),
+ * TRANSCRIPT goes on through the client's Finished. Both verify_data are computed with the keys,
+ * at the ClientKeyExchange, the second over the Finished the client must send: the master secret
+ * never outlives that APDU, and the Finished is compared in constant time when it arrives.
  *
  * RAM, from the arena (a deselect forgets the session): session state Transients.TLS_RANDOMS
- * (RANDOMS_SIZE bytes), TLS_STATE (STATE_SIZE shorts) and TLS_IDENTITY; one-APDU scratch
- * Transients.HANDSHAKE_KEYS (KEYS_SIZE bytes), whose secrets are all derived, used and wiped while
- * flight 3 is processed.
+ * (RANDOMS_SIZE bytes), TLS_FINISHED (FINISHED_SIZE bytes), TLS_STATE (STATE_SIZE shorts),
+ * TLS_IDENTITY and the parser's; one-APDU scratch Transients.HANDSHAKE_KEYS (KEYS_SIZE bytes),
+ * whose secrets are derived, used and wiped while the ClientKeyExchange is processed.
  */
 final class TlsServer implements MessageHandler {
     // Randoms, session state: bytes of the arena from Transients.TLS_RANDOMS. Adjacent because the
@@ -35,21 +43,29 @@ final class TlsServer implements MessageHandler {
     private static final short CLIENT_RANDOM = Transients.TLS_RANDOMS;
     private static final short SERVER_RANDOM = (short) (CLIENT_RANDOM + Tls.RANDOM_SIZE);
     static final short RANDOMS_SIZE = 2 * Tls.RANDOM_SIZE;
-    // Flight 3's secrets, scratch: bytes of the arena from Transients.HANDSHAKE_KEYS.
+    // The Finished, session state: bytes of the arena from Transients.TLS_FINISHED.
+    private static final short FINISHED_MESSAGE_SIZE = Tls.HS_HEADER_SIZE + Tls.VERIFY_DATA_SIZE; // 16
+    private static final short CLIENT_VERIFY = Transients.TLS_FINISHED;                       // expected
+    private static final short SERVER_VERIFY = (short) (CLIENT_VERIFY + Tls.VERIFY_DATA_SIZE);
+    private static final short FINISHED_IN = (short) (SERVER_VERIFY + Tls.VERIFY_DATA_SIZE);  // received
+    static final short FINISHED_SIZE = 2 * Tls.VERIFY_DATA_SIZE + FINISHED_MESSAGE_SIZE;
+    // The ClientKeyExchange's secrets, scratch: bytes of the arena from Transients.HANDSHAKE_KEYS.
     private static final short HASH_SIZE = 32;
     private static final short KEY_BLOCK_MAX = 96;
     private static final short MASTER_SECRET = Transients.HANDSHAKE_KEYS;
     private static final short HASH = (short) (MASTER_SECRET + Tls.MASTER_SECRET_SIZE);
-    private static final short VERIFY_DATA = (short) (HASH + HASH_SIZE);
-    private static final short KEY_BLOCK = (short) (VERIFY_DATA + Tls.VERIFY_DATA_SIZE); // also the premaster secret briefly
-    static final short KEYS_SIZE = Tls.MASTER_SECRET_SIZE + HASH_SIZE + Tls.VERIFY_DATA_SIZE + KEY_BLOCK_MAX;
+    // The key block is also the premaster secret briefly, then the Finished the client must send.
+    private static final short KEY_BLOCK = (short) (HASH + HASH_SIZE);
+    static final short KEYS_SIZE = Tls.MASTER_SECRET_SIZE + HASH_SIZE + KEY_BLOCK_MAX;
 
     // State, session state: shorts of the arena from Transients.TLS_STATE.
     private static final short ST_PHASE = Transients.TLS_STATE;
     private static final short ST_SUITE = (short) (ST_PHASE + 1);
     private static final short ST_FLAGS = (short) (ST_PHASE + 2);
-    private static final short ST_HASHED = (short) (ST_PHASE + 3); // bytes in each transcript digest so far
-    static final short STATE_SIZE = 4;
+    private static final short ST_HASH_REST = (short) (ST_PHASE + 3); // transcript bytes modulo 64 (counters)
+    private static final short ST_SIGNATURE = (short) (ST_PHASE + 4); // the ServerKeyExchange's scheme
+    private static final short ST_FINISHED_GOT = (short) (ST_PHASE + 5); // bytes of the client Finished so far
+    static final short STATE_SIZE = 6;
     private static final short IDENTITY = Transients.TLS_IDENTITY;
 
     static final short PHASE_EXPECT_CLIENT_HELLO = 0;
@@ -57,12 +73,19 @@ final class TlsServer implements MessageHandler {
     static final short PHASE_ESTABLISHED = 2;
     static final short PHASE_FAILED = 3;
     static final short PHASE_EXPORTED = 4;
+    static final short PHASE_EXPECT_CHANGE_CIPHER_SPEC = 5;
+    static final short PHASE_EXPECT_FINISHED = 6;
 
-    // ST_FLAGS bits: what the ClientHello asked for.
+    // ST_FLAGS bits: what the ServerHello answers.
     private static final short F_EXTENDED_MASTER_SECRET = 0x01;
     private static final short F_RENEGOTIATION_INFO = 0x02;
     private static final short F_POINT_FORMATS = 0x04;
 
+    /** The largest ClientKeyExchange body: ClientECDiffieHellmanPublic, ECPoint point<1..2^8-1>. */
+    private static final short CLIENT_KEY_EXCHANGE_MAX = 256;
+    /** The ClientKeyExchange's and the ChangeCipherSpec's records, as the host sends them. */
+    static final short FLIGHT3_PREFIX_MAX = (short) (Tls.RECORD_HEADER_SIZE + Tls.HS_HEADER_SIZE
+            + CLIENT_KEY_EXCHANGE_MAX + Tls.RECORD_HEADER_SIZE + 1); // 271
     private static final short ALERT_RECORD_SIZE = 7;
     private static final byte[] LABEL_MASTER_SECRET = {'m', 'a', 's', 't', 'e', 'r', ' ', 's', 'e', 'c', 'r', 'e', 't'};
     private static final byte[] LABEL_EXTENDED_MASTER_SECRET = {'e', 'x', 't', 'e', 'n', 'd', 'e', 'd', ' ',
@@ -81,13 +104,17 @@ final class TlsServer implements MessageHandler {
     private final MessageDigest session;
     private final KeyPair ephemeral;
     private final KeyAgreement ecdh;
-    private final Signature signer;
+    private final Signature signer256;
+    /** ECDSA with SHA-384 and SHA-512, or null where the card has none (Quirks: ECDSA_HASHES). */
+    private final Signature signer384;
+    private final Signature signer512;
     private final RandomData random;
     private final TlsPrf prf;
     private final EcKeyGenerator keys;
     private final PointCheck curve;
     private final RecordCipher cipher;
     private final TlsAlert alert;
+    private final ClientHelloParser hello;
     private final OpCounters counters;
 
     /** Allocated once, at install; the state is the arena's. */
@@ -107,8 +134,38 @@ final class TlsServer implements MessageHandler {
         session = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
         ephemeral = P256.newKeyPair();
         ecdh = KeyAgreement.getInstance(KeyAgreement.ALG_EC_SVDP_DH_PLAIN, false);
-        signer = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
+        signer256 = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
+        signer384 = optionalSignature(Signature.ALG_ECDSA_SHA_384);
+        signer512 = optionalSignature(Signature.ALG_ECDSA_SHA_512);
         alert = new TlsAlert();
+        hello = new ClientHelloParser(ram, alert, signer384 != null, signer512 != null);
+    }
+
+    /**
+     * Quirks: ECDSA_HASHES. The signature, or null if the card has no such algorithm (probed once,
+     * at install: JCOP 3 and 4 may lack ECDSA with SHA-384 or SHA-512, jcardsim has both).
+     */
+    private static Signature optionalSignature(byte algorithm) {
+        try {
+            return Signature.getInstance(algorithm, false);
+        } catch (CryptoException e) {
+            if (e.getReason() == CryptoException.NO_SUCH_ALGORITHM) {
+                return null;
+            }
+            throw e;
+        }
+    }
+
+    /** The SELECT response's capability bits for the hashes the card signs with besides SHA-256. */
+    byte signatureCapabilities() {
+        byte caps = 0;
+        if (signer384 != null) {
+            caps |= Constants.CAP_ECDSA_SHA384;
+        }
+        if (signer512 != null) {
+            caps |= Constants.CAP_ECDSA_SHA512;
+        }
+        return caps;
     }
 
     /** The identity the next conversation serves. */
@@ -125,14 +182,13 @@ final class TlsServer implements MessageHandler {
     }
 
     public void reset() {
-        st[ST_PHASE] = PHASE_EXPECT_CLIENT_HELLO;
-        st[ST_SUITE] = 0;
-        st[ST_FLAGS] = 0;
-        st[ST_HASHED] = 0;
+        ram.clearShorts(ST_PHASE, STATE_SIZE); // PHASE_EXPECT_CLIENT_HELLO
         transcript.reset();
         session.reset();
         cipher.clear();
+        hello.reset();
         ram.clearBytes(CLIENT_RANDOM, RANDOMS_SIZE);
+        ram.clearBytes(CLIENT_VERIFY, FINISHED_SIZE);
         ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
     }
 
@@ -146,14 +202,7 @@ final class TlsServer implements MessageHandler {
 
     public short onMessage(byte[] buf, short off, short len, short cap) {
         try {
-            short phase = st[ST_PHASE];
-            if (phase == PHASE_EXPECT_CLIENT_HELLO) {
-                return onClientHelloFlight(buf, off, len);
-            }
-            if (phase == PHASE_EXPECT_CLIENT_KEY_EXCHANGE) {
-                return onClientKeyExchangeFlight(buf, off, len);
-            }
-            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
+            return onRecords(buf, off, len);
         } catch (TlsAlert a) {
             return fail(buf, off, (byte) a.getReason());
         } catch (CryptoException e) {
@@ -162,7 +211,6 @@ final class TlsServer implements MessageHandler {
             // Every length is checked; this is the last net under a malformed message.
             return fail(buf, off, Tls.ALERT_DECODE_ERROR);
         }
-        return 0;
     }
 
     /** Ends the handshake: forgets the keys and answers with the fatal alert (0 for a peer's alert). */
@@ -184,38 +232,75 @@ final class TlsServer implements MessageHandler {
         return ALERT_RECORD_SIZE;
     }
 
-    // ---- flight 1 -------------------------------------------------------------------------
+    // ---- the client's records -----------------------------------------------------------------
 
-    private short onClientHelloFlight(byte[] buf, short off, short len) {
+    /**
+     * Takes the records of one message in order, each as the phase allows; answers once the last
+     * one is taken: the server's flight when the ClientHello or the Finished ended in this message
+     * (nothing may follow either), else nothing.
+     */
+    private short onRecords(byte[] buf, short off, short len) {
         short end = (short) (off + len);
-        short hsEnd = off;
+        short gathered = off; // the ClientKeyExchange's fragments, gathered in place
+        boolean helloDone = false;
+        boolean finishedDone = false;
         for (short p = off; p < end; ) {
-            short fragment = checkRecordHeader(buf, p, end, false);
+            if (helloDone || finishedDone) {
+                alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // nothing follows a flight's last message
+            }
+            short phase = st[ST_PHASE];
+            boolean protectedRecord = phase == PHASE_EXPECT_FINISHED;
+            short fragment = checkRecordHeader(buf, p, end, phase != PHASE_EXPECT_CLIENT_HELLO, protectedRecord);
             byte type = buf[p];
-            if (type == Tls.CONTENT_ALERT) {
-                alert.raise(Tls.ALERT_CLOSE_NOTIFY); // the client gave up: nothing to answer
+            short body = (short) (p + Tls.RECORD_HEADER_SIZE);
+            if (protectedRecord) {
+                finishedDone = onProtectedRecord(buf, p);
+            } else {
+                // RFC 5246 6.2.1: no empty Handshake, Alert or ChangeCipherSpec fragments.
+                if (fragment == 0) {
+                    alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
+                }
+                if (type == Tls.CONTENT_ALERT) {
+                    alert.raise(Tls.ALERT_CLOSE_NOTIFY); // the client gave up: nothing to answer
+                }
+                if (phase == PHASE_EXPECT_CLIENT_HELLO) {
+                    helloDone = onClientHelloRecord(buf, type, body, fragment);
+                } else if (phase == PHASE_EXPECT_CLIENT_KEY_EXCHANGE) {
+                    if (type != Tls.CONTENT_HANDSHAKE) {
+                        alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
+                    }
+                    gathered = Util.arrayCopyNonAtomic(buf, body, buf, gathered, fragment);
+                    gathered = onClientKeyExchangeBytes(buf, off, gathered);
+                } else if (phase == PHASE_EXPECT_CHANGE_CIPHER_SPEC) {
+                    onChangeCipherSpec(buf, type, body, fragment);
+                } else {
+                    alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // the handshake is over
+                }
             }
-            if (type != Tls.CONTENT_HANDSHAKE) {
-                alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
-            }
-            // Gather the handshake bytes of all records (a message may span records).
-            Util.arrayCopyNonAtomic(buf, (short) (p + Tls.RECORD_HEADER_SIZE), buf, hsEnd, fragment);
-            hsEnd += fragment;
-            p += (short) (Tls.RECORD_HEADER_SIZE + fragment);
+            p = (short) (body + fragment);
         }
-        short body = handshakeBody(buf, off, hsEnd, Tls.HS_CLIENT_HELLO);
-        if ((short) (body + Tls.HS_HEADER_SIZE) != (short) (hsEnd - off)) {
-            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // something follows the ClientHello
+        if (gathered != off) {
+            // The host hands the ClientKeyExchange over whole, in one message (docs/apdu.md).
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
         }
-        parseClientHello(buf, (short) (off + Tls.HS_HEADER_SIZE), hsEnd);
-        hashHandshake(buf, off, (short) (hsEnd - off));
-        return writeServerFlight(buf, off);
+        if (helloDone) {
+            negotiate();
+            return writeServerFlight(buf, off);
+        }
+        if (finishedDone) {
+            return writeServerFinishedFlight(buf, off);
+        }
+        return 0; // the card waits for more of the client's flight
     }
 
     /** Validates a record header; returns its fragment length. */
-    private short checkRecordHeader(byte[] buf, short p, short end, boolean strictVersion) {
+    private short checkRecordHeader(byte[] buf, short p, short end, boolean strictVersion, boolean protectedRecord) {
         if ((short) (end - p) < Tls.RECORD_HEADER_SIZE) {
             alert.raise(Tls.ALERT_DECODE_ERROR);
+        }
+        byte type = buf[p];
+        if (type != Tls.CONTENT_HANDSHAKE && type != Tls.CONTENT_ALERT && type != Tls.CONTENT_CHANGE_CIPHER_SPEC) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // application data (or no type at all) in a handshake
         }
         short fragment = Util.getShort(buf, (short) (p + 3));
         // The ClientHello's record may carry any TLS 1.x version (RFC 5246 appendix E.1).
@@ -223,11 +308,12 @@ final class TlsServer implements MessageHandler {
                 || (strictVersion && buf[(short) (p + 2)] != Tls.VERSION_MINOR_TLS12)) {
             alert.raise(Tls.ALERT_PROTOCOL_VERSION);
         }
-        if (fragment < 0 || fragment > Tls.MAX_CIPHERTEXT) {
+        // RFC 5246 6.2.1 and 6.2.3: 2^14 bytes of plaintext, 2^14 + 2048 of ciphertext.
+        if (fragment < 0 || fragment > (protectedRecord ? Tls.MAX_CIPHERTEXT : Tls.MAX_PLAINTEXT)) {
             alert.raise(Tls.ALERT_RECORD_OVERFLOW);
         }
         if (fragment > (short) (end - p - Tls.RECORD_HEADER_SIZE)) {
-            alert.raise(Tls.ALERT_DECODE_ERROR);
+            alert.raise(Tls.ALERT_DECODE_ERROR); // the host hands over whole records
         }
         return fragment;
     }
@@ -248,132 +334,67 @@ final class TlsServer implements MessageHandler {
         return body;
     }
 
-    private void need(short p, short n, short end) {
-        if (n < 0 || n > (short) (end - p)) {
-            alert.raise(Tls.ALERT_DECODE_ERROR);
+    // ---- flight 1 -------------------------------------------------------------------------
+
+    /** A record of the ClientHello: parsed and hashed as it comes; true once the hello ended. */
+    private boolean onClientHelloRecord(byte[] buf, byte type, short body, short fragment) {
+        if (type != Tls.CONTENT_HANDSHAKE) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
         }
+        short taken = hello.feed(buf, body, fragment);
+        if (taken != fragment) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // something follows the ClientHello
+        }
+        hashHandshake(buf, body, fragment);
+        return hello.done();
     }
 
-    private void parseClientHello(byte[] buf, short p, short end) {
-        need(p, (short) (2 + Tls.RANDOM_SIZE + 1), end);
+    /**
+     * Once the whole ClientHello parsed (so a malformed one is a decode_error whatever else it
+     * lacks): the version, the suite in the identity's order, the group, the signature scheme.
+     */
+    private void negotiate() {
+        short version = hello.version();
         // client_version: TLS 1.2 or a later version (we answer 1.2).
-        if (buf[p] != Tls.VERSION_MAJOR || buf[(short) (p + 1)] < Tls.VERSION_MINOR_TLS12) {
+        if ((short) (version >> 8) != Tls.VERSION_MAJOR || (short) (version & 0xFF) < Tls.VERSION_MINOR_TLS12) {
             alert.raise(Tls.ALERT_PROTOCOL_VERSION);
         }
-        p += 2;
-        Util.arrayCopyNonAtomic(buf, p, secrets, CLIENT_RANDOM, Tls.RANDOM_SIZE);
-        p += Tls.RANDOM_SIZE;
-        short sessionIdLength = (short) (buf[p] & 0xFF);
-        if (sessionIdLength > 32) {
+        short facts = hello.facts();
+        if ((facts & ClientHelloParser.F_NULL_COMPRESSION) == 0) {
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
         }
-        p += (short) (1 + sessionIdLength);
-        need(p, (short) 2, end);
-        short suitesLength = Util.getShort(buf, p);
-        p += 2;
-        need(p, suitesLength, end);
-        if (suitesLength < 2 || (suitesLength & 1) != 0) {
-            alert.raise(Tls.ALERT_DECODE_ERROR);
+        if ((facts & ClientHelloParser.F_RENEGOTIATION_NOT_EMPTY) != 0) {
+            // RFC 5746 3.6: on an initial handshake renegotiated_connection must be empty.
+            alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
         }
-        chooseSuite(buf, p, suitesLength);
-        p += suitesLength;
-        need(p, (short) 1, end);
-        short compressionLength = (short) (buf[p] & 0xFF);
-        p++;
-        need(p, compressionLength, end);
-        if (!containsByte(buf, p, compressionLength, Tls.COMPRESSION_NULL)) {
-            alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
+        if ((facts & ClientHelloParser.F_POINT_FORMATS) != 0 && (facts & ClientHelloParser.F_UNCOMPRESSED) == 0) {
+            alert.raise(Tls.ALERT_ILLEGAL_PARAMETER); // RFC 8422 5.1.2
         }
-        p += compressionLength;
-        if (p == end) {
-            return; // no extensions
-        }
-        need(p, (short) 2, end);
-        short extensionsLength = Util.getShort(buf, p);
-        p += 2;
-        if (extensionsLength != (short) (end - p)) {
-            alert.raise(Tls.ALERT_DECODE_ERROR);
-        }
-        parseExtensions(buf, p, end);
-    }
-
-    /** Server's preference order (the identity's list) over what the client offers. */
-    private void chooseSuite(byte[] buf, short p, short length) {
-        short end = (short) (p + length);
-        for (short i = p; i < end; i += 2) {
-            if (Util.getShort(buf, i) == Tls.TLS_EMPTY_RENEGOTIATION_INFO_SCSV) {
-                st[ST_FLAGS] |= F_RENEGOTIATION_INFO;
-            }
-        }
-        short suite = boundIdentity().preferredSuite(buf, p, length);
+        short suite = boundIdentity().preferredSuite(hello.suites());
         if (suite == 0) {
             alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
         }
-        st[ST_SUITE] = suite;
-    }
-
-    private void parseExtensions(byte[] buf, short p, short end) {
-        boolean groupOk = true;
-        boolean signatureOk = true;
-        while (p < end) {
-            need(p, (short) 4, end);
-            short type = Util.getShort(buf, p);
-            short length = Util.getShort(buf, (short) (p + 2));
-            p += 4;
-            need(p, length, end);
-            if (type == Tls.EXT_SUPPORTED_GROUPS) {
-                groupOk = containsShort(buf, p, length, Tls.GROUP_SECP256R1);
-            } else if (type == Tls.EXT_SIGNATURE_ALGORITHMS) {
-                signatureOk = containsShort(buf, p, length, Tls.SIG_ECDSA_SHA256);
-            } else if (type == Tls.EXT_EC_POINT_FORMATS) {
-                if (length < 1 || (short) (buf[p] & 0xFF) != (short) (length - 1)) {
-                    alert.raise(Tls.ALERT_DECODE_ERROR);
-                }
-                if (!containsByte(buf, (short) (p + 1), (short) (length - 1), Tls.POINT_FORMAT_UNCOMPRESSED)) {
-                    alert.raise(Tls.ALERT_ILLEGAL_PARAMETER); // RFC 8422 5.1.2
-                }
-                st[ST_FLAGS] |= F_POINT_FORMATS;
-            } else if (type == Tls.EXT_EXTENDED_MASTER_SECRET) {
-                if (length != 0) {
-                    alert.raise(Tls.ALERT_DECODE_ERROR);
-                }
-                st[ST_FLAGS] |= F_EXTENDED_MASTER_SECRET;
-            } else if (type == Tls.EXT_RENEGOTIATION_INFO) {
-                // RFC 5746 3.6: on an initial handshake renegotiated_connection must be empty.
-                if (length != 1 || buf[p] != 0) {
-                    alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
-                }
-                st[ST_FLAGS] |= F_RENEGOTIATION_INFO;
-            }
-            // RFC 5246 7.4.1.4: extensions the server does not know are ignored.
-            p += length;
+        if ((facts & ClientHelloParser.F_GROUPS) != 0 && (facts & ClientHelloParser.F_SECP256R1) == 0) {
+            alert.raise(Tls.ALERT_HANDSHAKE_FAILURE); // RFC 8422 5.1.1: no curve in common
         }
-        if (!groupOk || !signatureOk) {
+        // RFC 9155 5: a TLS 1.2 ClientHello without signature_algorithms is refused (a PSK suite
+        // would be exempt; the card has none), and so is one with no scheme the card can sign with.
+        if ((facts & ClientHelloParser.F_SIGNATURES) == 0 || hello.signature() == 0) {
             alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
         }
-    }
-
-    /** Looks for a 2-byte value in a vector<2..2^16-2> with its 2-byte length prefix. */
-    private boolean containsShort(byte[] buf, short p, short length, short value) {
-        if (length < 2 || Util.getShort(buf, p) != (short) (length - 2) || (length & 1) != 0) {
-            alert.raise(Tls.ALERT_DECODE_ERROR);
+        st[ST_SUITE] = suite;
+        st[ST_SIGNATURE] = hello.signature();
+        short flags = 0;
+        if ((facts & ClientHelloParser.F_EXTENDED_MASTER_SECRET) != 0) {
+            flags |= F_EXTENDED_MASTER_SECRET;
         }
-        short end = (short) (p + length);
-        for (short i = (short) (p + 2); i < end; i += 2) {
-            if (Util.getShort(buf, i) == value) {
-                return true;
-            }
+        if ((facts & (short) (ClientHelloParser.F_SCSV | ClientHelloParser.F_RENEGOTIATION_INFO)) != 0) {
+            flags |= F_RENEGOTIATION_INFO;
         }
-        return false;
-    }
-
-    private static boolean containsByte(byte[] buf, short p, short length, byte value) {
-        for (short i = 0; i < length; i++) {
-            if (buf[(short) (p + i)] == value) {
-                return true;
-            }
+        if ((facts & ClientHelloParser.F_POINT_FORMATS) != 0) {
+            flags |= F_POINT_FORMATS;
         }
-        return false;
+        st[ST_FLAGS] = flags;
     }
 
     // ---- flight 2 -------------------------------------------------------------------------
@@ -452,7 +473,10 @@ final class TlsServer implements MessageHandler {
         counters.count(OpCounters.EC_KEYGEN, (short) 1);
         w += ((ECPublicKey) ephemeral.getPublic()).getW(buf, w);
         short paramsLength = (short) (w - params);
-        w = Util.setShort(buf, w, Tls.SIG_ECDSA_SHA256);
+        short scheme = st[ST_SIGNATURE];
+        w = Util.setShort(buf, w, scheme);
+        Signature signer = scheme == Tls.SIG_ECDSA_SHA512 ? signer512
+                : scheme == Tls.SIG_ECDSA_SHA384 ? signer384 : signer256;
         signer.init(boundIdentity().privateKey(), Signature.MODE_SIGN);
         signer.update(secrets, CLIENT_RANDOM, (short) (2 * Tls.RANDOM_SIZE));
         short signature = signer.sign(buf, params, paramsLength, buf, (short) (w + 2));
@@ -470,59 +494,53 @@ final class TlsServer implements MessageHandler {
         return end;
     }
 
+    /** Adds handshake bytes to both transcripts; counts the SHA-256 blocks they fill. */
     private void hashHandshake(byte[] buf, short off, short len) {
         transcript.update(buf, off, len);
         session.update(buf, off, len);
-        st[ST_HASHED] += len;
+        short bytes = (short) (st[ST_HASH_REST] + len); // at most 63 + a record's 16389
+        counters.count(OpCounters.SHA256_BLOCKS, (short) (2 * (short) (bytes >> 6)));
+        st[ST_HASH_REST] = (short) (bytes & 63);
+    }
+
+    /** Counts the last block(s) of a digest that ends {@code rest} bytes into a block. */
+    private void countFinalBlocks(short rest) {
+        counters.countDigest(rest);
     }
 
     // ---- flight 3 -------------------------------------------------------------------------
 
-    private short onClientKeyExchangeFlight(byte[] buf, short off, short len) {
-        short end = (short) (off + len);
-        short hsEnd = off;
-        boolean changeCipherSpec = false;
-        boolean finished = false;
-        for (short p = off; p < end; ) {
-            short fragment = checkRecordHeader(buf, p, end, true);
-            byte type = buf[p];
-            if (type == Tls.CONTENT_ALERT && !changeCipherSpec) {
-                alert.raise(Tls.ALERT_CLOSE_NOTIFY);
-            }
-            if (finished) {
-                alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // nothing may follow Finished
-            }
-            if (!changeCipherSpec && type == Tls.CONTENT_HANDSHAKE) {
-                Util.arrayCopyNonAtomic(buf, (short) (p + Tls.RECORD_HEADER_SIZE), buf, hsEnd, fragment);
-                hsEnd += fragment;
-            } else if (!changeCipherSpec && type == Tls.CONTENT_CHANGE_CIPHER_SPEC) {
-                if (fragment != 1 || buf[(short) (p + Tls.RECORD_HEADER_SIZE)] != 1) {
-                    alert.raise(Tls.ALERT_DECODE_ERROR);
-                }
-                onClientKeyExchange(buf, off, hsEnd);
-                changeCipherSpec = true;
-            } else if (changeCipherSpec && type == Tls.CONTENT_HANDSHAKE) {
-                short plain = cipher.unprotect(buf, p);
-                if (plain < 0) {
-                    alert.raise(Tls.ALERT_BAD_RECORD_MAC);
-                }
-                onClientFinished(buf, (short) (p + cipher.prefixLength()), plain);
-                finished = true;
-            } else {
-                alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
-            }
-            p += (short) (Tls.RECORD_HEADER_SIZE + fragment);
+    /**
+     * The ClientKeyExchange's bytes gathered so far at buf[off, end): processed once whole;
+     * returns where the next fragments go (off again once it was processed).
+     */
+    private short onClientKeyExchangeBytes(byte[] buf, short off, short end) {
+        short got = (short) (end - off);
+        if (buf[off] != Tls.HS_CLIENT_KEY_EXCHANGE) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // the server asked for no certificate
         }
-        if (!finished) {
-            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // the flight ended before Finished
+        if (got < Tls.HS_HEADER_SIZE) {
+            return end;
         }
-        return writeServerFinishedFlight(buf, off);
+        short body = Util.getShort(buf, (short) (off + 2));
+        if (buf[(short) (off + 1)] != 0 || body < 0 || body > CLIENT_KEY_EXCHANGE_MAX) {
+            alert.raise(Tls.ALERT_DECODE_ERROR);
+        }
+        short whole = (short) (Tls.HS_HEADER_SIZE + body);
+        if (got < whole) {
+            return end;
+        }
+        if (got > whole) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // a message follows: ChangeCipherSpec is due
+        }
+        onClientKeyExchange(buf, off, end);
+        return off;
     }
 
     private void onClientKeyExchange(byte[] buf, short off, short end) {
         short body = handshakeBody(buf, off, end, Tls.HS_CLIENT_KEY_EXCHANGE);
-        if ((short) (body + Tls.HS_HEADER_SIZE) != (short) (end - off)) {
-            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
+        if (body < 1) {
+            alert.raise(Tls.ALERT_DECODE_ERROR);
         }
         short point = (short) (off + Tls.HS_HEADER_SIZE + 1);
         short pointLength = (short) (buf[(short) (off + Tls.HS_HEADER_SIZE)] & 0xFF);
@@ -532,13 +550,29 @@ final class TlsServer implements MessageHandler {
         if (!P256.isPlausiblePoint(buf, point, pointLength) || !curve.isOnCurve(buf, point)) {
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
         }
-        transcript.update(buf, off, (short) (end - off));
-        session.doFinal(buf, off, (short) (end - off), secrets, HASH);
-        st[ST_HASHED] += (short) (end - off);
-        counters.countDigest(st[ST_HASHED]);
+        short length = (short) (end - off);
+        transcript.update(buf, off, length);
+        session.doFinal(buf, off, length, secrets, HASH);
+        short bytes = (short) (st[ST_HASH_REST] + length);
+        counters.count(OpCounters.SHA256_BLOCKS, (short) (2 * (short) (bytes >> 6)));
+        countFinalBlocks((short) (bytes & 63));
         short premaster = agree(buf, point, pointLength);
         deriveMasterSecret(premaster);
         deriveKeys();
+        // Both verify_data now (RFC 5246 7.4.9), the server's over the Finished the client must
+        // send: the master secret and the hashes die with this APDU.
+        finishedVerifyData(LABEL_CLIENT_FINISHED, (short) LABEL_CLIENT_FINISHED.length, CLIENT_VERIFY);
+        short expected = KEY_BLOCK; // the client's Finished message, as it must be
+        secrets[expected] = Tls.HS_FINISHED;
+        secrets[(short) (expected + 1)] = 0;
+        Util.setShort(secrets, (short) (expected + 2), Tls.VERIFY_DATA_SIZE);
+        Util.arrayCopyNonAtomic(secrets, CLIENT_VERIFY, secrets, (short) (expected + Tls.HS_HEADER_SIZE),
+                Tls.VERIFY_DATA_SIZE);
+        transcript.doFinal(secrets, expected, FINISHED_MESSAGE_SIZE, secrets, HASH);
+        countFinalBlocks((short) ((short) (bytes & 63) + FINISHED_MESSAGE_SIZE));
+        finishedVerifyData(LABEL_SERVER_FINISHED, (short) LABEL_SERVER_FINISHED.length, SERVER_VERIFY);
+        ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
+        st[ST_PHASE] = PHASE_EXPECT_CHANGE_CIPHER_SPEC;
     }
 
     /** ECDH with the client's point; any refusal of the point is an illegal_parameter. */
@@ -588,28 +622,83 @@ final class TlsServer implements MessageHandler {
         Util.arrayFillNonAtomic(secrets, KEY_BLOCK, KEY_BLOCK_MAX, (byte) 0);
     }
 
-    private void onClientFinished(byte[] buf, short p, short len) {
-        if (len != (short) (Tls.HS_HEADER_SIZE + Tls.VERIFY_DATA_SIZE)) {
+    /** verify_data = PRF(master_secret, label, HASH)[0..11] (RFC 5246 7.4.9), written at secrets[out]. */
+    private void finishedVerifyData(byte[] label, short labelLength, short out) {
+        prf.derive(secrets, MASTER_SECRET, Tls.MASTER_SECRET_SIZE, label, (short) 0, labelLength,
+                secrets, HASH, HASH_SIZE, null, (short) 0, (short) 0,
+                secrets, out, Tls.VERIFY_DATA_SIZE);
+    }
+
+    /**
+     * ChangeCipherSpec: exactly one byte, 1 (RFC 5246 7.1). A longer record holds a second
+     * ChangeCipherSpec, which no state allows.
+     */
+    private void onChangeCipherSpec(byte[] buf, byte type, short body, short fragment) {
+        if (type != Tls.CONTENT_CHANGE_CIPHER_SPEC) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // only ChangeCipherSpec follows ClientKeyExchange
+        }
+        if (buf[body] != 1) {
             alert.raise(Tls.ALERT_DECODE_ERROR);
         }
-        handshakeBody(buf, p, (short) (p + len), Tls.HS_FINISHED);
-        finishedVerifyData(LABEL_CLIENT_FINISHED, (short) LABEL_CLIENT_FINISHED.length);
+        if (fragment != 1) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
+        }
+        st[ST_FINISHED_GOT] = 0;
+        st[ST_PHASE] = PHASE_EXPECT_FINISHED;
+    }
+
+    /**
+     * After the client's ChangeCipherSpec: a protected record, part (or all) of the Finished, or
+     * a client's alert. Returns true once the whole Finished arrived and verified.
+     */
+    private boolean onProtectedRecord(byte[] buf, short p) {
+        byte type = buf[p];
+        if (type == Tls.CONTENT_CHANGE_CIPHER_SPEC) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
+        }
+        short plain = cipher.unprotect(buf, p);
+        if (plain < 0) {
+            alert.raise(Tls.ALERT_BAD_RECORD_MAC);
+        }
+        if (plain > Tls.MAX_PLAINTEXT) {
+            alert.raise(Tls.ALERT_RECORD_OVERFLOW);
+        }
+        if (plain == 0) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // RFC 5246 6.2.1: no empty handshake fragments
+        }
+        if (type == Tls.CONTENT_ALERT) {
+            alert.raise(Tls.ALERT_CLOSE_NOTIFY); // the client gave up: nothing to answer
+        }
+        short q = (short) (p + cipher.prefixLength());
+        short got = st[ST_FINISHED_GOT];
+        short room = (short) (FINISHED_MESSAGE_SIZE - got);
+        short n = plain < room ? plain : room;
+        Util.arrayCopyNonAtomic(buf, q, secrets, (short) (FINISHED_IN + got), n);
+        got += n;
+        st[ST_FINISHED_GOT] = got;
+        if (secrets[FINISHED_IN] != Tls.HS_FINISHED) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
+        }
+        if (got >= Tls.HS_HEADER_SIZE && (secrets[(short) (FINISHED_IN + 1)] != 0
+                || Util.getShort(secrets, (short) (FINISHED_IN + 2)) != Tls.VERIFY_DATA_SIZE)) {
+            alert.raise(Tls.ALERT_DECODE_ERROR);
+        }
+        if (plain > n) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // something follows the Finished
+        }
+        if (got < FINISHED_MESSAGE_SIZE) {
+            return false;
+        }
+        // Constant time: every byte is compared whatever the first difference (no early exit).
         byte diff = 0;
         for (short i = 0; i < Tls.VERIFY_DATA_SIZE; i++) {
-            diff |= (byte) (secrets[(short) (VERIFY_DATA + i)] ^ buf[(short) (p + Tls.HS_HEADER_SIZE + i)]);
+            diff |= (byte) (secrets[(short) (CLIENT_VERIFY + i)]
+                    ^ secrets[(short) (FINISHED_IN + Tls.HS_HEADER_SIZE + i)]);
         }
         if (diff != 0) {
             alert.raise(Tls.ALERT_DECRYPT_ERROR);
         }
-        transcript.doFinal(buf, p, len, secrets, HASH);
-        counters.countDigest((short) (st[ST_HASHED] + len));
-    }
-
-    /** verify_data = PRF(master_secret, label, Hash(handshake_messages))[0..11] (RFC 5246 7.4.9). */
-    private void finishedVerifyData(byte[] label, short labelLength) {
-        prf.derive(secrets, MASTER_SECRET, Tls.MASTER_SECRET_SIZE, label, (short) 0, labelLength,
-                secrets, HASH, HASH_SIZE, null, (short) 0, (short) 0,
-                secrets, VERIFY_DATA, Tls.VERIFY_DATA_SIZE);
+        return true;
     }
 
     // ---- flight 4 -------------------------------------------------------------------------
@@ -620,16 +709,14 @@ final class TlsServer implements MessageHandler {
         w = Util.setShort(buf, w, Tls.VERSION_TLS12);
         w = Util.setShort(buf, w, (short) 1);
         buf[w++] = 1;
-        finishedVerifyData(LABEL_SERVER_FINISHED, (short) LABEL_SERVER_FINISHED.length);
         short p = (short) (w + cipher.prefixLength());
         buf[p] = Tls.HS_FINISHED;
         buf[(short) (p + 1)] = 0;
         Util.setShort(buf, (short) (p + 2), Tls.VERIFY_DATA_SIZE);
-        Util.arrayCopyNonAtomic(secrets, VERIFY_DATA, buf, (short) (p + Tls.HS_HEADER_SIZE), Tls.VERIFY_DATA_SIZE);
-        short plain = (short) (Tls.HS_HEADER_SIZE + Tls.VERIFY_DATA_SIZE);
-        w += cipher.protect(Tls.CONTENT_HANDSHAKE, buf, w, plain);
+        Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, buf, (short) (p + Tls.HS_HEADER_SIZE), Tls.VERIFY_DATA_SIZE);
+        w += cipher.protect(Tls.CONTENT_HANDSHAKE, buf, w, FINISHED_MESSAGE_SIZE);
         st[ST_PHASE] = PHASE_ESTABLISHED;
-        Util.arrayFillNonAtomic(secrets, MASTER_SECRET, Tls.MASTER_SECRET_SIZE, (byte) 0);
+        ram.clearBytes(CLIENT_VERIFY, FINISHED_SIZE);
         return (short) (w - off);
     }
 
@@ -637,36 +724,39 @@ final class TlsServer implements MessageHandler {
 
     /**
      * Decrypts the TLS record in buf[off, off+len); returns the plaintext length (plaintext at
-     * off + prefixLength()) or -1 when the record must be rejected (closeWithAlert() then writes
-     * the alert to send).
+     * off + prefixLength()), or minus the alert description when the record must be rejected
+     * (closeWithAlert() then writes the alert to send): bad_record_mac for a record that does not
+     * authenticate, record_overflow for more than 2^14 bytes of plaintext (RFC 5246 6.2.1) or
+     * 2^14 + 2048 of ciphertext, unexpected_message for a content type no established session
+     * takes (a ChangeCipherSpec).
      */
     short unprotectRecord(byte[] buf, short off, short len) {
-        short end = (short) (off + len);
-        short fragment = checkRecordHeaderQuietly(buf, off, end);
-        if (fragment < 0 || (short) (fragment + Tls.RECORD_HEADER_SIZE) != len) {
-            return -1;
-        }
-        short plain = cipher.unprotect(buf, off);
-        if (plain > Tls.MAX_PLAINTEXT) {
-            return -1;
-        }
-        return plain;
-    }
-
-    private short checkRecordHeaderQuietly(byte[] buf, short off, short end) {
-        if ((short) (end - off) < Tls.RECORD_HEADER_SIZE) {
-            return -1;
+        if (len < Tls.RECORD_HEADER_SIZE) {
+            return (short) -Tls.ALERT_DECODE_ERROR;
         }
         byte type = buf[off];
         if (type != Tls.CONTENT_APPLICATION_DATA && type != Tls.CONTENT_ALERT
                 && type != Tls.CONTENT_HANDSHAKE) {
-            return -1;
+            return (short) -Tls.ALERT_UNEXPECTED_MESSAGE;
         }
         if (Util.getShort(buf, (short) (off + 1)) != Tls.VERSION_TLS12) {
-            return -1;
+            return (short) -Tls.ALERT_PROTOCOL_VERSION;
         }
         short fragment = Util.getShort(buf, (short) (off + 3));
-        return fragment < 0 || fragment > Tls.MAX_CIPHERTEXT ? -1 : fragment;
+        if (fragment < 0 || fragment > Tls.MAX_CIPHERTEXT) {
+            return (short) -Tls.ALERT_RECORD_OVERFLOW;
+        }
+        if ((short) (fragment + Tls.RECORD_HEADER_SIZE) != len) {
+            return (short) -Tls.ALERT_DECODE_ERROR; // the command carries one whole record
+        }
+        short plain = cipher.unprotect(buf, off);
+        if (plain < 0) {
+            return (short) -Tls.ALERT_BAD_RECORD_MAC;
+        }
+        if (plain > Tls.MAX_PLAINTEXT) {
+            return (short) -Tls.ALERT_RECORD_OVERFLOW;
+        }
+        return plain;
     }
 
     /** Protects {@code len} bytes at off + prefix as a record of {@code type}; returns its length. */

@@ -13,7 +13,8 @@ import javacard.framework.Util;
  * ends and is {@code X_SIZE} elements long; the chain ends with the array's size. Two kinds:
  * <ul>
  * <li><b>Session state</b> lives across APDUs (an EAP conversation, a TLS handshake between its
- *     flights, the record keys after it, a chained command, a pending response): each use has
+ *     flights or inside a flight the host hands over in parts, the record keys after it, a chained
+ *     command, a pending response): each use has
  *     its own region, shared with nothing. Several TLS sessions per card will each get a copy of
  *     these regions.</li>
  * <li><b>Scratch</b> lives within the processing of one APDU and is dead when the APDU's answer
@@ -55,14 +56,25 @@ final class Transients {
     /** RecordCipher: the read and write sequence numbers. */
     static final short RECORD_SEQ = (short) (RECORD_KEYS + RECORD_KEYS_SIZE);
     static final short RECORD_SEQ_SIZE = RecordCipher.SEQ_SIZE;                  // 16
+    /** ClientHelloParser: a field of the ClientHello split between records (or APDUs). */
+    static final short HELLO_FIELD = (short) (RECORD_SEQ + RECORD_SEQ_SIZE);
+    static final short HELLO_FIELD_SIZE = ClientHelloParser.FIELD_SIZE;          // 4
+    /**
+     * TlsServer, from the ClientKeyExchange to the client's Finished (which may come in several
+     * records, over several APDUs): both verify_data, computed when the keys are, and the
+     * client's Finished as it arrives.
+     */
+    static final short TLS_FINISHED = (short) (HELLO_FIELD + HELLO_FIELD_SIZE);
+    static final short TLS_FINISHED_SIZE = TlsServer.FINISHED_SIZE;              // 40
     // Scratch.
     /**
-     * TlsServer, flight 3: master secret, session hash, verify_data, key block (premaster secret
-     * first). Flight 1 uses the key block as the ephemeral key generation's scratch. The master
-     * secret is wiped before flight 3's answer leaves.
+     * TlsServer, the ClientKeyExchange: master secret, session hash, key block (premaster secret
+     * first, the expected Finished last). Flight 1 uses the key block as the ephemeral key
+     * generation's scratch. All of it is wiped before the answer leaves: the Finished need only
+     * TLS_FINISHED.
      */
-    static final short HANDSHAKE_KEYS = (short) (RECORD_SEQ + RECORD_SEQ_SIZE);
-    static final short HANDSHAKE_KEYS_SIZE = TlsServer.KEYS_SIZE;                // 188
+    static final short HANDSHAKE_KEYS = (short) (TLS_FINISHED + TLS_FINISHED_SIZE);
+    static final short HANDSHAKE_KEYS_SIZE = TlsServer.KEYS_SIZE;                // 176
     /** RecordCipher: the AAD or MAC header, the nonce, the MAC of a received record. */
     static final short RECORD_SCRATCH = (short) (HANDSHAKE_KEYS + HANDSHAKE_KEYS_SIZE);
     static final short RECORD_SCRATCH_SIZE = RecordCipher.SCRATCH_SIZE;          // 60
@@ -84,7 +96,7 @@ final class Transients {
     static final short CCM_STATE_SIZE = AesCcm.STATE_SIZE;                       // 64
     /** The larger overlay (HMAC_PAD + PRF_A = GCM_STATE + CCM_STATE = 128 bytes). */
     static final short OVERLAY_SIZE = (short) (HMAC_PAD_SIZE + PRF_A_SIZE);
-    static final short BYTES_SIZE = (short) (OVERLAY + OVERLAY_SIZE);           // 560
+    static final short BYTES_SIZE = (short) (OVERLAY + OVERLAY_SIZE);           // 592
 
     // ---- shorts: CLEAR_ON_DESELECT -----------------------------------------------------------
     // Session state.
@@ -97,15 +109,21 @@ final class Transients {
     /** ResponseStream: the offset and length left of the response GET RESPONSE fetches. */
     static final short RESPONSE_STATE = (short) (INPUT_STATE + INPUT_STATE_SIZE);
     static final short RESPONSE_STATE_SIZE = ResponseStream.STATE_SIZE;          // 2
-    /** TlsServer: phase, suite, what the ClientHello asked for, bytes hashed. */
+    /**
+     * TlsServer: phase, suite, what the ServerHello answers, the transcript's bytes modulo a
+     * block, the signature scheme, the client Finished's bytes received.
+     */
     static final short TLS_STATE = (short) (RESPONSE_STATE + RESPONSE_STATE_SIZE);
-    static final short TLS_STATE_SIZE = TlsServer.STATE_SIZE;                    // 4
+    static final short TLS_STATE_SIZE = TlsServer.STATE_SIZE;                    // 6
     /** RecordCipher: the kind of record protection (none, GCM, CCM, CCM_8, CBC). */
     static final short RECORD_KIND = (short) (TLS_STATE + TLS_STATE_SIZE);
     static final short RECORD_KIND_SIZE = RecordCipher.KIND_SIZE;                // 1
+    /** ClientHelloParser: the step, what is left of each open structure, what the hello said. */
+    static final short HELLO_STATE = (short) (RECORD_KIND + RECORD_KIND_SIZE);
+    static final short HELLO_STATE_SIZE = ClientHelloParser.STATE_SIZE;          // 11
     // Scratch.
     /** The curve check (CURVE) or GHASH (GHASH, GCM_LENGTHS, CCM_PARAMS): never at once. */
-    static final short SHORT_SCRATCH = (short) (RECORD_KIND + RECORD_KIND_SIZE);
+    static final short SHORT_SCRATCH = (short) (HELLO_STATE + HELLO_STATE_SIZE);
     //   flight 3: the client's ECDH point against the curve equation
     /** PointCheck: the accumulator and three 256-bit numbers in byte limbs. */
     static final short CURVE = SHORT_SCRATCH;
@@ -122,7 +140,7 @@ final class Transients {
     static final short CCM_PARAMS_SIZE = AesCcm.PARAMS_SIZE;                     // 4
     /** The larger overlay: the curve check's 162 shorts (GHASH's three regions: 143). */
     static final short SHORT_SCRATCH_SIZE = CURVE_SIZE;
-    static final short SHORTS_SIZE = (short) (SHORT_SCRATCH + SHORT_SCRATCH_SIZE); // 182
+    static final short SHORTS_SIZE = (short) (SHORT_SCRATCH + SHORT_SCRATCH_SIZE); // 195
 
     // ---- refs: CLEAR_ON_DESELECT (session state) ----------------------------------------------
     /** EapTls: the MessageHandler of the conversation. */

@@ -78,6 +78,8 @@ class TransientsTest {
     static final Region TLS_RANDOMS = bytes("TLS_RANDOMS", Transients.TLS_RANDOMS, Transients.TLS_RANDOMS_SIZE, true);
     static final Region RECORD_KEYS = bytes("RECORD_KEYS", Transients.RECORD_KEYS, Transients.RECORD_KEYS_SIZE, true);
     static final Region RECORD_SEQ = bytes("RECORD_SEQ", Transients.RECORD_SEQ, Transients.RECORD_SEQ_SIZE, true);
+    static final Region HELLO_FIELD = bytes("HELLO_FIELD", Transients.HELLO_FIELD, Transients.HELLO_FIELD_SIZE, true);
+    static final Region TLS_FINISHED = bytes("TLS_FINISHED", Transients.TLS_FINISHED, Transients.TLS_FINISHED_SIZE, true);
     static final Region HANDSHAKE_KEYS = bytes("HANDSHAKE_KEYS", Transients.HANDSHAKE_KEYS, Transients.HANDSHAKE_KEYS_SIZE, false);
     static final Region RECORD_SCRATCH = bytes("RECORD_SCRATCH", Transients.RECORD_SCRATCH, Transients.RECORD_SCRATCH_SIZE, false);
     static final Region HMAC_PAD = bytes("HMAC_PAD", Transients.HMAC_PAD, Transients.HMAC_PAD_SIZE, false);
@@ -89,13 +91,15 @@ class TransientsTest {
     static final Region RESPONSE_STATE = shorts("RESPONSE_STATE", Transients.RESPONSE_STATE, Transients.RESPONSE_STATE_SIZE, true);
     static final Region TLS_STATE = shorts("TLS_STATE", Transients.TLS_STATE, Transients.TLS_STATE_SIZE, true);
     static final Region RECORD_KIND = shorts("RECORD_KIND", Transients.RECORD_KIND, Transients.RECORD_KIND_SIZE, true);
+    static final Region HELLO_STATE = shorts("HELLO_STATE", Transients.HELLO_STATE, Transients.HELLO_STATE_SIZE, true);
     static final Region CURVE = shorts("CURVE", Transients.CURVE, Transients.CURVE_SIZE, false);
     static final Region GHASH = shorts("GHASH", Transients.GHASH, Transients.GHASH_SIZE, false);
     static final Region GCM_LENGTHS = shorts("GCM_LENGTHS", Transients.GCM_LENGTHS, Transients.GCM_LENGTHS_SIZE, false);
     static final Region CCM_PARAMS = shorts("CCM_PARAMS", Transients.CCM_PARAMS, Transients.CCM_PARAMS_SIZE, false);
-    static final List<Region> ALL = List.of(EAP_NAME, TLS_RANDOMS, RECORD_KEYS, RECORD_SEQ, HANDSHAKE_KEYS,
-            RECORD_SCRATCH, HMAC_PAD, PRF_A, GCM_STATE, CCM_STATE, EAP_STATE, INPUT_STATE, RESPONSE_STATE,
-            TLS_STATE, RECORD_KIND, CURVE, GHASH, GCM_LENGTHS, CCM_PARAMS);
+    static final List<Region> ALL = List.of(EAP_NAME, TLS_RANDOMS, RECORD_KEYS, RECORD_SEQ, HELLO_FIELD,
+            TLS_FINISHED, HANDSHAKE_KEYS, RECORD_SCRATCH, HMAC_PAD, PRF_A, GCM_STATE, CCM_STATE, EAP_STATE,
+            INPUT_STATE, RESPONSE_STATE, TLS_STATE, RECORD_KIND, HELLO_STATE, CURVE, GHASH, GCM_LENGTHS,
+            CCM_PARAMS);
 
     // ---- running a phase against the map ------------------------------------------------------
 
@@ -173,6 +177,28 @@ class TransientsTest {
         prepare(CURVE);
         assertFalse(curve.isOnCurve(off, s(0)));
         assertUntouched(masks, "PointCheck");
+    }
+
+    @Test
+    void theClientHelloParserUsesOnlyItsRegionsAcrossApdus() {
+        ClientHelloParser parser = new ClientHelloParser(ram, new TlsAlert(), true, true);
+        byte[] message = ClientHelloParserTest.hello(ClientHelloParserTest.SUITES,
+                ClientHelloParserTest.usualExtensions(new byte[] {0, 21, 1, 40}, new byte[296]));
+        Region[] live = {HELLO_STATE, HELLO_FIELD, TLS_RANDOMS};
+        prepare(live);
+        parser.reset();
+        // Pieces of 7 bytes, each as one APDU would bring it: the arena outside the parser's
+        // session regions (and client_random) is whatever other APDUs left there in between.
+        for (int at = 0; at < message.length; at += 7) {
+            Object[] masks = prepare(live);
+            int n = Math.min(7, message.length - at);
+            parser.feed(message, s(at), s(n));
+            assertUntouched(masks, "ClientHelloParser");
+        }
+        assertTrue(parser.done());
+        assertEquals(1 | 8, parser.suites());
+        assertArrayEquals(ClientHelloParserTest.RANDOM, Arrays.copyOfRange(ram.bytes, Transients.TLS_RANDOMS,
+                Transients.TLS_RANDOMS + 32));
     }
 
     @Test

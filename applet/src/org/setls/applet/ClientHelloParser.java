@@ -1,0 +1,460 @@
+package org.setls.applet;
+
+import javacard.framework.Util;
+
+/**
+ * The ClientHello (RFC 5246 7.4.1.2) parsed as a stream, so the card never holds it whole: a
+ * client may send up to 2^16-1 bytes of it and more (many suites, post-quantum key shares,
+ * padding), over any number of records, which the host may hand over in several PROCESS EAP
+ * messages. {@link #feed} takes the bytes as they come, in pieces of any size, and keeps only
+ * what the server acts on: client_version, the random (straight into Transients.TLS_RANDOMS),
+ * which of the card's suites are offered, and what the extensions it knows say. Everything else
+ * (session_id, unknown extensions, padding) is skipped. The caller hashes every byte.
+ *
+ * Every length is checked as it is read, against the structure that contains it, so a malformed
+ * hello is a decode_error before anything is negotiated (the server negotiates once the whole
+ * hello parsed, TlsServer.negotiate). A structure's length is taken from its parent when it is
+ * opened; bytes are then counted against the innermost structure only.
+ *
+ * Lengths up to 2^16-1 are unsigned shorts; the message's own 24-bit length is a high part and
+ * an unsigned low short (the card has no int).
+ *
+ * RAM, session state (a hello may span APDUs): Transients.HELLO_STATE (STATE_SIZE shorts) and
+ * Transients.HELLO_FIELD (FIELD_SIZE bytes: a field split between records).
+ */
+final class ClientHelloParser {
+    // Steps. A field step collects SIZES[step] bytes then acts; a skip step (size 0) passes over
+    // the rest of its structure.
+    private static final byte HEADER = 0;             // msg_type, length<3>
+    private static final byte VERSION = 1;            // client_version
+    private static final byte RANDOM = 2;             // random, into Transients.TLS_RANDOMS
+    private static final byte SESSION_ID_LENGTH = 3;
+    private static final byte SESSION_ID = 4;         // skipped
+    private static final byte SUITES_LENGTH = 5;
+    private static final byte SUITE = 6;              // one of the list
+    private static final byte COMPRESSION_LENGTH = 7;
+    private static final byte COMPRESSION = 8;        // one of the list
+    private static final byte EXTENSIONS_LENGTH = 9;
+    private static final byte EXTENSION_HEADER = 10;  // extension_type, extension_data length
+    private static final byte GROUPS_LENGTH = 11;     // supported_groups (RFC 8422 5.1.1)
+    private static final byte GROUP = 12;
+    private static final byte FORMATS_LENGTH = 13;    // ec_point_formats (RFC 8422 5.1.2)
+    private static final byte FORMAT = 14;
+    private static final byte SIGNATURES_LENGTH = 15; // signature_algorithms (RFC 5246 7.4.1.4.1)
+    private static final byte SIGNATURE = 16;
+    private static final byte RENEGOTIATION_LENGTH = 17; // renegotiation_info (RFC 5746 3.2)
+    private static final byte SKIP_EXTENSION = 18;    // the rest of an extension, skipped
+    private static final byte DONE = 19;
+    private static final byte[] SIZES = {4, 2, 32, 1, 0, 2, 2, 1, 1, 2, 4, 2, 2, 1, 1, 2, 2, 1, 0, 0};
+    // The structure each step's bytes count against: none (the header), the message body, the
+    // extensions block, the current extension, the current list.
+    private static final byte IN_NOTHING = 0;
+    private static final byte IN_MESSAGE = 1;
+    private static final byte IN_EXTENSIONS = 2;
+    private static final byte IN_EXTENSION = 3;
+    private static final byte IN_LIST = 4;
+    private static final byte[] CONTAINERS = {0, 1, 1, 1, 4, 1, 4, 1, 4, 1, 2, 3, 4, 3, 4, 3, 4, 3, 3, 0};
+
+    /** What the hello said, as bits of {@link #facts()}. */
+    static final short F_SCSV = 0x0001;               // TLS_EMPTY_RENEGOTIATION_INFO_SCSV offered
+    static final short F_RENEGOTIATION_INFO = 0x0002; // the extension is present
+    static final short F_RENEGOTIATION_NOT_EMPTY = 0x0004;
+    static final short F_EXTENDED_MASTER_SECRET = 0x0008;
+    static final short F_POINT_FORMATS = 0x0010;
+    static final short F_UNCOMPRESSED = 0x0020;
+    static final short F_GROUPS = 0x0040;
+    static final short F_SECP256R1 = 0x0080;
+    static final short F_SIGNATURES = 0x0100;
+    static final short F_NULL_COMPRESSION = 0x0200;
+
+    // State: shorts of the arena from Transients.HELLO_STATE.
+    private static final short ST_STEP = Transients.HELLO_STATE;
+    private static final short ST_HAVE = (short) (ST_STEP + 1);        // bytes of the current field so far
+    private static final short ST_MESSAGE_HIGH = (short) (ST_STEP + 2); // body bytes left: high part
+    private static final short ST_MESSAGE = (short) (ST_STEP + 3);      // body bytes left: low 16 bits
+    private static final short ST_EXTENSIONS = (short) (ST_STEP + 4);   // extensions block bytes left
+    private static final short ST_EXTENSION = (short) (ST_STEP + 5);    // current extension bytes left
+    private static final short ST_LIST = (short) (ST_STEP + 6);         // current list bytes left
+    private static final short ST_FACTS = (short) (ST_STEP + 7);
+    private static final short ST_SUITES = (short) (ST_STEP + 8);       // suiteBit() of each offered suite
+    private static final short ST_SIGNATURE = (short) (ST_STEP + 9);    // first usable scheme, 0 if none
+    private static final short ST_VERSION = (short) (ST_STEP + 10);     // client_version
+    static final short STATE_SIZE = 11;
+    /** A field split between records: bytes of the arena from Transients.HELLO_FIELD. */
+    private static final short FIELD = Transients.HELLO_FIELD;
+    static final short FIELD_SIZE = 4;
+    private static final short RANDOM_OFF = Transients.TLS_RANDOMS; // client_random
+
+    private final Transients ram;
+    private final short[] st;
+    private final byte[] bytes;
+    private final TlsAlert alert;
+    private final boolean sha384;
+    private final boolean sha512;
+
+    /** Allocated once, at install; the state is the arena's. sha384/512: the card can sign with them. */
+    ClientHelloParser(Transients ram, TlsAlert alert, boolean sha384, boolean sha512) {
+        this.ram = ram;
+        st = ram.shorts;
+        bytes = ram.bytes;
+        this.alert = alert;
+        this.sha384 = sha384;
+        this.sha512 = sha512;
+    }
+
+    void reset() {
+        ram.clearShorts(ST_STEP, STATE_SIZE);
+        ram.clearBytes(FIELD, FIELD_SIZE);
+    }
+
+    boolean done() {
+        return st[ST_STEP] == DONE;
+    }
+
+    short facts() {
+        return st[ST_FACTS];
+    }
+
+    /** suiteBit() of each of the card's suites the client offers. */
+    short suites() {
+        return st[ST_SUITES];
+    }
+
+    /** The client's first signature scheme (its preference) that the card can sign with; 0 if none. */
+    short signature() {
+        return st[ST_SIGNATURE];
+    }
+
+    short version() {
+        return st[ST_VERSION];
+    }
+
+    /** The bit of a suite in {@link #suites()}: one for each suite the card knows, 0 for others. */
+    static short suiteBit(short suite) {
+        switch (suite) {
+            case Tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256:
+                return 1;
+            case Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM:
+                return 2;
+            case Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8:
+                return 4;
+            case Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256:
+                return 8;
+            default:
+                return 0;
+        }
+    }
+
+    /**
+     * Parses {@code len} bytes of the handshake stream at buf[off]; returns how many belong to the
+     * ClientHello (fewer than len once it ended: what follows is not the hello's). Throws the
+     * TlsAlert of a malformed hello (decode_error; unexpected_message if it is not a ClientHello;
+     * illegal_parameter for a repeated extension).
+     */
+    short feed(byte[] buf, short off, short len) {
+        short start = off;
+        short end = (short) (off + len);
+        while (off < end && st[ST_STEP] != DONE) {
+            byte step = (byte) st[ST_STEP];
+            short size = SIZES[step];
+            short available = (short) (end - off);
+            if (size == 0) {
+                short left = st[container(step)];
+                short n = unsignedLess(left, available) ? left : available;
+                st[container(step)] = (short) (left - n);
+                off += n;
+                if (n == left) {
+                    afterSkip(step);
+                    enter();
+                }
+                continue;
+            }
+            short have = st[ST_HAVE];
+            short n = (short) (size - have);
+            if (n > available) {
+                n = available;
+            }
+            if (step == RANDOM) {
+                Util.arrayCopyNonAtomic(buf, off, bytes, (short) (RANDOM_OFF + have), n);
+            } else {
+                Util.arrayCopyNonAtomic(buf, off, bytes, (short) (FIELD + have), n);
+            }
+            off += n;
+            have += n;
+            if (have < size) {
+                st[ST_HAVE] = have;
+            } else {
+                st[ST_HAVE] = 0;
+                onField(step);
+                enter();
+            }
+        }
+        return (short) (off - start);
+    }
+
+    /**
+     * Counts the next field's bytes against the structure that holds it as soon as the parser
+     * gets to it, before they come: decode_error if they cannot fit. So the parser is DONE
+     * exactly when the message's last byte is taken, or has refused the hello already; it never
+     * waits for bytes a structure has no room for.
+     */
+    private void enter() {
+        byte step = (byte) st[ST_STEP];
+        short size = SIZES[step];
+        if (size != 0) {
+            charge(step, size);
+        }
+    }
+
+    /** Counts a field's bytes against the structure that holds it: decode_error if they do not fit. */
+    private void charge(byte step, short size) {
+        byte in = CONTAINERS[step];
+        if (in == IN_NOTHING) {
+            return;
+        }
+        if (in == IN_MESSAGE) {
+            takeFromMessage(size);
+            return;
+        }
+        short at = container(step);
+        if (unsignedLess(st[at], size)) {
+            alert.raise(Tls.ALERT_DECODE_ERROR);
+        }
+        st[at] -= size;
+    }
+
+    private static short container(byte step) {
+        switch (CONTAINERS[step]) {
+            case IN_EXTENSIONS:
+                return ST_EXTENSIONS;
+            case IN_EXTENSION:
+                return ST_EXTENSION;
+            case IN_LIST:
+                return ST_LIST;
+            default:
+                return ST_MESSAGE;
+        }
+    }
+
+    /** Takes n (unsigned) bytes from what is left of the message body: decode_error if fewer are left. */
+    private void takeFromMessage(short n) {
+        short low = st[ST_MESSAGE];
+        if (unsignedLess(low, n)) {
+            if (st[ST_MESSAGE_HIGH] == 0) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+            st[ST_MESSAGE_HIGH]--;
+        }
+        st[ST_MESSAGE] = (short) (low - n);
+    }
+
+    /** Opens a list of n (unsigned) bytes inside the message body. */
+    private void openListInMessage(short n, byte step) {
+        takeFromMessage(n);
+        st[ST_LIST] = n;
+        st[ST_STEP] = step;
+    }
+
+    /** Opens the list that must fill the current extension (its length field already read). */
+    private void openListInExtension(short n, short elementSize, byte step) {
+        if (n != st[ST_EXTENSION] || n == 0 || (n & (short) (elementSize - 1)) != 0) {
+            alert.raise(Tls.ALERT_DECODE_ERROR); // truncated, overlong, empty or odd list
+        }
+        st[ST_EXTENSION] = 0;
+        st[ST_LIST] = n;
+        st[ST_STEP] = step;
+    }
+
+    private void onField(byte step) {
+        short value = Util.getShort(bytes, FIELD); // a 2-byte field (garbage for 1-byte ones)
+        short first = (short) (bytes[FIELD] & 0xFF);
+        switch (step) {
+            case HEADER:
+                if (bytes[FIELD] != Tls.HS_CLIENT_HELLO) {
+                    alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
+                }
+                short high = (short) (bytes[(short) (FIELD + 1)] & 0xFF);
+                short low = Util.getShort(bytes, (short) (FIELD + 2));
+                if (high > Tls.CLIENT_HELLO_MAX_HIGH
+                        || (high == Tls.CLIENT_HELLO_MAX_HIGH && unsignedLess(Tls.CLIENT_HELLO_MAX_LOW, low))) {
+                    alert.raise(Tls.ALERT_DECODE_ERROR); // longer than any ClientHello can be
+                }
+                st[ST_MESSAGE_HIGH] = high;
+                st[ST_MESSAGE] = low;
+                st[ST_STEP] = VERSION;
+                break;
+            case VERSION:
+                st[ST_VERSION] = value;
+                st[ST_STEP] = RANDOM;
+                break;
+            case RANDOM:
+                st[ST_STEP] = SESSION_ID_LENGTH;
+                break;
+            case SESSION_ID_LENGTH:
+                if (first > 32) {
+                    alert.raise(Tls.ALERT_DECODE_ERROR); // SessionID is opaque<0..32>
+                }
+                openListInMessage(first, first == 0 ? SUITES_LENGTH : SESSION_ID);
+                break;
+            case SUITES_LENGTH:
+                if (value == 0 || (value & 1) != 0) {
+                    alert.raise(Tls.ALERT_DECODE_ERROR); // cipher_suites<2..2^16-2>
+                }
+                openListInMessage(value, SUITE);
+                break;
+            case SUITE:
+                if (value == Tls.TLS_EMPTY_RENEGOTIATION_INFO_SCSV) {
+                    st[ST_FACTS] |= F_SCSV;
+                }
+                st[ST_SUITES] |= suiteBit(value);
+                if (st[ST_LIST] == 0) {
+                    st[ST_STEP] = COMPRESSION_LENGTH;
+                }
+                break;
+            case COMPRESSION_LENGTH:
+                if (first == 0) {
+                    alert.raise(Tls.ALERT_DECODE_ERROR); // compression_methods<1..2^8-1>
+                }
+                openListInMessage(first, COMPRESSION);
+                break;
+            case COMPRESSION:
+                if (first == Tls.COMPRESSION_NULL) {
+                    st[ST_FACTS] |= F_NULL_COMPRESSION;
+                }
+                if (st[ST_LIST] == 0) {
+                    // Extensions are there if bytes follow the compression methods (RFC 5246 7.4.1.2).
+                    boolean more = st[ST_MESSAGE_HIGH] != 0 || st[ST_MESSAGE] != 0;
+                    st[ST_STEP] = more ? EXTENSIONS_LENGTH : DONE;
+                }
+                break;
+            case EXTENSIONS_LENGTH:
+                if (st[ST_MESSAGE_HIGH] != 0 || st[ST_MESSAGE] != value) {
+                    alert.raise(Tls.ALERT_DECODE_ERROR); // the block must end the message
+                }
+                st[ST_MESSAGE] = 0;
+                st[ST_EXTENSIONS] = value;
+                st[ST_STEP] = value == 0 ? DONE : EXTENSION_HEADER;
+                break;
+            case EXTENSION_HEADER:
+                onExtensionHeader(value, Util.getShort(bytes, (short) (FIELD + 2)));
+                break;
+            case GROUPS_LENGTH:
+                openListInExtension(value, (short) 2, GROUP);
+                break;
+            case GROUP:
+                if (value == Tls.GROUP_SECP256R1) {
+                    st[ST_FACTS] |= F_SECP256R1;
+                }
+                endOfListElement();
+                break;
+            case FORMATS_LENGTH:
+                openListInExtension(first, (short) 1, FORMAT);
+                break;
+            case FORMAT:
+                if (first == Tls.POINT_FORMAT_UNCOMPRESSED) {
+                    st[ST_FACTS] |= F_UNCOMPRESSED;
+                }
+                endOfListElement();
+                break;
+            case SIGNATURES_LENGTH:
+                openListInExtension(value, (short) 2, SIGNATURE);
+                break;
+            case SIGNATURE:
+                if (st[ST_SIGNATURE] == 0 && canSign(value)) {
+                    st[ST_SIGNATURE] = value; // the client lists its preference first
+                }
+                endOfListElement();
+                break;
+            case RENEGOTIATION_LENGTH:
+                // renegotiated_connection<0..255> fills the extension.
+                if (first != st[ST_EXTENSION]) {
+                    alert.raise(Tls.ALERT_DECODE_ERROR);
+                }
+                if (first != 0) {
+                    st[ST_FACTS] |= F_RENEGOTIATION_NOT_EMPTY;
+                }
+                endOrSkipExtension();
+                break;
+            default:
+                alert.raise(Tls.ALERT_INTERNAL_ERROR);
+        }
+    }
+
+    private void onExtensionHeader(short type, short length) {
+        if (unsignedLess(st[ST_EXTENSIONS], length)) {
+            alert.raise(Tls.ALERT_DECODE_ERROR);
+        }
+        st[ST_EXTENSIONS] -= length;
+        st[ST_EXTENSION] = length;
+        switch (type) {
+            case Tls.EXT_SUPPORTED_GROUPS:
+                present(F_GROUPS);
+                st[ST_STEP] = GROUPS_LENGTH;
+                break;
+            case Tls.EXT_EC_POINT_FORMATS:
+                present(F_POINT_FORMATS);
+                st[ST_STEP] = FORMATS_LENGTH;
+                break;
+            case Tls.EXT_SIGNATURE_ALGORITHMS:
+                present(F_SIGNATURES);
+                st[ST_STEP] = SIGNATURES_LENGTH;
+                break;
+            case Tls.EXT_EXTENDED_MASTER_SECRET:
+                present(F_EXTENDED_MASTER_SECRET);
+                if (length != 0) {
+                    alert.raise(Tls.ALERT_DECODE_ERROR); // RFC 7627 5.1: extension_data is empty
+                }
+                endOrSkipExtension();
+                break;
+            case Tls.EXT_RENEGOTIATION_INFO:
+                present(F_RENEGOTIATION_INFO);
+                st[ST_STEP] = RENEGOTIATION_LENGTH;
+                break;
+            default:
+                // RFC 5246 7.4.1.4: extensions the server does not know are ignored.
+                endOrSkipExtension();
+        }
+    }
+
+    /** Notes an extension; a second one of the same type is illegal (RFC 5246 7.4.1.4). */
+    private void present(short fact) {
+        if ((st[ST_FACTS] & fact) != 0) {
+            alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
+        }
+        st[ST_FACTS] |= fact;
+    }
+
+    private void endOfListElement() {
+        if (st[ST_LIST] == 0) {
+            endOrSkipExtension();
+        }
+    }
+
+    /** Skips what is left of the current extension, or goes on with the next one. */
+    private void endOrSkipExtension() {
+        if (st[ST_EXTENSION] != 0) {
+            st[ST_STEP] = SKIP_EXTENSION;
+        } else {
+            st[ST_STEP] = st[ST_EXTENSIONS] == 0 ? DONE : EXTENSION_HEADER;
+        }
+    }
+
+    private void afterSkip(byte step) {
+        if (step == SESSION_ID) {
+            st[ST_STEP] = SUITES_LENGTH;
+        } else {
+            endOrSkipExtension();
+        }
+    }
+
+    /** ECDSA with a hash the card has; SHA-1 and SHA-224 never (RFC 9155). */
+    private boolean canSign(short scheme) {
+        return scheme == Tls.SIG_ECDSA_SHA256 || (scheme == Tls.SIG_ECDSA_SHA384 && sha384)
+                || (scheme == Tls.SIG_ECDSA_SHA512 && sha512);
+    }
+
+    /** a < b, both read as unsigned 16-bit numbers. */
+    static boolean unsignedLess(short a, short b) {
+        return (short) (a ^ (short) 0x8000) < (short) (b ^ (short) 0x8000);
+    }
+}
