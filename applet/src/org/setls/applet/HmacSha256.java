@@ -81,6 +81,19 @@ final class HmacSha256 {
         return digest.doFinal(pad, INNER_HASH, HASH_SIZE, out, outOff);
     }
 
+    /**
+     * Feeds {@code blocks} 64-byte blocks to the digest and drops them: the compression-function
+     * calls a longer message would have cost (the CBC record check's Lucky Thirteen
+     * countermeasure, RecordCipher.unprotectCbc). The key stays set; the digest is left reset.
+     */
+    void burn(short blocks) {
+        digest.reset();
+        for (short i = 0; i < blocks; i++) {
+            digest.update(pad, KEY_PAD, BLOCK_SIZE);
+        }
+        digest.reset();
+    }
+
     private void xorPad(byte value) {
         for (short i = KEY_PAD; i < (short) (KEY_PAD + BLOCK_SIZE); i++) {
             pad[i] ^= value;

@@ -26,6 +26,8 @@ final class RecordCipher {
     private static final short MAC_SIZE = 32;
     private static final short SEQ_NUM_SIZE = 8;
     private static final short AAD_SIZE = 13;          // seq_num + type + version + length
+    /** The bytes that can be CBC padding: the length byte's 255 and itself. */
+    private static final short PAD_WINDOW = 256;
 
     // Secrets: bytes of the arena from Transients.RECORD_KEYS.
     private static final short CLIENT_MAC = Transients.RECORD_KEYS;
@@ -217,33 +219,54 @@ final class RecordCipher {
         return (short) (end - iv);
     }
 
+    /**
+     * RFC 5246 6.2.3.2 with the Lucky Thirteen countermeasure (AlFardan and Paterson, 2013): the
+     * padding and the MAC are both checked, without a branch on either before the MAC, and the
+     * MAC costs as many SHA-256 blocks whatever the padding length, so neither the answer nor
+     * the time tells a padding error from a MAC error. The padding's length byte is read as is;
+     * when it is too long for the record, the record is bad and the MAC is taken over the
+     * longest plaintext instead. Every byte that could be padding (the last min(n, 256)) is
+     * read, masked in or out by arithmetic. The only branch is on the result.
+     */
     private short unprotectCbc(byte type, byte[] buf, short off, short p, short fragment) {
         short n = (short) (fragment - CBC_IV_SIZE);
         if (n < (short) (MAC_SIZE + 16) || (short) (n % 16) != 0) {
-            return -1;
+            return -1; // the length is public: no secret is involved yet
         }
         cbc.init(clientKey, Cipher.MODE_DECRYPT, buf, (short) (off + Tls.RECORD_HEADER_SIZE), CBC_IV_SIZE);
         cbc.doFinal(buf, p, n, buf, p);
         short padLength = (short) (buf[(short) (p + n - 1)] & 0xFF);
-        // Check padding and MAC without branching on which failed (RFC 5246 6.2.3.2 note).
-        byte bad = 0;
-        if ((short) (padLength + 1 + MAC_SIZE) > n) {
-            bad = 1;
-            padLength = 0;
-        }
-        for (short i = 0; i <= padLength; i++) {
-            bad |= (byte) (buf[(short) (p + n - 1 - i)] ^ padLength);
+        // tooLong: all ones if padLength + 1 + MAC_SIZE > n, else 0 (n - MAC_SIZE - 1 >= 47).
+        short tooLong = (short) ((short) (n - MAC_SIZE - 1 - padLength) >> 15);
+        byte bad = (byte) (tooLong & 1);
+        padLength = (short) (padLength & (short) ~tooLong);
+        short window = n < PAD_WINDOW ? n : PAD_WINDOW;
+        for (short i = 0; i < window; i++) {
+            // inPadding: all ones if i <= padLength, else 0.
+            short inPadding = (short) ~((short) (padLength - i) >> 15);
+            bad |= (byte) ((buf[(short) (p + n - 1 - i)] ^ padLength) & inPadding);
         }
         short len = (short) (n - padLength - 1 - MAC_SIZE);
         setAad(READ_SEQ, type, len);
         hmac.init(ram, CLIENT_MAC, MAC_KEY_SIZE);
         hmac.update(ram, AAD, AAD_SIZE);
         hmac.doFinal(buf, p, len, ram, MAC_OUT);
+        // As many compression-function calls as the longest plaintext (no padding) would take.
+        short longest = (short) (n - 1 - MAC_SIZE);
+        short extra = (short) (innerBlocks(longest) - innerBlocks(len));
+        hmac.burn(extra);
+        counters.count(OpCounters.SHA256_BLOCKS, extra);
         for (short i = 0; i < MAC_SIZE; i++) {
             bad |= (byte) (ram[(short) (MAC_OUT + i)] ^ buf[(short) (p + len + i)]);
         }
         countCbc(len, n);
         return bad == 0 ? len : -1;
+    }
+
+    /** SHA-256 blocks of the inner hash of HMAC over the MAC header and len bytes. */
+    private static short innerBlocks(short len) {
+        short bytes = (short) (HmacSha256.BLOCK_SIZE + AAD_SIZE + len);
+        return (short) ((short) (bytes >> 6) + 1 + (short) (((short) ((short) (bytes & 63) + 8)) >> 6));
     }
 
     /** Exact primitive counts of one AEAD record operation (see OpCounters). */
