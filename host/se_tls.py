@@ -146,9 +146,13 @@ class TlsTandem:
             flight = flights.add(record)
             if flight is None:
                 continue
-            if record.is_alert:
-                raise RemoteAlert(record.fragment[-1], record.fragment[0], "during the handshake")
+            if flights.alert is not None:
+                level, description = flights.alert
+                raise RemoteAlert(description, level, "during the handshake")
             answer = await slot.run(slot.card.exchange, flight)
+            flights.answered(answer)
+            if not answer:
+                continue  # the card waits for more of the client's flight
             writer.write(answer)
             await writer.drain()
             alert = alert_in(answer)

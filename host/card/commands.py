@@ -155,8 +155,8 @@ class SeTlsCard:
 
     def unprotect(self, record: bytes) -> tuple[int, bytes]:
         data = self._command(Ins.UNPROTECT_RECORD, data=record, ne=65536)
-        if data[:1] == bytes([UNPROTECT_REJECTED]):  # the alert to send follows
-            raise RecordRejected(data[1:])
+        if data[:1] == bytes([UNPROTECT_REJECTED]):  # its description, then the alert to send
+            raise RecordRejected(data[2:], data[1])
         return data[0], data[1:]
 
     def protect(self, content_type: int, data: bytes) -> bytes:

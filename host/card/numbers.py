@@ -81,6 +81,8 @@ class Capability(enum.IntFlag):
     EXTENDED_LENGTH = 0x01
     COMMAND_CHAINING = 0x02
     GET_RESPONSE = 0x04
+    ECDSA_SHA384 = 0x08  # the card can sign the ServerKeyExchange with ECDSA over SHA-384
+    ECDSA_SHA512 = 0x10  # ... and over SHA-512 (both probed by the applet at install)
 
 
 class DataTag(enum.IntEnum):

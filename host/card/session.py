@@ -45,6 +45,8 @@ class CardCapabilities:
     message_capacity: int
     default_packet_size: int
     extra: dict[int, bytes] = field(default_factory=dict)
+    ecdsa_sha384: bool = False  # the card signs with ECDSA over SHA-384 too (TLS 1.2 signature_algorithms)
+    ecdsa_sha512: bool = False
 
     @classmethod
     def parse(cls, data: bytes) -> CardCapabilities:
@@ -63,6 +65,8 @@ class CardCapabilities:
             message_capacity=int.from_bytes(capacity, "big"),
             default_packet_size=int.from_bytes(packet, "big"),
             extra=tlv,
+            ecdsa_sha384=bool(caps & Capability.ECDSA_SHA384),
+            ecdsa_sha512=bool(caps & Capability.ECDSA_SHA512),
         )
 
     @property

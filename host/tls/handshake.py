@@ -7,10 +7,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from host.tls.numbers import ContentType, HandshakeType
+from host.tls.numbers import HANDSHAKE_HEADER_SIZE, ContentType, HandshakeType
 from host.tls.records import split_records
 
-HANDSHAKE_HEADER_SIZE = 4  # msg_type(1) length(3)
+__all__ = ["HANDSHAKE_HEADER_SIZE", "ServerHello", "alert_in", "server_hello_of", "suite_of_server_flight"]
 
 
 @dataclass(frozen=True)

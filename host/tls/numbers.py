@@ -12,6 +12,13 @@ TLS12 = 0x0303
 RECORD_HEADER_SIZE = 5
 MAX_PLAINTEXT = 16384  # RFC 5246 6.2.1: TLSPlaintext.length <= 2^14
 MAX_CIPHERTEXT = MAX_PLAINTEXT + 2048  # RFC 5246 6.2.3
+HANDSHAKE_HEADER_SIZE = 4  # msg_type(1) length(3)
+# The longest ClientHello body that can parse (RFC 5246 7.4.1.2): version, random, a 32-byte
+# session_id, 2^16-2 bytes of suites, 255 compression methods, 2^16-1 bytes of extensions and
+# their lengths. The applet's Tls.CLIENT_HELLO_MAX_HIGH/LOW.
+CLIENT_HELLO_MAX = 2 + 32 + 1 + 32 + 2 + 0xFFFE + 1 + 255 + 2 + 0xFFFF
+# The ClientKeyExchange of ECDHE (RFC 8422 5.7): ClientECDiffieHellmanPublic, point<1..2^8-1>.
+CLIENT_KEY_EXCHANGE_MAX = 256
 
 
 class ContentType(enum.IntEnum):
@@ -58,6 +65,29 @@ class AlertDescription(enum.IntEnum):
     INTERNAL_ERROR = 80
     USER_CANCELED = 90
     NO_RENEGOTIATION = 100
+
+
+class ExtensionType(enum.IntEnum):
+    """The ClientHello extensions the card acts on (RFC 8422, RFC 5246, RFC 7627, RFC 5746), and padding."""
+
+    SUPPORTED_GROUPS = 10
+    EC_POINT_FORMATS = 11
+    SIGNATURE_ALGORITHMS = 13
+    PADDING = 21  # RFC 7685: the card skips it like any extension it does not know
+    EXTENDED_MASTER_SECRET = 23
+    RENEGOTIATION_INFO = 0xFF01
+
+
+class SignatureScheme(enum.IntEnum):
+    """SignatureAndHashAlgorithm {hash, signature} (RFC 5246 7.4.1.4.1) with ECDSA: the card signs
+    with P-256 and SHA-256, and SHA-384 or SHA-512 where it has them (the SELECT capabilities);
+    never SHA-1 or SHA-224 (RFC 9155)."""
+
+    ECDSA_SHA1 = 0x0203
+    ECDSA_SHA224 = 0x0303
+    ECDSA_SHA256 = 0x0403
+    ECDSA_SHA384 = 0x0503
+    ECDSA_SHA512 = 0x0603
 
 
 class CipherSuite(enum.IntEnum):

@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 
-from host.tls.numbers import TLS12, AlertDescription, CipherSuite
+from host.tls.numbers import MAX_PLAINTEXT, TLS12, AlertDescription, CipherSuite
 from host.tls.records import Record, RecordError
 
 _KIND_GCM, _KIND_CCM, _KIND_CCM_8, _KIND_CBC = 1, 2, 3, 4
@@ -97,7 +97,8 @@ class HostRecordProtection:
         return Record(content_type, TLS12, iv + encryptor.update(body) + encryptor.finalize()).encode()
 
     def unprotect(self, record: Record) -> bytes:
-        """Returns the plaintext, or raises RecordError(bad_record_mac)."""
+        """Returns the plaintext, or raises RecordError: bad_record_mac for a record that does not
+        authenticate, record_overflow for more than 2^14 bytes of plaintext (RFC 5246 6.2.1)."""
         seq = self.keys.read_seq
         fragment = record.fragment
         if self._read_aead is not None:
@@ -111,6 +112,9 @@ class HostRecordProtection:
         else:
             plain = self._unprotect_cbc(seq, record.content_type, fragment)
         self.keys.read_seq += 1
+        if len(plain) > MAX_PLAINTEXT:
+            raise RecordError(f"record of {len(plain)} bytes of plaintext exceeds 2^14",
+                              AlertDescription.RECORD_OVERFLOW)
         return plain
 
     def _unprotect_cbc(self, seq: int, content_type: int, fragment: bytes) -> bytes:

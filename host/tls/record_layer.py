@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from host.tls.alerts import RemoteAlert
-from host.tls.numbers import MAX_PLAINTEXT, AlertDescription, AlertLevel, ContentType
+from host.tls.numbers import HANDSHAKE_HEADER_SIZE, MAX_PLAINTEXT, AlertDescription, AlertLevel, ContentType
 from host.tls.protection import HostRecordProtection
 from host.tls.records import Record, RecordError, RecordReader
 
@@ -19,13 +19,22 @@ log = logging.getLogger(__name__)
 
 
 class RecordRejected(Exception):
-    """The card refused a record (bad_record_mac); `alert` is the protected alert to send.
+    """The card refused a record and ended the session; `alert` is the protected fatal alert to
+    send, `description` what it says (bad_record_mac, record_overflow, unexpected_message...).
 
     Raised by the card's UNPROTECT RECORD (host.card.commands) and handled here."""
 
-    def __init__(self, alert: bytes) -> None:
-        super().__init__("the card rejected the record (bad_record_mac)")
+    def __init__(self, alert: bytes, description: int = AlertDescription.BAD_RECORD_MAC) -> None:
+        self.description = _alert_description(description)
+        super().__init__(f"the card rejected the record ({self.description.name.lower()})")
         self.alert = alert
+
+
+def _alert_description(value: int) -> AlertDescription:
+    try:
+        return AlertDescription(value)
+    except ValueError:
+        return AlertDescription.BAD_RECORD_MAC
 
 
 class PeerClosed(Exception):
@@ -52,6 +61,9 @@ class RecordLayer(abc.ABC):
         self._records = records
         self.idle_timeout = idle_timeout
         self.closed = False
+        # Alerts and handshake messages may be split over records (RFC 5246 6.2.1): their bytes so far.
+        self._alert = bytearray()
+        self._handshake = bytearray()
 
     async def recv(self) -> Record | None:
         """The next record from the client, None at the end of the stream."""
@@ -71,19 +83,33 @@ class RecordLayer(abc.ABC):
         """One protected record."""
 
     async def decrypt(self, record: Record) -> bytes:
-        """Application data of a record; raises PeerClosed (close_notify) or RemoteAlert."""
+        """Application data of a record (b"" for one that only carried part of an alert or of a
+        handshake message); raises PeerClosed (close_notify) or RemoteAlert, and RecordError for
+        a record no established session takes (a ChangeCipherSpec: unexpected_message)."""
+        if record.content_type == ContentType.CHANGE_CIPHER_SPEC:
+            raise RecordError("ChangeCipherSpec after the handshake", AlertDescription.UNEXPECTED_MESSAGE)
         content_type, plain = await self._unprotect(record)
         if content_type == ContentType.APPLICATION_DATA:
             return plain
         if content_type == ContentType.ALERT:
-            if len(plain) == 2 and plain[1] == AlertDescription.CLOSE_NOTIFY:
+            self._alert += plain
+            if len(self._alert) < 2:
+                return b""
+            level, description = self._alert[0], self._alert[1]
+            if description == AlertDescription.CLOSE_NOTIFY:
                 raise PeerClosed("close_notify")
-            raise RemoteAlert(plain[1] if len(plain) > 1 else 0, plain[0] if plain else 0)
+            raise RemoteAlert(description, level)
         if content_type == ContentType.HANDSHAKE:
-            # RFC 5746: renegotiation is refused with a warning; the session goes on.
-            log.info("client asked to renegotiate: refused")
-            await self.send(await self._protect(ContentType.ALERT,
-                                                bytes([AlertLevel.WARNING, AlertDescription.NO_RENEGOTIATION])))
+            self._handshake += plain
+            while (whole := _whole_message(self._handshake)) is not None:
+                del self._handshake[:whole]
+                # RFC 5746: renegotiation is refused with a warning; the session goes on.
+                log.info("client asked to renegotiate: refused")
+                await self.send(await self._protect(ContentType.ALERT,
+                                                    bytes([AlertLevel.WARNING, AlertDescription.NO_RENEGOTIATION])))
+            if len(self._handshake) > MAX_PLAINTEXT:  # no ClientHello of a renegotiation is heard out
+                raise RecordError("handshake message too long after the handshake",
+                                  AlertDescription.UNEXPECTED_MESSAGE)
             return b""
         raise RecordError(f"unexpected content type {content_type}", AlertDescription.UNEXPECTED_MESSAGE)
 
@@ -115,6 +141,14 @@ class RecordLayer(abc.ABC):
         """Gives back what the session holds (the card, for card mode)."""
 
 
+def _whole_message(data: bytearray) -> int | None:
+    """The length of the handshake message that starts `data`, if it is all there."""
+    if len(data) < HANDSHAKE_HEADER_SIZE:
+        return None
+    whole = HANDSHAKE_HEADER_SIZE + int.from_bytes(data[1:HANDSHAKE_HEADER_SIZE], "big")
+    return whole if len(data) >= whole else None
+
+
 class CardRecordLayer(RecordLayer):
     """Records protected by the card: every record costs an APDU exchange."""
 
@@ -138,7 +172,7 @@ class CardRecordLayer(RecordLayer):
             self.closed = True
             await self._release()
             self._writer.close()
-            raise RecordError("record rejected by the card", AlertDescription.BAD_RECORD_MAC) from None
+            raise RecordError(str(rejected), rejected.description) from None
 
     async def _protect(self, content_type: int, data: bytes) -> bytes:
         protected: bytes = await self._run(self._card.protect, content_type, data)

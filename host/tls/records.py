@@ -1,8 +1,12 @@
-"""TLS 1.2 record framing and flight assembly, sans-IO (RFC 5246 section 6.2).
+"""TLS 1.2 record framing and the client's flights, sans-IO (RFC 5246 sections 6.2 and 7.3).
 
-The host never looks inside the handshake (the card does); it only needs to cut the TCP byte
-stream into records, and to know when a client's flight is complete so that the whole flight
-goes to the card in one EAP-TLS message.
+The host cuts the TCP byte stream into records and normalises what the client fragmented before
+the card sees it (RFC 5246 6.2.1 lets a client split any handshake message over any number of
+records, down to one byte each, and the same for alerts): plaintext handshake messages are
+reassembled and handed to the card in records of whole messages, alerts are reassembled, and a
+record the handshake's state does not allow is refused at once with the alert it deserves. The
+card still checks everything; the host only cuts the bytes it is sent (a thousand record headers
+are 5 KB on a 115 kbit/s line) and answers early what it can see.
 """
 from __future__ import annotations
 
@@ -11,12 +15,17 @@ import struct
 from dataclasses import dataclass
 
 from host.tls.numbers import (
+    CLIENT_HELLO_MAX,
+    CLIENT_KEY_EXCHANGE_MAX,
+    HANDSHAKE_HEADER_SIZE,
     MAX_CIPHERTEXT,
+    MAX_PLAINTEXT,
     RECORD_HEADER_SIZE,
     TLS12,
     AlertDescription,
     AlertLevel,
     ContentType,
+    HandshakeType,
 )
 
 
@@ -83,56 +92,177 @@ class RecordReader:
 
 
 class FlightPhase(enum.Enum):
-    CLIENT_HELLO = 1
-    CLIENT_KEY_EXCHANGE = 2
-    DONE = 3
+    """Where a server is in the client's flights (RFC 5246 7.3)."""
+
+    CLIENT_HELLO = 1          # flight 1: the ClientHello
+    CLIENT_KEY_EXCHANGE = 2   # flight 3: ClientKeyExchange, ChangeCipherSpec, the encrypted Finished
+    DONE = 3                  # the card answered the Finished: the handshake is over
+    FINISHED = 4              # flight 3 went to the card; more of the Finished may follow
+
+
+# A message to the card holds at most two records, the first full: at most MAX_CIPHERTEXT bytes,
+# which every card takes (a whole protected record). Less than this much ClientHello is held back
+# until more comes; a record adds at most MAX_PLAINTEXT, so what is then sent always fits.
+_HELLO_STREAM_THRESHOLD = MAX_CIPHERTEXT - MAX_PLAINTEXT - 2 * RECORD_HEADER_SIZE
 
 
 class FlightAssembler:
-    """Groups a client's handshake records into flights (RFC 5246 7.3).
+    """The client's records during the handshake, turned into messages for the card.
 
-    Flight 1 ends with the ClientHello message, flight 3 with the first record after the client's
-    ChangeCipherSpec (its encrypted Finished). An alert ends a flight at once.
+    `add(record)` takes each record as it arrives and returns what to send to the card now (whole
+    records), or None. Flight 1: the ClientHello, reassembled from any number of records and sent
+    as one record, or streamed in records of up to 2^14 bytes when it is longer (the card parses
+    it as a stream); the card answers each part but the last with nothing. Flight 3: the
+    ClientKeyExchange reassembled into one record, the ChangeCipherSpec checked, both sent with
+    the first protected record (the Finished, which the host cannot read); each further protected
+    record goes to the card alone until `answered()` sees the card's answer (the card needs them
+    when the client split its Finished). A complete plaintext alert is returned as one record and
+    noted in `alert`. RecordError for a record the state does not allow.
     """
 
     def __init__(self) -> None:
         self.phase = FlightPhase.CLIENT_HELLO
-        self._records: list[Record] = []
-        self._handshake = bytearray()
+        self.alert: tuple[int, int] | None = None  # (level, description) of the client's alert
+        self.received = 0   # bytes of the client's records (headers included)
+        self.forwarded = 0  # bytes returned for the card
+        self._message = bytearray()   # handshake bytes of the message being reassembled
+        self._hello_sent = 0          # ClientHello bytes already returned
+        self._hello_version = TLS12   # the ClientHello's record version, kept in its records
+        self._alert = bytearray()
+        self._pending: list[bytes] = []  # flight 3's records, sent with the first protected one
+        self._key_exchange_done = False
         self._after_ccs = False
 
+    @property
+    def hello_complete(self) -> bool:
+        """The whole ClientHello arrived (it may have been returned in parts)."""
+        return self.phase is not FlightPhase.CLIENT_HELLO
+
     def add(self, record: Record) -> bytes | None:
-        """Adds a record; returns the flight's bytes when it is complete."""
+        """Takes a record; returns whole records for the card, or None while it waits for more."""
+        self.received += RECORD_HEADER_SIZE + len(record.fragment)
         if self.phase is FlightPhase.DONE:
             raise RecordError("handshake record after the handshake", AlertDescription.UNEXPECTED_MESSAGE)
-        self._records.append(record)
-        if record.is_alert or self._complete(record):
-            return self._take()
-        if sum(len(r.fragment) + RECORD_HEADER_SIZE for r in self._records) > MAX_CIPHERTEXT:
-            raise RecordError("client flight too large for the card", AlertDescription.HANDSHAKE_FAILURE)
-        return None
-
-    def _complete(self, record: Record) -> bool:
+        if not self._after_ccs:
+            if len(record.fragment) > MAX_PLAINTEXT:
+                raise RecordError(f"plaintext record of {len(record.fragment)} bytes exceeds 2^14",
+                                  AlertDescription.RECORD_OVERFLOW)
+            if not record.fragment:  # RFC 5246 6.2.1
+                raise RecordError("empty handshake, alert or ChangeCipherSpec record",
+                                  AlertDescription.UNEXPECTED_MESSAGE)
+        elif record.content_type not in (ContentType.HANDSHAKE, ContentType.ALERT):
+            raise RecordError(f"content type {record.content_type} before the client's Finished",
+                              AlertDescription.UNEXPECTED_MESSAGE)
+        if self.phase is not FlightPhase.CLIENT_HELLO and record.version != TLS12:
+            raise RecordError(f"record version {record.version:#06x} after the ServerHello",
+                              AlertDescription.PROTOCOL_VERSION)
+        if record.content_type == ContentType.ALERT and not self._after_ccs:
+            return self._out(self._on_alert(record.fragment))
         if self.phase is FlightPhase.CLIENT_HELLO:
-            if record.content_type != ContentType.HANDSHAKE:
-                raise RecordError("expected a ClientHello", AlertDescription.UNEXPECTED_MESSAGE)
-            self._handshake += record.fragment
-            if len(self._handshake) < 4:
-                return False
-            length = int.from_bytes(self._handshake[1:4], "big")
-            return len(self._handshake) >= 4 + length
+            return self._out(self._on_hello(record))
         if self._after_ccs:
-            return True
+            self._pending.append(record.encode())
+            self.phase = FlightPhase.FINISHED
+            return self._out(self._take())
+        if record.content_type == ContentType.HANDSHAKE:
+            self._on_key_exchange(record.fragment)
+            return None
         if record.content_type == ContentType.CHANGE_CIPHER_SPEC:
-            self._after_ccs = True
-        return False
+            self._on_change_cipher_spec(record)
+            return None
+        raise RecordError(f"content type {record.content_type} during the handshake",
+                          AlertDescription.UNEXPECTED_MESSAGE)
+
+    def answered(self, answer: bytes) -> None:
+        """The card's answer to the last message: a non-empty one after the Finished ends it."""
+        if answer and self.phase is FlightPhase.FINISHED:
+            self.phase = FlightPhase.DONE
+
+    def _out(self, message: bytes | None) -> bytes | None:
+        if message is not None:
+            self.forwarded += len(message)
+        return message
 
     def _take(self) -> bytes:
-        flight = b"".join(r.encode() for r in self._records)
-        self._records = []
-        self._handshake = bytearray()
-        self.phase = FlightPhase.CLIENT_KEY_EXCHANGE if self.phase is FlightPhase.CLIENT_HELLO else FlightPhase.DONE
-        return flight
+        message, self._pending = b"".join(self._pending), []
+        return message
+
+    def _on_alert(self, fragment: bytes) -> bytes | None:
+        """Alerts may be split over records too (RFC 5246 6.2.1): the first whole one counts."""
+        self._alert += fragment
+        if len(self._alert) < 2:
+            return None
+        level, description = self._alert[0], self._alert[1]
+        self.alert = (level, description)
+        return Record(ContentType.ALERT, TLS12, bytes((level, description))).encode()
+
+    def _on_hello(self, record: Record) -> bytes | None:
+        if record.content_type != ContentType.HANDSHAKE:
+            raise RecordError(f"content type {record.content_type} instead of a ClientHello",
+                              AlertDescription.UNEXPECTED_MESSAGE)
+        if not self._message:
+            self._hello_version = record.version
+        self._message += record.fragment
+        message = self._message
+        if message[0] != HandshakeType.CLIENT_HELLO:
+            raise RecordError(f"handshake message {message[0]} instead of a ClientHello",
+                              AlertDescription.UNEXPECTED_MESSAGE)
+        complete = False
+        if len(message) >= HANDSHAKE_HEADER_SIZE:
+            length = int.from_bytes(message[1:HANDSHAKE_HEADER_SIZE], "big")
+            if length > CLIENT_HELLO_MAX:
+                raise RecordError(f"ClientHello of {length} bytes: longer than any can be",
+                                  AlertDescription.DECODE_ERROR)
+            whole = HANDSHAKE_HEADER_SIZE + length
+            if len(message) > whole:
+                raise RecordError("a message follows the ClientHello in flight 1",
+                                  AlertDescription.UNEXPECTED_MESSAGE)
+            complete = len(message) == whole
+        unsent = len(message) - self._hello_sent
+        if not complete and unsent < _HELLO_STREAM_THRESHOLD:
+            return None
+        part = bytes(message[self._hello_sent:])
+        self._hello_sent = len(message)
+        if complete:
+            self.phase = FlightPhase.CLIENT_KEY_EXCHANGE
+            self._message = bytearray()
+            self._hello_sent = 0
+        return b"".join(Record(ContentType.HANDSHAKE, self._hello_version, part[i:i + MAX_PLAINTEXT]).encode()
+                        for i in range(0, len(part), MAX_PLAINTEXT))
+
+    def _on_key_exchange(self, fragment: bytes) -> None:
+        if self._key_exchange_done:
+            raise RecordError("a handshake message after the ClientKeyExchange (the server asked for no "
+                              "certificate)", AlertDescription.UNEXPECTED_MESSAGE)
+        self._message += fragment
+        message = self._message
+        if message[0] != HandshakeType.CLIENT_KEY_EXCHANGE:
+            raise RecordError(f"handshake message {message[0]} instead of a ClientKeyExchange",
+                              AlertDescription.UNEXPECTED_MESSAGE)
+        if len(message) < HANDSHAKE_HEADER_SIZE:
+            return
+        length = int.from_bytes(message[1:HANDSHAKE_HEADER_SIZE], "big")
+        if length > CLIENT_KEY_EXCHANGE_MAX:
+            raise RecordError(f"ClientKeyExchange of {length} bytes", AlertDescription.DECODE_ERROR)
+        whole = HANDSHAKE_HEADER_SIZE + length
+        if len(message) > whole:
+            raise RecordError("a handshake message follows the ClientKeyExchange",
+                              AlertDescription.UNEXPECTED_MESSAGE)
+        if len(message) == whole:
+            self._pending.append(Record(ContentType.HANDSHAKE, TLS12, bytes(message)).encode())
+            self._message = bytearray()
+            self._key_exchange_done = True
+
+    def _on_change_cipher_spec(self, record: Record) -> None:
+        """Exactly one byte, 1 (RFC 5246 7.1): a longer record holds a second ChangeCipherSpec."""
+        if not self._key_exchange_done:
+            raise RecordError("ChangeCipherSpec before the ClientKeyExchange", AlertDescription.UNEXPECTED_MESSAGE)
+        if record.fragment[0] != 1:
+            raise RecordError(f"ChangeCipherSpec of value {record.fragment[0]}", AlertDescription.DECODE_ERROR)
+        if len(record.fragment) != 1:
+            raise RecordError("ChangeCipherSpec repeated", AlertDescription.UNEXPECTED_MESSAGE)
+        self._pending.append(record.encode())
+        self._after_ccs = True
 
 
 def split_records(data: bytes) -> list[Record]:
