@@ -1,6 +1,12 @@
 """A deliberately small TLS 1.2 client (ECDHE-ECDSA, AES-128-GCM) for tests that a stock client
-cannot run: a tampered Finished, an invalid ECDH point, a client that stops half-way, and exact
-knowledge of every byte sent. Written for the tests from RFC 5246, RFC 8422, RFC 7627, RFC 5288.
+cannot run: a tampered Finished, an invalid ECDH point, a client that stops half-way, handshake
+messages and alerts split over records down to one byte each (RFC 5246 6.2.1), a Finished split
+over protected records, a ClientHello of any size, malformed extensions, and exact knowledge of
+every byte sent. Written for the tests from RFC 5246, RFC 8422, RFC 7627, RFC 5288, RFC 9155.
+
+The handshake runs whole (`handshake()`) or step by step (`send_client_hello()`,
+`read_server_flight()`, `key_exchange()`, `finished()`, `send_flight3()`, `read_server_finished()`)
+so a test can reorder, corrupt or drop what it likes in between.
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 HANDSHAKE, CCS, ALERT, APPDATA = 22, 20, 21, 23
 GCM_SUITE = 0xC02B
+PADDING = 21  # RFC 7685
+SIGNATURE_HASHES = {0x0403: hashes.SHA256(), 0x0503: hashes.SHA384(), 0x0603: hashes.SHA512()}
 
 
 class ByteSocket(Protocol):
@@ -45,6 +53,13 @@ def record(content_type: int, body: bytes, version: int = 0x0303) -> bytes:
     return struct.pack(">BHH", content_type, version, len(body)) + body
 
 
+def records(content_type: int, body: bytes, size: int | None = None, version: int = 0x0303) -> bytes:
+    """`body` in plaintext records of at most `size` bytes each (one record if None)."""
+    if size is None:
+        return record(content_type, body, version)
+    return b"".join(record(content_type, body[i:i + size], version) for i in range(0, len(body), size))
+
+
 def handshake_message(msg_type: int, body: bytes) -> bytes:
     return bytes([msg_type]) + len(body).to_bytes(3, "big") + body
 
@@ -53,15 +68,22 @@ def extension(ext_type: int, body: bytes) -> bytes:
     return struct.pack(">HH", ext_type, len(body)) + body
 
 
-def client_hello(random: bytes, suites: Sequence[int], groups: Sequence[int] = (23,), ems: bool = True,
-                 sig_algs: Sequence[int] = (0x0403,), extra: bytes = b"") -> bytes:
-    exts = extension(10, struct.pack(">H", 2 * len(groups)) + b"".join(struct.pack(">H", g) for g in groups))
+def client_hello(random: bytes, suites: Sequence[int], groups: Sequence[int] | None = (23,), ems: bool = True,
+                 sig_algs: Sequence[int] | None = (0x0403,), extra: bytes = b"", padding: int | None = None) -> bytes:
+    """groups, sig_algs None: no supported_groups, signature_algorithms extension; padding: a
+    padding extension (RFC 7685) of that many bytes, last."""
+    exts = b""
+    if groups is not None:
+        exts += extension(10, struct.pack(">H", 2 * len(groups)) + b"".join(struct.pack(">H", g) for g in groups))
     exts += extension(11, b"\x01\x00")
-    exts += extension(13, struct.pack(">H", 2 * len(sig_algs)) + b"".join(struct.pack(">H", s) for s in sig_algs))
+    if sig_algs is not None:
+        exts += extension(13, struct.pack(">H", 2 * len(sig_algs)) + b"".join(struct.pack(">H", s) for s in sig_algs))
     exts += extension(0xFF01, b"\x00")
     if ems:
         exts += extension(23, b"")
     exts += extra
+    if padding is not None:
+        exts += extension(PADDING, bytes(padding))
     body = b"\x03\x03" + random + b"\x00" + struct.pack(">H", 2 * len(suites))
     body += b"".join(struct.pack(">H", s) for s in suites) + b"\x01\x00" + struct.pack(">H", len(exts)) + exts
     return handshake_message(1, body)
@@ -128,41 +150,84 @@ class RawTlsClient:
         return messages
 
     def handshake(self, suites: Sequence[int] = (GCM_SUITE,), tamper_finished: bool = False,
-                  point: bytes | None = None, stop_after_hello: bool = False, **hello: object) -> None:
+                  point: bytes | None = None, stop_after_hello: bool = False, record_size: int | None = None,
+                  finished_record_size: int | None = None, **hello: object) -> None:
+        """A whole handshake. record_size: every plaintext handshake message in records of at most
+        that many bytes; finished_record_size: the Finished in protected records of that many."""
+        self.send_client_hello(suites, record_size=record_size, **hello)
+        if stop_after_hello:
+            return
+        self.read_server_flight()
+        cke = self.key_exchange(point)
+        finished = self.finished(tamper_finished)
+        self.send_flight3(cke, finished, record_size=record_size, finished_record_size=finished_record_size)
+        self.read_server_finished()
+
+    def send_client_hello(self, suites: Sequence[int] = (GCM_SUITE,), record_size: int | None = None,
+                          **hello: object) -> bytes:
+        """Sends a ClientHello (in records of at most record_size bytes); returns the message."""
         self.client_random = os.urandom(32)
         hello_msg = client_hello(self.client_random, suites, **hello)  # type: ignore[arg-type]
         self.transcript = hello_msg
-        self.send(record(HANDSHAKE, hello_msg, 0x0301))
-        if stop_after_hello:
-            return
-        messages = self.read_handshake_messages(until=14)
-        self._check_server(messages)
+        self.send(records(HANDSHAKE, hello_msg, record_size, 0x0301))
+        return hello_msg
+
+    def read_server_flight(self) -> None:
+        """ServerHello to ServerHelloDone: the chain and the ServerKeyExchange's signature checked."""
+        self._check_server(self.read_handshake_messages(until=14))
+
+    def key_exchange(self, point: bytes | None = None) -> bytes:
+        """The ClientKeyExchange (our point, or `point`); derives the keys. Returns the message."""
         key = ec.generate_private_key(ec.SECP256R1())
         my_point = key.public_key().public_bytes(serialization.Encoding.X962,
                                                  serialization.PublicFormat.UncompressedPoint)
         cke = handshake_message(16, bytes([65]) + (point if point is not None else my_point))
         self.transcript += cke
         premaster = key.exchange(ec.ECDH(), self.server_key)
-        session_hash = hashlib.sha256(self.transcript).digest()
+        self.session_hash = hashlib.sha256(self.transcript).digest()
         if self.ems:
-            self.master = prf(premaster, b"extended master secret", session_hash, 48)
+            self.master = prf(premaster, b"extended master secret", self.session_hash, 48)
         else:
             self.master = prf(premaster, b"master secret", self.client_random + self.server_random, 48)
         block = prf(self.master, b"key expansion", self.server_random + self.client_random, 40)
         self.client_key, self.server_key_bytes = block[:16], block[16:32]
         self.client_iv, self.server_iv = block[32:36], block[36:40]
-        verify = prf(self.master, b"client finished", session_hash, 12)
-        if tamper_finished:
+        return cke
+
+    def finished(self, tamper: bool = False) -> bytes:
+        """The client's Finished message (added to the transcript)."""
+        verify = prf(self.master, b"client finished", self.session_hash, 12)
+        if tamper:
             verify = bytes([verify[0] ^ 1]) + verify[1:]
         finished = handshake_message(20, verify)
-        self.send(record(HANDSHAKE, cke) + record(CCS, b"\x01") + self.protect(HANDSHAKE, finished))
         self.transcript += finished
+        return finished
+
+    def protected_records(self, content_type: int, data: bytes, size: int | None = None) -> bytes:
+        """`data` in protected records of at most `size` bytes of plaintext each."""
+        if size is None:
+            return self.protect(content_type, data)
+        return b"".join(self.protect(content_type, data[i:i + size]) for i in range(0, len(data), size))
+
+    def send_flight3(self, cke: bytes, finished: bytes, record_size: int | None = None,
+                     finished_record_size: int | None = None, ccs: bytes = b"\x01") -> None:
+        self.send(records(HANDSHAKE, cke, record_size) + record(CCS, ccs)
+                  + self.protected_records(HANDSHAKE, finished, finished_record_size))
+
+    def read_server_finished(self) -> None:
         content_type, body = self.read_record()
         assert (content_type, body) == (CCS, b"\x01")
         content_type, body = self.read_record()
         server_finished = self.unprotect(content_type, body)
         expected = prf(self.master, b"server finished", hashlib.sha256(self.transcript).digest(), 12)
         assert server_finished == handshake_message(20, expected), "server Finished does not verify"
+
+    def send_alert(self, level: int, description: int, record_size: int | None = None,
+                   protected: bool = False) -> None:
+        """An alert, in records of at most record_size bytes (protected after our ChangeCipherSpec)."""
+        body = bytes([level, description])
+        self.send(self.protected_records(ALERT, body, record_size) if protected
+                  else records(ALERT, body, record_size))
 
     def _check_server(self, messages: dict[int, bytes]) -> None:
         hello = messages[2]
@@ -179,12 +244,13 @@ class RawTlsClient:
         assert ske[:4] == b"\x03\x00\x17\x41"
         point = ske[4:69]
         params = ske[:69]
-        assert ske[69:71] == b"\x04\x03"
+        self.signature_scheme = int.from_bytes(ske[69:71], "big")
+        assert self.signature_scheme in SIGNATURE_HASHES, f"signed with scheme {self.signature_scheme:#06x}"
         sig_len = int.from_bytes(ske[71:73], "big")
         public = self.certificate.public_key()
         assert isinstance(public, ec.EllipticCurvePublicKey)
         public.verify(ske[73:73 + sig_len], self.client_random + self.server_random + params,
-                      ec.ECDSA(hashes.SHA256()))
+                      ec.ECDSA(SIGNATURE_HASHES[self.signature_scheme]))
         self.server_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
 
     def protect(self, content_type: int, data: bytes) -> bytes:
