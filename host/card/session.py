@@ -45,6 +45,7 @@ class CardCapabilities:
     message_capacity: int
     default_packet_size: int
     extra: dict[int, bytes] = field(default_factory=dict)
+    flags: Capability = Capability(0)
 
     @classmethod
     def parse(cls, data: bytes) -> CardCapabilities:
@@ -63,6 +64,7 @@ class CardCapabilities:
             message_capacity=int.from_bytes(capacity, "big"),
             default_packet_size=int.from_bytes(packet, "big"),
             extra=tlv,
+            flags=Capability(caps),
         )
 
     @property

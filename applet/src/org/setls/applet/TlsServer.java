@@ -89,10 +89,12 @@ final class TlsServer implements MessageHandler {
     private final RecordCipher cipher;
     private final TlsAlert alert;
     private final OpCounters counters;
+    private final Persistent persistent;
 
     /** Allocated once, at install; the state is the arena's. */
     TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters,
-              Transients ram) {
+              Persistent persistent, Transients ram) {
+        this.persistent = persistent;
         this.keys = keys;
         curve = new PointCheck(ram);
         this.prf = prf;
@@ -275,7 +277,7 @@ final class TlsServer implements MessageHandler {
         if (suitesLength < 2 || (suitesLength & 1) != 0) {
             alert.raise(Tls.ALERT_DECODE_ERROR);
         }
-        chooseSuite(buf, p, suitesLength);
+        short suites = p;
         p += suitesLength;
         need(p, (short) 1, end);
         short compressionLength = (short) (buf[p] & 0xFF);
@@ -285,16 +287,46 @@ final class TlsServer implements MessageHandler {
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
         }
         p += compressionLength;
-        if (p == end) {
-            return; // no extensions
+        if (p != end) {
+            need(p, (short) 2, end);
+            short extensionsLength = Util.getShort(buf, p);
+            p += 2;
+            if (extensionsLength != (short) (end - p)) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+            parseExtensions(buf, p, end);
         }
+        // After the extensions: server_name may have chosen another identity, with its own suites.
+        chooseSuite(buf, suites, suitesLength);
+    }
+
+    /**
+     * server_name (RFC 6066 section 3): the first host_name selects the identity that lists it in
+     * its SNI names, if that identity is personalised and unlocked; otherwise the identity the
+     * conversation named (the default) answers.
+     */
+    private void selectByServerName(byte[] buf, short p, short length) {
+        short end = (short) (p + length);
         need(p, (short) 2, end);
-        short extensionsLength = Util.getShort(buf, p);
-        p += 2;
-        if (extensionsLength != (short) (end - p)) {
+        if (Util.getShort(buf, p) != (short) (length - 2)) {
             alert.raise(Tls.ALERT_DECODE_ERROR);
         }
-        parseExtensions(buf, p, end);
+        p += 2;
+        while (p < end) {
+            need(p, (short) 3, end);
+            byte type = buf[p];
+            short n = Util.getShort(buf, (short) (p + 1));
+            p += 3;
+            need(p, n, end);
+            if (type == Tls.SERVER_NAME_HOST) {
+                Identity id = persistent.findBySni(buf, p, n);
+                if (id != null) {
+                    bind(id);
+                }
+                return;
+            }
+            p += n;
+        }
     }
 
     /** Server's preference order (the identity's list) over what the client offers. */
@@ -321,7 +353,9 @@ final class TlsServer implements MessageHandler {
             short length = Util.getShort(buf, (short) (p + 2));
             p += 4;
             need(p, length, end);
-            if (type == Tls.EXT_SUPPORTED_GROUPS) {
+            if (type == Tls.EXT_SERVER_NAME) {
+                selectByServerName(buf, p, length);
+            } else if (type == Tls.EXT_SUPPORTED_GROUPS) {
                 groupOk = containsShort(buf, p, length, Tls.GROUP_SECP256R1);
             } else if (type == Tls.EXT_SIGNATURE_ALGORITHMS) {
                 signatureOk = containsShort(buf, p, length, Tls.SIG_ECDSA_SHA256);

@@ -93,9 +93,14 @@ class TransientsTest {
     static final Region GHASH = shorts("GHASH", Transients.GHASH, Transients.GHASH_SIZE, false);
     static final Region GCM_LENGTHS = shorts("GCM_LENGTHS", Transients.GCM_LENGTHS, Transients.GCM_LENGTHS_SIZE, false);
     static final Region CCM_PARAMS = shorts("CCM_PARAMS", Transients.CCM_PARAMS, Transients.CCM_PARAMS_SIZE, false);
-    static final List<Region> ALL = List.of(EAP_NAME, TLS_RANDOMS, RECORD_KEYS, RECORD_SEQ, HANDSHAKE_KEYS,
-            RECORD_SCRATCH, HMAC_PAD, PRF_A, GCM_STATE, CCM_STATE, EAP_STATE, INPUT_STATE, RESPONSE_STATE,
-            TLS_STATE, RECORD_KIND, CURVE, GHASH, GCM_LENGTHS, CCM_PARAMS);
+    static final Region OPERATOR_SECRETS = bytes("OPERATOR_SECRETS", Transients.OPERATOR_SECRETS,
+            Transients.OPERATOR_SECRETS_SIZE, true);
+    static final Region OPERATOR_WORK = bytes("OPERATOR_WORK", Transients.OPERATOR_WORK, Transients.OPERATOR_WORK_SIZE, false);
+    static final Region OPERATOR_STATE = shorts("OPERATOR_STATE", Transients.OPERATOR_STATE,
+            Transients.OPERATOR_STATE_SIZE, true);
+    static final List<Region> ALL = List.of(EAP_NAME, TLS_RANDOMS, RECORD_KEYS, RECORD_SEQ, OPERATOR_SECRETS,
+            HANDSHAKE_KEYS, OPERATOR_WORK, RECORD_SCRATCH, HMAC_PAD, PRF_A, GCM_STATE, CCM_STATE, EAP_STATE,
+            INPUT_STATE, RESPONSE_STATE, TLS_STATE, RECORD_KIND, OPERATOR_STATE, CURVE, GHASH, GCM_LENGTHS, CCM_PARAMS);
 
     // ---- running a phase against the map ------------------------------------------------------
 
@@ -297,6 +302,7 @@ class TransientsTest {
         assertTrue(Transients.GCM_STATE_SIZE + Transients.CCM_STATE_SIZE <= Transients.OVERLAY_SIZE);
         assertTrue(Transients.GHASH_SIZE + Transients.GCM_LENGTHS_SIZE + Transients.CCM_PARAMS_SIZE
                 <= Transients.SHORT_SCRATCH_SIZE);
+        assertTrue(Transients.OPERATOR_WORK_SIZE <= Transients.HANDSHAKE_KEYS_SIZE);
     }
 
     @Test
@@ -323,6 +329,9 @@ class TransientsTest {
             {HANDSHAKE_KEYS, RECORD_SCRATCH, CCM_STATE, CCM_PARAMS},
             {HANDSHAKE_KEYS, RECORD_SCRATCH, HMAC_PAD},
             {HANDSHAKE_KEYS, CURVE},
+            // An operator command: Z, the PRK and a decrypted secret wait in OPERATOR_WORK while
+            // the HMAC (HKDF, the command's MAC) runs; the session's keys are in OPERATOR_SECRETS.
+            {OPERATOR_WORK, HMAC_PAD, OPERATOR_SECRETS},
         };
         for (Region[] set : together) {
             for (int i = 0; i < set.length; i++) {
