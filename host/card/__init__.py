@@ -6,6 +6,7 @@ transport that carries TLS flights to it, and the one place where status words b
   session     SELECT and the capabilities the applet announces; `CardSession.send`
   eap         sans-IO EAP / EAP-TLS framing and the peer state machine (RFC 3748, RFC 5216)
   transport   `EapTlsTransport`: TLS messages <-> EAP-TLS packets <-> PROCESS EAP PACKET APDUs
+  operator    the operator session, host side: signed challenge, ECDH + HKDF keys, MACs, secrets
   commands    `SeTlsCard`: every command as a method; `open_cards()`
 
 Imports `host.iso7816` and the TLS data types of `host.tls`; never `host.se_tls` or above.
