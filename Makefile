@@ -56,9 +56,10 @@ demo: classes
 	@echo "  openssl s_client -connect 127.0.0.1:8444 -CAfile build/demo/ca.pem -tls1_2   (TLS echo)"
 	@$(PY) -m host.server --sim --https 8443 --coaps-tcp 5684 --tls-echo 8444
 
-## Loads the CAP on a real card with GlobalPlatformPro (GP=path/to/gp.jar or gp on PATH).
-install-card: applet
-	@./scripts/install-card.sh
+## Loads the CAP (make applet first) on a real card with GlobalPlatformPro: GP=gp.jar or gp on PATH,
+## READER=name, UPGRADE=1 to replace an installed applet (deletes its keys). No secret on gp's command line.
+install-card:
+	@python3 scripts/install_card.py
 
 bench: classes
 	@$(PY) -m host.bench $(if $(QUICK),--quick,)

@@ -8,11 +8,12 @@ Layers, bottom up; a module imports only from its own package and those below it
                     quirks by ATR or reader name
   host.tls          TLS numbers, record framing, alerts (local/remote), host record protection,
                     the RecordLayers; DTLS belongs here too
-  host.card         the applet's numbers and commands, the EAP-TLS transport, the error boundary
-                    (imports iso7816 and tls)
+  host.card         the applet's numbers and commands, the operator session's crypto, the EAP-TLS
+                    transport, the error boundary (imports iso7816 and tls)
   host.se_tls       the paper's API: TlsTandem, ServerTLS, GenericServer, CardSlot
   host.apps         device model, HTTPS (h11), CoAP over TLS, echo, the one pump loop
-  host.provision    `python -m host.provision`: personalising a card (with host.demo_pki)
+  host.provision    `python -m host.provision`: the card's lifecycle (init, keygen, CSRs the card signs,
+                    chains, CAs, PSKs, policy, PIN/PUK, wipe); with host.demo_pki for the demo CA
   host.server       `python -m host.server`: the servers on simulated cards or readers
   host.bench        `python -m host.bench`: measurement, cost model, plots, report
 """

@@ -1,7 +1,8 @@
 """A demo certificate authority for simulated and test cards (the `cryptography` package).
 
-Real deployments use the operator's CA; the card only ever sees the chain it presents. The demo
-CA's key stays on the host in build/demo/ (it is a test fixture, not a secret of the device).
+Real deployments use the device maker's CA; the card only ever sees the chain it presents. The
+demo CA's key stays on the host in build/demo/ (it is a test fixture, not a secret of the device),
+beside the demo operator key that simulated and test cards are initialised with.
 """
 from __future__ import annotations
 
@@ -65,6 +66,38 @@ class DemoCa:
                 .sign(key, hashes.SHA256()))
         return cls(key, cert)
 
+    def issue_from_csr(self, csr: x509.CertificateSigningRequest) -> x509.Certificate:
+        """Certifies the request's key with its subject and subjectAltName (a server certificate);
+        the request's signature must verify (ValueError otherwise)."""
+        if not csr.is_signature_valid:
+            raise ValueError("the request's signature does not verify")
+        public_key = csr.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise ValueError("the request's key is not an EC key")
+        try:
+            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            san = None
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (x509.CertificateBuilder()
+                   .subject_name(csr.subject)
+                   .issuer_name(self.certificate.subject)
+                   .public_key(public_key)
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + VALIDITY)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                                key_encipherment=False, data_encipherment=False,
+                                                key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                                encipher_only=False, decipher_only=False), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                                  critical=False))
+        if san is not None:
+            builder = builder.add_extension(san, critical=False)
+        return builder.sign(self.key, hashes.SHA256())
+
     def issue_server_certificate(self, public_point: bytes, common_name: str,
                                  dns_names: tuple[str, ...] = ("localhost",),
                                  ips: tuple[str, ...] = ("127.0.0.1", "::1")) -> x509.Certificate:
@@ -91,6 +124,24 @@ class DemoCa:
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                                critical=False)
                 .sign(self.key, hashes.SHA256()))
+
+
+def demo_operator_key_path(directory: Path = DEMO_DIR) -> Path:
+    """The demo operator's private key (PEM), beside the demo CA: simulated and test cards only."""
+    return directory / "operator.key"
+
+
+def ensure_demo_operator_key(directory: Path = DEMO_DIR) -> Path:
+    """Creates the demo operator key (P-256, PEM, mode 600) if it is not there; returns its path."""
+    path = demo_operator_key_path(directory)
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        path.chmod(0o600)
+        log.info("created the demo operator key %s", path)
+    return path
 
 
 def certificate_list(chain: list[x509.Certificate]) -> bytes:

@@ -9,6 +9,7 @@ PIN) run only with `--destructive` as well, and those that need several cards ar
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,8 +20,9 @@ import pytest
 
 from host.bench.daemon import ReadyProcess, start_ready
 from host.card import SeTlsCard, open_cards
+from host.demo_pki import DEMO_DIR, ensure_demo_operator_key
 from host.iso7816.simulator import free_port
-from host.provision import DEMO_PIN
+from host.provision import DEMO_PIN, DEMO_PUK
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,12 +72,38 @@ class CardTarget:
         has_count = i + 1 < len(args) and args[i + 1].isdigit()
         count = int(args[i + 1]) if has_count else 1
         self.require(count)
-        export = ["--export-keys"] if "--export-keys" in args else []
-        provision = subprocess.run([sys.executable, "-m", "host.provision", "--reader", self.reader, "--pin",
-                                    DEMO_PIN, *export], cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert provision.returncode == 0, provision.stderr
+        provision_with_cli(self.reader, DEMO_PIN, export_keys="--export-keys" in args)
         rest = [a for a in args[:i] + args[i + 1 + has_count:] if a != "--export-keys"]  # a --sim option
         return ["--reader", self.reader, "--pin", DEMO_PIN, *rest]
+
+
+def provision_with_cli(reader: str, pin: str, export_keys: bool) -> list[str]:
+    """Provisions identity slot 0 of the reader's card as a device maker does, one CLI process per
+    step: init (if the card is blank), keygen, csr, demo-ca issue, load-chain, policy, reset-pin.
+    The demo operator key and CA (build/demo/). Returns the steps' standard outputs."""
+    env = {**os.environ, "SETLS_PIN": pin, "SETLS_PUK": DEMO_PUK, "SETLS_NEW_PIN": pin,
+           "SETLS_OPERATOR_KEY": str(ensure_demo_operator_key())}
+    csr, pem = DEMO_DIR / "server.csr", DEMO_DIR / "server.pem"
+    outputs = []
+
+    def step(*args: str, card: bool = True) -> str:
+        where = ["--reader", reader] if card else []
+        result = subprocess.run([sys.executable, "-m", "host.provision", *args, *where], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{args[0]}: {result.stderr}"
+        outputs.append(result.stdout)
+        return result.stdout
+
+    if '"initialised": false' in step("info", "--json"):
+        step("init")
+    step("keygen")
+    step("csr", "--subject", "O=SE-TLS demo,CN=server (SE-TLS card)", "--san", "DNS:localhost",
+         "--san", "IP:127.0.0.1", "--san", "IP:::1", "--out", str(csr))
+    step("demo-ca", "issue", str(csr), "--out", str(pem), card=False)
+    step("load-chain", str(pem))
+    step("policy", "--name", "server", "--export-keys", "yes" if export_keys else "no")
+    step("reset-pin")
+    return outputs
 
 
 @pytest.fixture(scope="session")

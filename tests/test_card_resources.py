@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 APPLET = ROOT / "applet" / "src" / "org" / "setls" / "applet"
 RAM_DESELECT_BUDGET = 1536
 RAM_RESET_BUDGET = 64
-EEPROM_BUDGET = 32 * 1024
+EEPROM_BUDGET = 40 * 1024  # raised from 32 KB by issue 11: A/B banks of chains, CAs; PSKs (docs/resources.md)
 
 
 def card_resources(*args: str) -> str:

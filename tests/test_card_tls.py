@@ -11,7 +11,7 @@ from tls12_client import RawTlsClient
 from host.card.commands import SeTlsCard
 from host.card.errors import AccessDeniedError
 from host.demo_pki import DemoCa
-from host.provision import DEMO_PIN, IdentitySpec, personalise
+from host.provision import DEMO_PIN, IdentitySpec, initialise_demo, personalise
 from host.tls.protection import HostRecordProtection
 from host.tls.records import FlightAssembler, RecordReader
 
@@ -121,6 +121,8 @@ def test_two_simulated_cards_generate_different_keys(applet_classes: object, car
     """jcardsim's own key generation is unseeded: every card would make the same keys. The applet
     draws its scalars from RandomData, so they differ (docs: EcKeyGenerator)."""
     with card_target.cards(2) as cards:
+        for card in cards:
+            initialise_demo(card)  # key generation is the operator's
         points = {card.generate_key(0) for card in cards}
         points |= {cards[0].generate_key(1)}
     assert len(points) == 3

@@ -13,7 +13,18 @@ from pathlib import Path
 import pytest
 
 from host.card import numbers
-from host.card.numbers import AppletStatus, Capability, Cla, Counter, DataTag, Ins, Policy, SelectTag
+from host.card.numbers import (
+    AppletStatus,
+    Capability,
+    Cla,
+    Commit,
+    Counter,
+    DataTag,
+    Ins,
+    KeyChoice,
+    Policy,
+    SelectTag,
+)
 from host.iso7816.apdu import StatusWord
 from host.paths import PROJECT_ROOT
 from host.tls.numbers import AlertDescription, AlertLevel, CipherSuite, ContentType, HandshakeType
@@ -64,13 +75,16 @@ CARD_NUMBERS = [
     ("capabilities", with_prefix(CONSTANTS, "CAP_"), members(Capability)),
     ("data tags", with_prefix(CONSTANTS, "DATA_"), members(DataTag)),
     ("policy bits", with_prefix(CONSTANTS, "POLICY_"), members(Policy)),
+    ("commit kinds", with_prefix(CONSTANTS, "COMMIT_"), members(Commit)),
+    ("key choices", with_prefix(CONSTANTS, "KEY_"), members(KeyChoice)),
     ("plain constants",
      {"MAX_IDENTITIES": CONSTANTS["MAX_IDENTITIES"], "COUNTERS_RESET": CONSTANTS["COUNTERS_RESET"],
-      "UNPROTECT_REJECTED": CONSTANTS["REJECTED"]},
-     {name: getattr(numbers, name) for name in ("MAX_IDENTITIES", "COUNTERS_RESET", "UNPROTECT_REJECTED")}),
+      "UNPROTECT_REJECTED": CONSTANTS["REJECTED"], "PSK_CAPACITY": java_constants("PskStore.java")["COUNT"]},
+     {name: getattr(numbers, name)
+      for name in ("MAX_IDENTITIES", "COUNTERS_RESET", "UNPROTECT_REJECTED", "PSK_CAPACITY")}),
     ("counters",
      {name: value for name, value in java_constants("OpCounters.java").items() if name != "COUNT"},
-     members(Counter, but=("ECDSA_VERIFY",))),  # index 1 is reserved in the applet: it reads 0
+     members(Counter)),
     ("applet status words", with_prefix(java_constants("Sw.java"), "", but=tuple(StatusWord.__members__)),
      members(AppletStatus)),
 ]

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, start_server, stop_server
+from conftest import ROOT, provision_with_cli, start_server, stop_server
 from tls12_client import RawTlsClient
 
 from host.iso7816.channel import ChannelError
@@ -41,9 +41,8 @@ def personalised_card(classes: Path, port: int) -> Iterator[str]:
     if card_present(name, timeout=0):
         pytest.skip(f"{name!r} already has a card")
     with attach_to_pcscd(port, reader=name, classes=classes):
-        result = run("host.provision", "--reader", name, "--pin", PIN, "--export-keys")
-        assert result.returncode == 0, result.stderr
-        assert "identity 'server' ready" in result.stdout
+        outputs = provision_with_cli(name, PIN, export_keys=True)
+        assert "chain loaded and committed" in outputs[-3]
         yield name
 
 

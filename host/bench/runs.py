@@ -33,7 +33,7 @@ from host.card.numbers import Counter
 from host.card.session import CardSession
 from host.demo_pki import DemoCa
 from host.iso7816.layers import Traffic
-from host.provision import IdentitySpec, personalise
+from host.provision import IdentitySpec, demo_operator, personalise
 from host.tls.numbers import CipherSuite, ContentType
 
 GCM = CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
@@ -123,6 +123,7 @@ def prepare_card(card: SeTlsCard, suite: int) -> int:
     """Unlocks the identity and makes `suite` its only suite; returns the certificate list size."""
     card.unlock(IDENTITY, PIN)
     slot = card.slot or 0
+    card.open_operator_session(demo_operator())  # the suites are the operator's to change
     card.put_suites(slot, (suite,))
     return len(card.certificate_list(slot))
 

@@ -6,6 +6,7 @@ transport that carries TLS flights to it, and the one place where status words b
   session     SELECT and the capabilities the applet announces; `CardSession.send`
   eap         sans-IO EAP / EAP-TLS framing and the peer state machine (RFC 3748, RFC 5216)
   transport   `EapTlsTransport`: TLS messages <-> EAP-TLS packets <-> PROCESS EAP PACKET APDUs
+  operator    the operator session, host side: signed challenge, ECDH + HKDF keys, MACs, secrets
   commands    `SeTlsCard`: every command as a method; `open_cards()`
   cost_model  what the card's operations cost on real cards (bench/card-op-costs.csv), pure
   sim_speed   `PacedChannel`: a simulated card that answers at a real card's modeled speed

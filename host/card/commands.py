@@ -12,7 +12,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from host.card.errors import AccessDeniedError, CardRefusedError, PinBlockedError, WrongPinError
-from host.card.numbers import COUNTERS_RESET, MAX_IDENTITIES, UNPROTECT_REJECTED, Cla, Counter, DataTag, Ins, Policy
+from host.card.numbers import (
+    COUNTERS_RESET,
+    MAX_IDENTITIES,
+    UNPROTECT_REJECTED,
+    AppletStatus,
+    Cla,
+    Commit,
+    Counter,
+    DataTag,
+    Ins,
+    KeyChoice,
+    Policy,
+)
+from host.card.operator import PIN_BLOCK, PSK_BLOCK, OperatorKey, OperatorSession
 from host.card.session import CardSession
 from host.card.transport import EapTlsTransport
 from host.iso7816.apdu import CommandApdu, StatusWord
@@ -24,11 +37,15 @@ from host.tls.record_layer import RecordRejected
 log = logging.getLogger(__name__)
 
 
-PUT_DATA_CHUNK = 255
+PUT_DATA_CHUNK = 224  # data bytes per PUT DATA part: with the 16-byte MAC it fits a short APDU
 
 
 class CardOpenError(Exception):
     """A card could not be opened or unlocked; the message says why, for a person."""
+
+
+class OperatorAuthError(Exception):
+    """The card's confirmation of the operator session did not match: not the keys we derived."""
 
 
 @dataclass
@@ -40,12 +57,38 @@ class IdentityStatus:
     pin_verified: bool
     policy: int
     suites: tuple[int, ...]
+    staged_key: bool = False
+    ca_count: int = 0
 
     @classmethod
     def parse(cls, data: bytes) -> IdentityStatus:
         key, chain, pin_set, tries, verified, policy, count = struct.unpack(">BHBBBBB", data[:8])
         suites = struct.unpack(f">{count}H", data[8:8 + 2 * count])
-        return cls(bool(key), chain, bool(pin_set), tries, bool(verified), policy, suites)
+        rest = data[8 + 2 * count:]
+        staged, cas = (rest[0], rest[1]) if len(rest) >= 2 else (0, 0)
+        return cls(bool(key), chain, bool(pin_set), tries, bool(verified), policy, suites, bool(staged), cas)
+
+
+@dataclass
+class CardStatus:
+    """GET DATA CARD STATUS: the card's own state."""
+
+    initialised: bool
+    puk_tries_left: int
+    operator_session: bool
+    psk_count: int
+    psk_capacity: int
+    free_eeprom: int  # saturates at 32767
+    free_ram: int
+
+    @classmethod
+    def parse(cls, data: bytes) -> CardStatus:
+        init, puk, op, count, cap, eeprom, ram = struct.unpack(">BBBBBHH", data[:9])
+        return cls(bool(init), puk, bool(op), count, cap, eeprom, ram)
+
+
+def _lv(value: bytes) -> bytes:
+    return bytes([len(value)]) + value
 
 
 class SeTlsCard:
@@ -56,6 +99,7 @@ class SeTlsCard:
         self._conversation: EapTlsTransport | None = None
         self.name = name
         self.slot: int | None = None
+        self.operator: OperatorSession | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     def _command(self, ins: Ins, p1: int = 0, p2: int = 0, data: bytes = b"", ne: int = 256,
@@ -83,28 +127,133 @@ class SeTlsCard:
                 raise CardOpenError(f"identity slot {slot} has no PIN: personalise it first") from None
             raise
 
-    def generate_key(self, slot: int) -> bytes:
-        return self._command(Ins.GENERATE_KEY, 0, slot)
+    def change_pin(self, slot: int, old: str, new: str) -> None:
+        """CHANGE PIN: the current PIN (a wrong one counts a try), then the new one."""
+        self._command(Ins.CHANGE_PIN, 0, slot, _lv(old.encode()) + _lv(new.encode()), ne=0)
+
+    def unblock_pin(self, slot: int, puk: str, new_pin: str) -> None:
+        """UNBLOCK PIN with the PUK (a wrong PUK counts a PUK try)."""
+        self._command(Ins.UNBLOCK_PIN, 0, slot, _lv(puk.encode()) + _lv(new_pin.encode()), ne=0)
+
+    # -- the card's lifecycle -----------------------------------------------------------------
+    def card_status(self) -> CardStatus:
+        return CardStatus.parse(self._command(Ins.GET_DATA, DataTag.CARD_STATUS, 0, what="GET DATA CARD_STATUS"))
+
+    def initialize(self, pin: str, puk: str, operator_point: bytes) -> None:
+        """INITIALIZE: the PIN of every identity, the PUK, the operator's public key; once."""
+        data = _lv(pin.encode()) + _lv(puk.encode()) + operator_point
+        self._command(Ins.INITIALIZE, 0, 0, data, ne=0)
+
+    def operator_public_key(self) -> bytes:
+        return self.get_data(0, DataTag.OPERATOR_KEY)
+
+    def open_operator_session(self, key: OperatorKey) -> None:
+        """Signs a card challenge with the operator key; every operator command then carries a MAC."""
+        self.operator = None
+        challenge = self._command(Ins.OPERATOR_CHALLENGE)
+        data, session = OperatorSession.answer(key, challenge)
+        confirmation = self._command(Ins.OPERATOR_AUTHENTICATE, 0, 0, data)
+        if confirmation != session.confirmation:
+            raise OperatorAuthError("the card's confirmation does not match the session keys")
+        self.operator = session
+
+    def _operator_command(self, ins: Ins, p1: int, p2: int, payload: bytes = b"", ne: int = 0,
+                          what: str = "") -> bytes:
+        """An operator command: payload || MAC under the session (without a session, no MAC: the
+        card refuses it with 6F04). A refusal of the MAC or the session ends the host's session too."""
+        data = payload if self.operator is None else self.operator.wrap(ins, p1, p2, payload)
+        try:
+            return self._command(ins, p1, p2, data, ne=ne, what=what)
+        except AccessDeniedError as exc:
+            if exc.sw in (StatusWord.SECURITY_NOT_SATISFIED, AppletStatus.OPERATOR_REQUIRED):
+                self.operator = None
+            raise
+
+    def generate_key(self, slot: int, staged: bool = False) -> bytes:
+        """GENERATE KEY (operator): the new public point; staged, it waits beside the serving key."""
+        choice = KeyChoice.STAGED if staged else KeyChoice.SERVING
+        return self._operator_command(Ins.GENERATE_KEY, choice, slot, ne=256)
+
+    def sign_csr(self, slot: int, certification_request_info: bytes, staged: bool = False) -> bytes:
+        """SIGN CSR (operator): the card's ECDSA signature (DER) of its own CertificationRequestInfo."""
+        choice = KeyChoice.STAGED if staged else KeyChoice.SERVING
+        return self._operator_command(Ins.SIGN_CSR, choice, slot, certification_request_info, ne=256)
+
+    def wipe(self, slot: int) -> None:
+        self._operator_command(Ins.WIPE, 0, slot)
 
     def put_data(self, slot: int, tag: DataTag, value: bytes) -> None:
-        self._command(Ins.PUT_DATA, tag, slot, value, ne=0, what=f"PUT DATA {tag.name}")
+        """PUT DATA (operator)."""
+        self._operator_command(Ins.PUT_DATA, tag, slot, value, what=f"PUT DATA {tag.name}")
 
     def put_name(self, slot: int, name: str) -> None:
         self.put_data(slot, DataTag.NAME, name.encode())
 
+    def _upload(self, slot: int, first: DataTag, following: DataTag, what: Commit, data: bytes) -> None:
+        """Parts into the identity's shadow area, then the commit: one byte flips in the card."""
+        for i in range(0, max(len(data), 1), PUT_DATA_CHUNK):
+            self.put_data(slot, first if i == 0 else following, data[i:i + PUT_DATA_CHUNK])
+        self.put_data(slot, DataTag.COMMIT, bytes([what]) + len(data).to_bytes(2, "big"))
+
     def put_chain(self, slot: int, certificate_list: bytes) -> None:
-        for i in range(0, len(certificate_list), PUT_DATA_CHUNK):
-            tag = DataTag.CHAIN_FIRST if i == 0 else DataTag.CHAIN_NEXT
-            self.put_data(slot, tag, certificate_list[i:i + PUT_DATA_CHUNK])
+        """The chain, in parts, then committed with the key its leaf certifies (serving or staged)."""
+        self._upload(slot, DataTag.CHAIN_FIRST, DataTag.CHAIN_NEXT, Commit.CHAIN, certificate_list)
 
-    def put_pin(self, slot: int, pin: str) -> None:
-        self.put_data(slot, DataTag.PIN, pin.encode())
+    def put_chain_parts(self, slot: int, certificate_list: bytes, parts: int) -> None:
+        """The first `parts` parts of a chain update and no commit (what a reset would cut short)."""
+        for n, i in enumerate(range(0, len(certificate_list), PUT_DATA_CHUNK)):
+            if n == parts:
+                return
+            self.put_data(slot, DataTag.CHAIN_FIRST if i == 0 else DataTag.CHAIN_NEXT,
+                          certificate_list[i:i + PUT_DATA_CHUNK])
 
-    def put_policy(self, slot: int, export_keys: bool) -> None:
-        self.put_data(slot, DataTag.POLICY, bytes([Policy.EXPORT_KEYS if export_keys else 0]))
+    def put_cas(self, slot: int, entries: bytes) -> None:
+        """The trusted CAs (SHA-256 of the subject, point: 97 bytes each), committed as a whole."""
+        self._upload(slot, DataTag.CA_FIRST, DataTag.CA_NEXT, Commit.CAS, entries)
+
+    def reset_pin(self, slot: int, pin: str) -> None:
+        """The operator sets a new PIN (encrypted under the session), which also unblocks it."""
+        if self.operator is None:
+            self.put_data(slot, DataTag.PIN, b"")  # the card refuses: no session
+            return
+        self.put_data(slot, DataTag.PIN, self.operator.encrypt_secret(pin.encode(), PIN_BLOCK))
+
+    def set_puk(self, puk: str) -> None:
+        if self.operator is None:
+            self.put_data(0, DataTag.PUK, b"")
+            return
+        self.put_data(0, DataTag.PUK, self.operator.encrypt_secret(puk.encode(), PIN_BLOCK))
+
+    def put_policy(self, slot: int, export_keys: bool, client_auth: str = "none") -> None:
+        value = Policy.EXPORT_KEYS if export_keys else Policy(0)
+        if client_auth == "optional":
+            value |= Policy.CLIENT_AUTH_OPTIONAL
+        elif client_auth == "required":
+            value |= Policy.CLIENT_AUTH_OPTIONAL | Policy.CLIENT_AUTH_REQUIRED
+        self.put_data(slot, DataTag.POLICY, bytes([value]))
 
     def put_suites(self, slot: int, suites: tuple[int, ...]) -> None:
         self.put_data(slot, DataTag.SUITES, b"".join(s.to_bytes(2, "big") for s in suites))
+
+    def put_sni(self, slot: int, names: list[str]) -> None:
+        self.put_data(slot, DataTag.SNI, b"".join(_lv(name.lower().encode("ascii")) for name in names))
+
+    # -- PSKs ---------------------------------------------------------------------------------
+    def set_psk(self, identity: bytes, key: bytes) -> None:
+        """Stores a PSK (the key travels encrypted under the operator session)."""
+        secret = self.operator.encrypt_secret(key, PSK_BLOCK) if self.operator is not None else b""
+        self.put_data(0, DataTag.PSK, _lv(identity) + secret)
+
+    def delete_psk(self, identity: bytes) -> None:
+        self.put_data(0, DataTag.PSK_DELETE, identity)
+
+    def psk_identities(self) -> list[bytes]:
+        data = self._command(Ins.GET_DATA, DataTag.PSK_IDS, 0, ne=65536, what="GET DATA PSK_IDS")
+        out, at = [], 0
+        while at < len(data):
+            out.append(data[at + 1:at + 1 + data[at]])
+            at += 1 + data[at]
+        return out
 
     def get_data(self, slot: int, tag: DataTag) -> bytes:
         return self._command(Ins.GET_DATA, tag, slot, what=f"GET DATA {tag.name}")
@@ -114,6 +263,19 @@ class SeTlsCard:
 
     def status(self, slot: int) -> IdentityStatus:
         return IdentityStatus.parse(self.get_data(slot, DataTag.STATUS))
+
+    def public_key(self, slot: int, staged: bool = False) -> bytes:
+        return self.get_data(slot, DataTag.STAGED_PUBLIC_KEY if staged else DataTag.PUBLIC_KEY)
+
+    def sni_names(self, slot: int) -> list[str]:
+        data, out, at = self.get_data(slot, DataTag.SNI), [], 0
+        while at < len(data):
+            out.append(data[at + 1:at + 1 + data[at]].decode("ascii", errors="replace"))
+            at += 1 + data[at]
+        return out
+
+    def cas(self, slot: int) -> bytes:
+        return self._command(Ins.GET_DATA, DataTag.CAS, slot, ne=65536, what="GET DATA CAS")
 
     def certificate_list(self, slot: int) -> bytes:
         return self._command(Ins.GET_DATA, DataTag.CHAIN, slot, ne=65536, what="GET DATA CHAIN")

@@ -63,6 +63,22 @@ class PinBlockedError(AccessDeniedError):
     """The PIN is blocked (6983)."""
 
 
+class WrongDataError(EapRejectedError):
+    """The card refused the command's data (6A80): for instance a CSR that is not its own key's."""
+
+
+class OperatorRequiredError(AccessDeniedError):
+    """An operator command without an operator session (6F04)."""
+
+
+class NotInitialisedError(AccessDeniedError):
+    """The card is in its transport state: `init` first (6F05)."""
+
+
+class AlreadyInitialisedError(AccessDeniedError):
+    """INITIALIZE on a card that was initialised (6F06)."""
+
+
 class CardFailureError(CardRefusedError):
     """The card failed: a crypto failure or an internal error (6F02, 6F03)."""
 
@@ -76,12 +92,15 @@ _REFUSALS: dict[int, type[CardRefusedError]] = {
     StatusWord.FILE_FULL: MessageTooLargeError,
     AppletStatus.EAP_UNEXPECTED: EapRejectedError,
     StatusWord.WRONG_LENGTH: EapRejectedError,
-    StatusWord.WRONG_DATA: EapRejectedError,
+    StatusWord.WRONG_DATA: WrongDataError,
     StatusWord.SECURITY_NOT_SATISFIED: AccessDeniedError,
     StatusWord.PIN_BLOCKED: PinBlockedError,
     StatusWord.CONDITIONS_NOT_SATISFIED: AccessDeniedError,
     AppletStatus.CRYPTO_FAILURE: CardFailureError,
     AppletStatus.INTERNAL_ERROR: CardFailureError,
+    AppletStatus.OPERATOR_REQUIRED: OperatorRequiredError,
+    AppletStatus.NOT_INITIALISED: NotInitialisedError,
+    AppletStatus.ALREADY_INITIALISED: AlreadyInitialisedError,
 }
 
 

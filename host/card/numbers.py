@@ -17,10 +17,13 @@ from host.tls.numbers import CipherSuite
 
 __all__ = [
     "COUNTERS_RESET",
+    "PSK_CAPACITY",
     "MAX_IDENTITIES",
     "UNPROTECT_REJECTED",
     "AppletStatus",
     "Capability",
+    "Commit",
+    "KeyChoice",
     "CipherSuite",
     "Cla",
     "Counter",
@@ -34,6 +37,7 @@ __all__ = [
 MAX_IDENTITIES = 2  # identity slots (P2 of the personalisation commands)
 COUNTERS_RESET = 0x01  # GET COUNTERS P1: reset the counters after reading them
 UNPROTECT_REJECTED = 0x00  # UNPROTECT RECORD's first answer byte when the record was rejected
+PSK_CAPACITY = 8  # PSK entries of the card (PskStore.COUNT)
 
 
 class Cla(enum.IntEnum):
@@ -49,15 +53,22 @@ class Ins(enum.IntEnum):
 
     SELECT = INS_SELECT
     VERIFY = 0x20
+    CHANGE_PIN = 0x24
+    SIGN_CSR = 0x2A
+    UNBLOCK_PIN = 0x2C
     GENERATE_KEY = 0x46
+    INITIALIZE = 0x50
     PROCESS_EAP = 0x80
+    OPERATOR_AUTHENTICATE = 0x82
     UNPROTECT_RECORD = 0x84
     PROTECT_RECORD = 0x86
     EXPORT_KEYS = 0x88
+    OPERATOR_CHALLENGE = 0x8A
     GET_RESPONSE = INS_GET_RESPONSE
     GET_DATA = 0xCA
     PUT_DATA = 0xDA
     GET_COUNTERS = 0xE2
+    WIPE = 0xE4
 
     @property
     def title(self) -> str:
@@ -83,6 +94,9 @@ class Capability(enum.IntFlag):
     GET_RESPONSE = 0x04
     ECDSA_SHA384 = 0x08  # the card can sign the ServerKeyExchange with ECDSA over SHA-384
     ECDSA_SHA512 = 0x10  # ... and over SHA-512 (both probed by the applet at install)
+    OPERATOR = 0x20  # operator session, MACed operator commands
+    STAGED_KEYS = 0x40  # GENERATE KEY beside the serving key, committed with its chain
+    PSK_STORE = 0x80  # pre-shared keys stored in the card
 
 
 class DataTag(enum.IntEnum):
@@ -97,12 +111,40 @@ class DataTag(enum.IntEnum):
     PUBLIC_KEY = 0x07
     STATUS = 0x08
     CHAIN = 0x09
+    CA_FIRST = 0x0A
+    CA_NEXT = 0x0B
+    SNI = 0x0C
+    COMMIT = 0x0D
+    PSK = 0x0E
+    PSK_DELETE = 0x0F
+    PUK = 0x10
+    CARD_STATUS = 0x11
+    PSK_IDS = 0x12
+    CAS = 0x13
+    STAGED_PUBLIC_KEY = 0x14
+    OPERATOR_KEY = 0x15
 
 
 class Policy(enum.IntFlag):
     """Bits of an identity's policy byte."""
 
     EXPORT_KEYS = 0x01  # the host may read the session keys after the handshake (tandem mode)
+    CLIENT_AUTH_OPTIONAL = 0x02  # a client certificate is asked for
+    CLIENT_AUTH_REQUIRED = 0x04  # ... and must be there
+
+
+class Commit(enum.IntEnum):
+    """PUT DATA COMMIT's first byte: which shadow area becomes current."""
+
+    CHAIN = 0x01
+    CAS = 0x02
+
+
+class KeyChoice(enum.IntEnum):
+    """P1 of GENERATE KEY and SIGN CSR: the serving key, or the staged one beside it."""
+
+    SERVING = 0x00
+    STAGED = 0x01
 
 
 class AppletStatus(enum.IntEnum):
@@ -111,6 +153,9 @@ class AppletStatus(enum.IntEnum):
     EAP_UNEXPECTED = 0x6F01  # EAP packet refused: wrong code, type or identifier for the state
     CRYPTO_FAILURE = 0x6F02  # a CryptoException from the platform (reason not leaked)
     INTERNAL_ERROR = 0x6F03  # an unexpected exception in the applet: the conversation was reset
+    OPERATOR_REQUIRED = 0x6F04  # an operator command without an operator session
+    NOT_INITIALISED = 0x6F05  # the card is in its transport state: INITIALIZE first
+    ALREADY_INITIALISED = 0x6F06  # INITIALIZE a second time
 
     @property
     def description(self) -> str:
@@ -121,6 +166,9 @@ _APPLET_STATUS_DESCRIPTIONS = {
     AppletStatus.EAP_UNEXPECTED: "EAP packet unexpected in this state: code, type or identifier",
     AppletStatus.CRYPTO_FAILURE: "crypto failure in the card",
     AppletStatus.INTERNAL_ERROR: "internal error in the card",
+    AppletStatus.OPERATOR_REQUIRED: "operator command without an operator session",
+    AppletStatus.NOT_INITIALISED: "the card is not initialised",
+    AppletStatus.ALREADY_INITIALISED: "the card is initialised already",
 }
 
 
@@ -128,7 +176,7 @@ class Counter(enum.IntEnum):
     """The applet's operation counters, in the order GET COUNTERS returns them (OpCounters.java)."""
 
     ECDSA_SIGN = 0
-    ECDSA_VERIFY = 1  # reserved in the applet (reads 0) until it verifies client signatures
+    ECDSA_VERIFY = 1  # the operator's signatures of card challenges
     ECDH = 2
     EC_KEYGEN = 3
     SHA256_BLOCKS = 4

@@ -47,6 +47,7 @@ class CardCapabilities:
     extra: dict[int, bytes] = field(default_factory=dict)
     ecdsa_sha384: bool = False  # the card signs with ECDSA over SHA-384 too (TLS 1.2 signature_algorithms)
     ecdsa_sha512: bool = False
+    flags: Capability = Capability(0)
 
     @classmethod
     def parse(cls, data: bytes) -> CardCapabilities:
@@ -67,6 +68,7 @@ class CardCapabilities:
             extra=tlv,
             ecdsa_sha384=bool(caps & Capability.ECDSA_SHA384),
             ecdsa_sha512=bool(caps & Capability.ECDSA_SHA512),
+            flags=Capability(caps),
         )
 
     @property

@@ -68,8 +68,10 @@ class AlertDescription(enum.IntEnum):
 
 
 class ExtensionType(enum.IntEnum):
-    """The ClientHello extensions the card acts on (RFC 8422, RFC 5246, RFC 7627, RFC 5746), and padding."""
+    """The ClientHello extensions the card acts on (RFC 6066, RFC 8422, RFC 5246, RFC 7627, RFC 5746),
+    and padding."""
 
+    SERVER_NAME = 0  # RFC 6066 3: its first host_name selects the identity that lists it (SNI names)
     SUPPORTED_GROUPS = 10
     EC_POINT_FORMATS = 11
     SIGNATURE_ALGORITHMS = 13

@@ -8,8 +8,10 @@ import javacard.framework.Util;
  * padding), over any number of records, which the host may hand over in several PROCESS EAP
  * messages. {@link #feed} takes the bytes as they come, in pieces of any size, and keeps only
  * what the server acts on: client_version, the random (straight into Transients.TLS_RANDOMS),
- * which of the card's suites are offered, and what the extensions it knows say. Everything else
- * (session_id, unknown extensions, padding) is skipped. The caller hashes every byte.
+ * which of the card's suites are offered, what the extensions it knows say, and which identities
+ * list the server_name's host_name among their SNI names (matched byte by byte as it comes, so a
+ * name split between records costs no buffer). Everything else (session_id, unknown extensions,
+ * padding) is skipped. The caller hashes every byte.
  *
  * Every length is checked as it is read, against the structure that contains it, so a malformed
  * hello is a decode_error before anything is negotiated (the server negotiates once the whole
@@ -19,7 +21,8 @@ import javacard.framework.Util;
  * Lengths up to 2^16-1 are unsigned shorts; the message's own 24-bit length is a high part and
  * an unsigned low short (the card has no int).
  *
- * RAM, session state (a hello may span APDUs): Transients.HELLO_STATE (STATE_SIZE shorts) and
+ * RAM, session state (a hello may span APDUs): Transients.HELLO_STATE (STATE_SIZE shorts: the
+ * SNI match takes 2 + one per identity slot) and
  * Transients.HELLO_FIELD (FIELD_SIZE bytes: a field split between records).
  */
 final class ClientHelloParser {
@@ -44,16 +47,21 @@ final class ClientHelloParser {
     private static final byte SIGNATURE = 16;
     private static final byte RENEGOTIATION_LENGTH = 17; // renegotiation_info (RFC 5746 3.2)
     private static final byte SKIP_EXTENSION = 18;    // the rest of an extension, skipped
-    private static final byte DONE = 19;
-    private static final byte[] SIZES = {4, 2, 32, 1, 0, 2, 2, 1, 1, 2, 4, 2, 2, 1, 1, 2, 2, 1, 0, 0};
+    private static final byte SERVER_NAMES_LENGTH = 19; // server_name (RFC 6066 3): ServerNameList
+    private static final byte SERVER_NAME_HEADER = 20;  // name_type, HostName length
+    private static final byte HOST_NAME = 21;         // the first host_name, matched as it passes
+    private static final byte OTHER_NAME = 22;        // another name, skipped
+    private static final byte DONE = 23;
+    private static final byte[] SIZES = {4, 2, 32, 1, 0, 2, 2, 1, 1, 2, 4, 2, 2, 1, 1, 2, 2, 1, 0, 2, 3, 0, 0, 0};
     // The structure each step's bytes count against: none (the header), the message body, the
-    // extensions block, the current extension, the current list.
+    // extensions block, the current extension, the current list, the current server name.
     private static final byte IN_NOTHING = 0;
     private static final byte IN_MESSAGE = 1;
     private static final byte IN_EXTENSIONS = 2;
     private static final byte IN_EXTENSION = 3;
     private static final byte IN_LIST = 4;
-    private static final byte[] CONTAINERS = {0, 1, 1, 1, 4, 1, 4, 1, 4, 1, 2, 3, 4, 3, 4, 3, 4, 3, 3, 0};
+    private static final byte IN_NAME = 5;
+    private static final byte[] CONTAINERS = {0, 1, 1, 1, 4, 1, 4, 1, 4, 1, 2, 3, 4, 3, 4, 3, 4, 3, 3, 3, 4, 5, 5, 0};
 
     /** What the hello said, as bits of {@link #facts()}. */
     static final short F_SCSV = 0x0001;               // TLS_EMPTY_RENEGOTIATION_INFO_SCSV offered
@@ -66,6 +74,8 @@ final class ClientHelloParser {
     static final short F_SECP256R1 = 0x0080;
     static final short F_SIGNATURES = 0x0100;
     static final short F_NULL_COMPRESSION = 0x0200;
+    static final short F_SERVER_NAME = 0x0400;        // the extension is present
+    static final short F_HOST_NAME = 0x0800;          // its first host_name was matched
 
     // State: shorts of the arena from Transients.HELLO_STATE.
     private static final short ST_STEP = Transients.HELLO_STATE;
@@ -79,7 +89,14 @@ final class ClientHelloParser {
     private static final short ST_SUITES = (short) (ST_STEP + 8);       // suiteBit() of each offered suite
     private static final short ST_SIGNATURE = (short) (ST_STEP + 9);    // first usable scheme, 0 if none
     private static final short ST_VERSION = (short) (ST_STEP + 10);     // client_version
-    static final short STATE_SIZE = 11;
+    private static final short ST_NAME = (short) (ST_STEP + 11);        // current server name bytes left
+    private static final short ST_HOST_LENGTH = (short) (ST_STEP + 12); // the host_name's length
+    /**
+     * One short per identity slot: the offset in its SNI list of the first name that equals the
+     * host_name so far (Identity.sniNext), -1 once none can.
+     */
+    private static final short ST_SNI = (short) (ST_STEP + 13);
+    static final short STATE_SIZE = (short) (13 + Constants.MAX_IDENTITIES);
     /** A field split between records: bytes of the arena from Transients.HELLO_FIELD. */
     private static final short FIELD = Transients.HELLO_FIELD;
     static final short FIELD_SIZE = 4;
@@ -89,15 +106,20 @@ final class ClientHelloParser {
     private final short[] st;
     private final byte[] bytes;
     private final TlsAlert alert;
+    private final Persistent persistent;
     private final boolean sha384;
     private final boolean sha512;
 
-    /** Allocated once, at install; the state is the arena's. sha384/512: the card can sign with them. */
-    ClientHelloParser(Transients ram, TlsAlert alert, boolean sha384, boolean sha512) {
+    /**
+     * Allocated once, at install; the state is the arena's. sha384/512: the card can sign with
+     * them; persistent: the identities whose SNI names a host_name is matched against.
+     */
+    ClientHelloParser(Transients ram, TlsAlert alert, Persistent persistent, boolean sha384, boolean sha512) {
         this.ram = ram;
         st = ram.shorts;
         bytes = ram.bytes;
         this.alert = alert;
+        this.persistent = persistent;
         this.sha384 = sha384;
         this.sha512 = sha512;
     }
@@ -127,6 +149,11 @@ final class ClientHelloParser {
 
     short version() {
         return st[ST_VERSION];
+    }
+
+    /** True if the hello's host_name (its first) is one of the SNI names of the identity in that slot. */
+    boolean serverNameMatches(byte slot) {
+        return (st[ST_FACTS] & F_HOST_NAME) != 0 && st[(short) (ST_SNI + slot)] >= 0;
     }
 
     /** The bit of a suite in {@link #suites()}: one for each suite the card knows, 0 for others. */
@@ -161,6 +188,9 @@ final class ClientHelloParser {
             if (size == 0) {
                 short left = st[container(step)];
                 short n = unsignedLess(left, available) ? left : available;
+                if (step == HOST_NAME) {
+                    matchHostName(buf, off, n);
+                }
                 st[container(step)] = (short) (left - n);
                 off += n;
                 if (n == left) {
@@ -231,6 +261,8 @@ final class ClientHelloParser {
                 return ST_EXTENSION;
             case IN_LIST:
                 return ST_LIST;
+            case IN_NAME:
+                return ST_NAME;
             default:
                 return ST_MESSAGE;
         }
@@ -375,6 +407,12 @@ final class ClientHelloParser {
                 }
                 endOrSkipExtension();
                 break;
+            case SERVER_NAMES_LENGTH:
+                openListInExtension(value, (short) 1, SERVER_NAME_HEADER); // server_name_list<1..2^16-1>
+                break;
+            case SERVER_NAME_HEADER:
+                onServerNameHeader(bytes[FIELD], Util.getShort(bytes, (short) (FIELD + 1)));
+                break;
             default:
                 alert.raise(Tls.ALERT_INTERNAL_ERROR);
         }
@@ -410,9 +448,47 @@ final class ClientHelloParser {
                 present(F_RENEGOTIATION_INFO);
                 st[ST_STEP] = RENEGOTIATION_LENGTH;
                 break;
+            case Tls.EXT_SERVER_NAME:
+                present(F_SERVER_NAME);
+                st[ST_STEP] = SERVER_NAMES_LENGTH;
+                break;
             default:
                 // RFC 5246 7.4.1.4: extensions the server does not know are ignored.
                 endOrSkipExtension();
+        }
+    }
+
+    /**
+     * A ServerName's header (RFC 6066 3): HostName<1..2^16-1> must fit the list. The first
+     * host_name is matched against the identities' SNI names as its bytes pass; other names, and
+     * any later host_name, are skipped.
+     */
+    private void onServerNameHeader(byte type, short length) {
+        if (length == 0 || unsignedLess(st[ST_LIST], length)) {
+            alert.raise(Tls.ALERT_DECODE_ERROR);
+        }
+        st[ST_LIST] -= length;
+        st[ST_NAME] = length;
+        if (type == Tls.SERVER_NAME_HOST && (st[ST_FACTS] & F_HOST_NAME) == 0) {
+            st[ST_FACTS] |= F_HOST_NAME;
+            st[ST_HOST_LENGTH] = length;
+            ram.clearShorts(ST_SNI, Constants.MAX_IDENTITIES); // every identity's list, from its start
+            st[ST_STEP] = HOST_NAME;
+        } else {
+            st[ST_STEP] = OTHER_NAME;
+        }
+    }
+
+    /** n bytes of the host_name at buf[off]: each identity's candidate moves on or drops out. */
+    private void matchHostName(byte[] buf, short off, short n) {
+        short length = st[ST_HOST_LENGTH];
+        short index = (short) (length - st[ST_NAME]); // the host_name's bytes matched so far
+        for (byte slot = 0; slot < Constants.MAX_IDENTITIES; slot++) {
+            short at = (short) (ST_SNI + slot);
+            Identity id = persistent.slot(slot);
+            for (short i = 0; i < n && st[at] >= 0; i++) {
+                st[at] = id.sniNext(st[at], length, (short) (index + i), buf[(short) (off + i)]);
+            }
         }
     }
 
@@ -442,6 +518,12 @@ final class ClientHelloParser {
     private void afterSkip(byte step) {
         if (step == SESSION_ID) {
             st[ST_STEP] = SUITES_LENGTH;
+        } else if (step == HOST_NAME || step == OTHER_NAME) {
+            if (st[ST_LIST] != 0) {
+                st[ST_STEP] = SERVER_NAME_HEADER;
+            } else {
+                endOrSkipExtension(); // the list filled the extension
+            }
         } else {
             endOrSkipExtension();
         }

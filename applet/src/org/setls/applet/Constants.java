@@ -10,15 +10,22 @@ package org.setls.applet;
 interface Constants {
     // Instruction bytes.
     byte INS_VERIFY = 0x20;
+    byte INS_CHANGE_PIN = 0x24;
+    byte INS_SIGN_CSR = 0x2A;
+    byte INS_UNBLOCK_PIN = 0x2C;
     byte INS_GENERATE_KEY = 0x46;
+    byte INS_INITIALIZE = 0x50;
     byte INS_PROCESS_EAP = (byte) 0x80;
+    byte INS_OPERATOR_AUTHENTICATE = (byte) 0x82;
     byte INS_UNPROTECT_RECORD = (byte) 0x84;
     byte INS_PROTECT_RECORD = (byte) 0x86;
     byte INS_EXPORT_KEYS = (byte) 0x88;
+    byte INS_OPERATOR_CHALLENGE = (byte) 0x8A;
     byte INS_GET_RESPONSE = (byte) 0xC0;
     byte INS_GET_DATA = (byte) 0xCA;
     byte INS_PUT_DATA = (byte) 0xDA;
     byte INS_GET_COUNTERS = (byte) 0xE2;
+    byte INS_WIPE = (byte) 0xE4;
 
     // Class bytes; CLA_CHAINING is ISO 7816-4 command chaining, a bit of either class.
     byte CLA_ISO = 0x00;
@@ -27,7 +34,7 @@ interface Constants {
 
     // The applet's version, in the SELECT response.
     byte VERSION_MAJOR = 1;
-    byte VERSION_MINOR = 1;
+    byte VERSION_MINOR = 2;
 
     // SELECT response tags.
     byte TAG_VERSION = (byte) 0x80;
@@ -42,6 +49,10 @@ interface Constants {
     /** ServerKeyExchange can be signed with ECDSA over SHA-384 / SHA-512 (probed at install). */
     byte CAP_ECDSA_SHA384 = 0x08;
     byte CAP_ECDSA_SHA512 = 0x10;
+    /** The card lifecycle: operator session, staged keys, PSK store. */
+    byte CAP_OPERATOR = 0x20;
+    byte CAP_STAGED_KEYS = 0x40;
+    byte CAP_PSK_STORE = (byte) 0x80;
 
     // PUT DATA / GET DATA tags (P1).
     byte DATA_NAME = 0x01;
@@ -53,9 +64,32 @@ interface Constants {
     byte DATA_PUBLIC_KEY = 0x07;
     byte DATA_STATUS = 0x08;
     byte DATA_CHAIN = 0x09;
+    byte DATA_CA_FIRST = 0x0A;
+    byte DATA_CA_NEXT = 0x0B;
+    byte DATA_SNI = 0x0C;
+    byte DATA_COMMIT = 0x0D;
+    byte DATA_PSK = 0x0E;
+    byte DATA_PSK_DELETE = 0x0F;
+    byte DATA_PUK = 0x10;
+    byte DATA_CARD_STATUS = 0x11;
+    byte DATA_PSK_IDS = 0x12;
+    byte DATA_CAS = 0x13;
+    byte DATA_STAGED_PUBLIC_KEY = 0x14;
+    byte DATA_OPERATOR_KEY = 0x15;
 
-    /** Policy bit (DATA_POLICY): the session keys may be exported to the host after the handshake. */
+    /** Policy bits (DATA_POLICY): the session keys may be exported to the host after the handshake. */
     byte POLICY_EXPORT_KEYS = 0x01;
+    /** Client authentication: a certificate is asked for, and may be absent (with REQUIRED: must be there). */
+    byte POLICY_CLIENT_AUTH_OPTIONAL = 0x02;
+    byte POLICY_CLIENT_AUTH_REQUIRED = 0x04;
+
+    /** DATA_COMMIT data: what the shadow area holds. */
+    byte COMMIT_CHAIN = 0x01;
+    byte COMMIT_CAS = 0x02;
+
+    /** GENERATE KEY and SIGN CSR P1: the serving key, or the staged one beside it. */
+    byte KEY_SERVING = 0x00;
+    byte KEY_STAGED = 0x01;
 
     /** Identity slots of the card (P2 of the personalisation commands). */
     byte MAX_IDENTITIES = 2;

@@ -10,12 +10,13 @@ import javacard.framework.Util;
  * saturate at 0x7FFF. RAM: Transients.OP_COUNTERS, CLEAR_ON_RESET (they survive reselection, so
  * the host can read them after a handshake and between card sessions' commands).
  *
- * GET COUNTERS answers COUNT counters in index order. Index 1 counted ECDSA verifications, which
- * the card never does (it verifies no client signature yet): nothing counts there and it reads 0,
- * kept so that the indices of the others, which hosts know, do not move.
+ * GET COUNTERS answers COUNT counters in index order. Index 1 counts ECDSA verifications (the
+ * operator's signatures; client signatures later): it read 0 before the operator session existed.
  */
 final class OpCounters {
     static final short ECDSA_SIGN = 0;
+    /** ECDSA verifications: the operator's signature of a card challenge (OPERATOR AUTHENTICATE). */
+    static final short ECDSA_VERIFY = 1;
     static final short ECDH = 2;
     static final short EC_KEYGEN = 3;
     /** SHA-256 compression-function calls (64-byte blocks, padding included). */

@@ -49,6 +49,15 @@ final class P256 {
         (byte) 0xBC, (byte) 0xE6, (byte) 0xFA, (byte) 0xAD, (byte) 0xA7, 0x17, (byte) 0x9E, (byte) 0x84,
         (byte) 0xF3, (byte) 0xB9, (byte) 0xCA, (byte) 0xC2, (byte) 0xFC, 0x63, 0x25, 0x51};
     static final short COFACTOR = 1;
+    /**
+     * The DER SubjectPublicKeyInfo of a P-256 key (RFC 5480) up to the point: SEQUENCE, the
+     * AlgorithmIdentifier id-ecPublicKey with the named curve prime256v1, then the BIT STRING
+     * header of the 65-byte uncompressed point. The whole SPKI is these 26 bytes and the point.
+     */
+    static final byte[] SPKI_PREFIX = {
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, (byte) 0x86, 0x48, (byte) 0xCE, 0x3D, 0x02, 0x01,
+        0x06, 0x08, 0x2A, (byte) 0x86, 0x48, (byte) 0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
+    static final short SPKI_SIZE = 91;
 
     private P256() {
     }

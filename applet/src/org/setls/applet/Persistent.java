@@ -1,10 +1,15 @@
 package org.setls.applet;
 
 import javacard.framework.ISOException;
+import javacard.framework.JCSystem;
+import javacard.framework.OwnerPIN;
+import javacard.security.ECPublicKey;
+import javacard.security.KeyBuilder;
 
 /**
- * The applet's persistent state (EEPROM / flash), allocated once at install: the I/O buffer and
- * the identities. Each {@link Identity} is a persistent record that only its own methods change,
+ * The applet's persistent state (EEPROM / flash), allocated once at install: the I/O buffer, the
+ * identities, and the card's own credentials: whether INITIALIZE ran, the PUK, the operator's
+ * public key, the PSKs. Each {@link Identity} is a persistent record that only its own methods change,
  * in transactions where more than one field moves. The platform's crypto objects (digests,
  * ciphers, the ephemeral key pair) are built by their users' constructors, also at install; the
  * budget is in docs/resources.md.
@@ -23,16 +28,61 @@ final class Persistent {
      */
     static final short IO_SIZE = EapTls.MSG_OFF + MESSAGE_CAPACITY;
 
+    static final byte PUK_TRIES = 5;
+
     final byte[] io;
     private final Identity[] identities;
+    /** Set once by INITIALIZE (a single-field write): the card left its transport state. */
+    private boolean initialised;
+    private final OwnerPIN puk;
+    private final ECPublicKey operatorKey;
+    final PskStore psks;
 
     /** Allocated once, at install. */
-    Persistent() {
+    Persistent(PskStore psks) {
         io = new byte[IO_SIZE];
         identities = new Identity[Constants.MAX_IDENTITIES];
         for (byte i = 0; i < Constants.MAX_IDENTITIES; i++) {
             identities[i] = new Identity();
         }
+        puk = new OwnerPIN(PUK_TRIES, Identity.PIN_MAX);
+        operatorKey = (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC, KeyBuilder.LENGTH_EC_FP_256, false);
+        P256.setDomainParameters(operatorKey);
+        this.psks = psks;
+    }
+
+    boolean isInitialised() {
+        return initialised;
+    }
+
+    OwnerPIN puk() {
+        return puk;
+    }
+
+    ECPublicKey operatorKey() {
+        return operatorKey;
+    }
+
+    /**
+     * INITIALIZE: the PIN of every identity, the PUK and the operator's public point (checked by
+     * the caller), then the flag, last: a tear before it leaves a card that can be initialised again.
+     */
+    void initialise(byte[] buf, short pinOff, short pinLen, short pukOff, short pukLen, short pointOff) {
+        for (byte i = 0; i < Constants.MAX_IDENTITIES; i++) {
+            identities[i].setPin(buf, pinOff, pinLen);
+        }
+        setPuk(buf, pukOff, pukLen);
+        P256.setDomainParameters(operatorKey);
+        operatorKey.setW(buf, pointOff, P256.POINT_SIZE);
+        initialised = true;
+    }
+
+    /** Sets the PUK and resets its tries. */
+    void setPuk(byte[] buf, short off, short len) {
+        Identity.checkPinLength(len);
+        JCSystem.beginTransaction();
+        puk.update(buf, off, (byte) len);
+        JCSystem.commitTransaction();
     }
 
     /** The identity in slot {@code p2} (P2 of the personalisation commands); 6A86 if none. */

@@ -33,10 +33,12 @@ package org.setls.applet;
  *     less as {@link #LE_EXTENDED_ZERO}.</li>
  * <li><b>TRANSACTIONS</b>: jcardsim's transactions only count their depth: nothing rolls back, on
  *     abort or on a tear, and a transaction an exception left open stays open (the next
- *     {@code beginTransaction()} fails). Identity checks every input before it writes, so a refused
- *     command changes nothing on any platform; SeTlsApplet.process aborts a transaction an
- *     exception left open, as a card's runtime does when process() returns. Tests on jcardsim
- *     cannot show atomicity.</li>
+ *     {@code beginTransaction()} fails). Updates that span APDUs therefore never rely on rollback:
+ *     they write the identity's shadow bank, which nothing reads, and commit by writing one byte
+ *     field (Identity.banks), atomic on every platform (JCRE 7.7), jcardsim included. Identity
+ *     checks every input before it writes, so a refused command changes nothing on any platform;
+ *     SeTlsApplet.process aborts a transaction an exception left open, as a card's runtime does
+ *     when process() returns. Tests on jcardsim show a reset between parts, not a rollback.</li>
  * <li><b>API_LEVEL</b>: jcardsim's {@code javacard.*} classes carry Java Card 3.1 members (for
  *     instance {@code Signature.verifyPreComputedHash}) that JCOP 3 (3.0.4) and JCOP 4 (3.0.5) do
  *     not have. The applet compiles against jcardsim's classes, so javac does not catch such a call

@@ -7,7 +7,9 @@ import javacard.framework.ISOException;
 import javacard.framework.JCSystem;
 import javacard.security.CryptoException;
 import javacard.security.RandomData;
+import javacard.security.Signature;
 import javacardx.apdu.ExtendedLength;
+import javacardx.crypto.Cipher;
 
 /**
  * SE-TLS: a TLS server that lives in the secure element. process() routes INS codes to the
@@ -17,7 +19,8 @@ import javacardx.apdu.ExtendedLength;
  */
 public final class SeTlsApplet extends Applet implements ExtendedLength, Constants {
     /** TAG_CAPABILITIES of the SELECT response. */
-    private static final byte CAPABILITIES = CAP_EXTENDED_LENGTH | CAP_COMMAND_CHAINING | CAP_GET_RESPONSE;
+    private static final byte CAPABILITIES = CAP_EXTENDED_LENGTH | CAP_COMMAND_CHAINING | CAP_GET_RESPONSE
+            | CAP_OPERATOR | CAP_STAGED_KEYS | CAP_PSK_STORE;
 
     private final Transients ram;
     private final OpCounters counters;
@@ -26,6 +29,8 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     private final EapTls eap;
     private final Personalisation personalisation;
     private final RecordCommands records;
+    private final OperatorSession operator;
+    private final Persistent persistent;
     /** TAG_CAPABILITIES: CAPABILITIES and the signature hashes TlsServer found at install. */
     private final byte capabilities;
 
@@ -35,22 +40,31 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
      */
     private SeTlsApplet() {
         ram = new Transients();
-        Persistent persistent = new Persistent();
+        RandomData random = RandomData.getInstance(RandomData.ALG_SECURE_RANDOM);
+        Cipher cbc = Cipher.getInstance(Cipher.ALG_AES_BLOCK_128_CBC_NOPAD, false);
+        persistent = new Persistent(new PskStore(cbc, random, ram.bytes, Transients.OPERATOR_WORK));
         counters = new OpCounters(ram);
         out = new ResponseStream(ram);
         input = new CommandInput(ram);
-        RandomData random = RandomData.getInstance(RandomData.ALG_SECURE_RANDOM);
         HmacSha256 hmac = new HmacSha256(ram);
         RecordCipher cipher = new RecordCipher(new AesGcm(ram), new AesCcm(ram), hmac, random, counters, ram);
         TlsPrf prf = new TlsPrf(hmac, ram);
         prf.setCounters(counters);
         EcKeyGenerator keys = new EcKeyGenerator(random);
-        TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, ram);
+        TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, persistent, ram);
         IdentityDirectory directory = new IdentityDirectory(persistent, new EchoHandler(), tls);
         eap = new EapTls(persistent.io, directory, ram);
-        personalisation = new Personalisation(persistent, keys, counters, out);
+        // One ECDSA object: it verifies the operator's signatures and signs certification requests.
+        Signature ecdsa = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
+        operator = new OperatorSession(persistent, hmac, random, keys, ecdsa, cbc, counters, ram);
+        personalisation = new Personalisation(persistent, keys, counters, out, operator, input, ecdsa);
         records = new RecordCommands(tls, eap, input, out, persistent.io);
         capabilities = (byte) (CAPABILITIES | tls.signatureCapabilities());
+    }
+
+    /** The persistent state, for the in-process JUnit tests (package-private: no APDU reaches it). */
+    Persistent persistent() {
+        return persistent;
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
@@ -66,6 +80,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     public boolean select() {
         eap.reset();
         out.abandon();
+        operator.end();
         return true;
     }
 
@@ -151,6 +166,27 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
             case INS_GET_COUNTERS:
                 counters.send(apdu);
                 break;
+            case INS_INITIALIZE:
+                personalisation.initialize(apdu);
+                break;
+            case INS_CHANGE_PIN:
+                personalisation.changePin(apdu);
+                break;
+            case INS_UNBLOCK_PIN:
+                personalisation.unblockPin(apdu);
+                break;
+            case INS_SIGN_CSR:
+                personalisation.signCsr(apdu);
+                break;
+            case INS_WIPE:
+                personalisation.wipe(apdu);
+                break;
+            case INS_OPERATOR_CHALLENGE:
+                operator.challenge(apdu);
+                break;
+            case INS_OPERATOR_AUTHENTICATE:
+                operator.authenticate(apdu);
+                break;
             default:
                 ISOException.throwIt(Sw.INS_NOT_SUPPORTED);
         }
@@ -158,7 +194,8 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
 
     /** The commands that accept ISO 7816-4 command chaining. */
     private static boolean takesLongData(byte ins) {
-        return ins == INS_PROCESS_EAP || ins == INS_UNPROTECT_RECORD || ins == INS_PROTECT_RECORD;
+        return ins == INS_PROCESS_EAP || ins == INS_UNPROTECT_RECORD || ins == INS_PROTECT_RECORD
+                || ins == INS_SIGN_CSR;
     }
 
     /** SELECT: version, capabilities (the ECDSA hashes included), message capacity, default EAP packet size, identity slots. */

@@ -31,4 +31,10 @@ public interface Sw {
     short CRYPTO_FAILURE = (short) 0x6F02;
     /** An unexpected runtime exception (a bug): the session was reset. */
     short INTERNAL_ERROR = (short) 0x6F03;
+    /** An operator command without an open operator session (OPERATOR CHALLENGE + AUTHENTICATE). */
+    short OPERATOR_REQUIRED = (short) 0x6F04;
+    /** The card is in its transport state: INITIALIZE first. */
+    short NOT_INITIALISED = (short) 0x6F05;
+    /** INITIALIZE on a card that was initialised already. */
+    short ALREADY_INITIALISED = (short) 0x6F06;
 }

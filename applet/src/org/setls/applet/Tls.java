@@ -57,11 +57,14 @@ interface Tls {
     short TLS_EMPTY_RENEGOTIATION_INFO_SCSV = 0x00FF;
 
     // Extensions.
+    short EXT_SERVER_NAME = 0;                // RFC 6066 3
     short EXT_SUPPORTED_GROUPS = 10;          // RFC 8422 5.1.1
     short EXT_EC_POINT_FORMATS = 11;          // RFC 8422 5.1.2
     short EXT_SIGNATURE_ALGORITHMS = 13;      // RFC 5246 7.4.1.4.1
     short EXT_EXTENDED_MASTER_SECRET = 23;    // RFC 7627
     short EXT_RENEGOTIATION_INFO = (short) 0xFF01; // RFC 5746
+    /** server_name's NameType host_name (RFC 6066 3). */
+    byte SERVER_NAME_HOST = 0;
 
     short GROUP_SECP256R1 = 23;
     byte POINT_FORMAT_UNCOMPRESSED = 0;

@@ -116,10 +116,12 @@ final class TlsServer implements MessageHandler {
     private final TlsAlert alert;
     private final ClientHelloParser hello;
     private final OpCounters counters;
+    private final Persistent persistent;
 
     /** Allocated once, at install; the state is the arena's. */
     TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters,
-              Transients ram) {
+              Persistent persistent, Transients ram) {
+        this.persistent = persistent;
         this.keys = keys;
         curve = new PointCheck(ram);
         this.prf = prf;
@@ -138,7 +140,7 @@ final class TlsServer implements MessageHandler {
         signer384 = optionalSignature(Signature.ALG_ECDSA_SHA_384);
         signer512 = optionalSignature(Signature.ALG_ECDSA_SHA_512);
         alert = new TlsAlert();
-        hello = new ClientHelloParser(ram, alert, signer384 != null, signer512 != null);
+        hello = new ClientHelloParser(ram, alert, persistent, signer384 != null, signer512 != null);
     }
 
     /**
@@ -351,9 +353,11 @@ final class TlsServer implements MessageHandler {
 
     /**
      * Once the whole ClientHello parsed (so a malformed one is a decode_error whatever else it
-     * lacks): the version, the suite in the identity's order, the group, the signature scheme.
+     * lacks): the identity (server_name), the version, the suite in the identity's order, the
+     * group, the signature scheme.
      */
     private void negotiate() {
+        selectByServerName();
         short version = hello.version();
         // client_version: TLS 1.2 or a later version (we answer 1.2).
         if ((short) (version >> 8) != Tls.VERSION_MAJOR || (short) (version & 0xFF) < Tls.VERSION_MINOR_TLS12) {
@@ -395,6 +399,23 @@ final class TlsServer implements MessageHandler {
             flags |= F_POINT_FORMATS;
         }
         st[ST_FLAGS] = flags;
+    }
+
+    /**
+     * server_name (RFC 6066 section 3): the first host_name selects the first identity that lists
+     * it in its SNI names, if that identity is personalised and unlocked; otherwise the identity
+     * the conversation named (the default) answers, with its own suites and chain.
+     */
+    private void selectByServerName() {
+        for (byte slot = 0; slot < Constants.MAX_IDENTITIES; slot++) {
+            if (hello.serverNameMatches(slot)) {
+                Identity id = persistent.slot(slot);
+                if (id.isPersonalised() && id.isUnlocked()) {
+                    bind(id);
+                    return;
+                }
+            }
+        }
     }
 
     // ---- flight 2 -------------------------------------------------------------------------

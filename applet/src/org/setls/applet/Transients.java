@@ -14,7 +14,7 @@ import javacard.framework.Util;
  * <ul>
  * <li><b>Session state</b> lives across APDUs (an EAP conversation, a TLS handshake between its
  *     flights or inside a flight the host hands over in parts, the record keys after it, a chained
- *     command, a pending response): each use has
+ *     command, a pending response, the operator's session keys and counter): each use has
  *     its own region, shared with nothing. Several TLS sessions per card will each get a copy of
  *     these regions.</li>
  * <li><b>Scratch</b> lives within the processing of one APDU and is dead when the APDU's answer
@@ -25,6 +25,9 @@ import javacard.framework.Util;
  *     <li>{@link #OVERLAY} holds either the key derivation's HMAC and PRF state or the record's
  *         AEAD state. The PRF finishes before a record is protected or unprotected, the AEAD suites
  *         use no HMAC for records, and the CBC suite (HMAC records) uses no AEAD state.</li>
+ *     <li>{@link #HANDSHAKE_KEYS} holds the ClientKeyExchange's secrets (or flight 1's key
+ *         generation scratch) or an operator command's work
+ *         ({@link #OPERATOR_WORK}): an APDU is either a PROCESS EAP PACKET or an operator command.</li>
  *     <li>{@link #SHORT_SCRATCH} holds either the curve check of the client's ECDH point or the
  *         GHASH table: the point is checked in flight 3 before any record key exists.</li>
  *     </ul>
@@ -66,6 +69,9 @@ final class Transients {
      */
     static final short TLS_FINISHED = (short) (HELLO_FIELD + HELLO_FIELD_SIZE);
     static final short TLS_FINISHED_SIZE = TlsServer.FINISHED_SIZE;              // 40
+    /** OperatorSession: the challenge's nonce and the session's MAC key. */
+    static final short OPERATOR_SECRETS = (short) (TLS_FINISHED + TLS_FINISHED_SIZE);
+    static final short OPERATOR_SECRETS_SIZE = OperatorSession.SECRETS_SIZE;    // 48
     // Scratch.
     /**
      * TlsServer, the ClientKeyExchange: master secret, session hash, key block (premaster secret
@@ -73,8 +79,13 @@ final class Transients {
      * generation's scratch. All of it is wiped before the answer leaves: the Finished need only
      * TLS_FINISHED.
      */
-    static final short HANDSHAKE_KEYS = (short) (TLS_FINISHED + TLS_FINISHED_SIZE);
+    static final short HANDSHAKE_KEYS = (short) (OPERATOR_SECRETS + OPERATOR_SECRETS_SIZE);
     static final short HANDSHAKE_KEYS_SIZE = TlsServer.KEYS_SIZE;                // 176
+    //   operator commands, at the same offset (they never run inside a handshake's APDU); the
+    //   larger use sets the size (TransientsTest: OPERATOR_WORK_SIZE <= HANDSHAKE_KEYS_SIZE)
+    /** OperatorSession: a point, a decrypted secret, Z, HKDF's PRK, a MAC being checked. */
+    static final short OPERATOR_WORK = HANDSHAKE_KEYS;
+    static final short OPERATOR_WORK_SIZE = OperatorSession.WORK_SIZE;          // 160
     /** RecordCipher: the AAD or MAC header, the nonce, the MAC of a received record. */
     static final short RECORD_SCRATCH = (short) (HANDSHAKE_KEYS + HANDSHAKE_KEYS_SIZE);
     static final short RECORD_SCRATCH_SIZE = RecordCipher.SCRATCH_SIZE;          // 60
@@ -96,7 +107,7 @@ final class Transients {
     static final short CCM_STATE_SIZE = AesCcm.STATE_SIZE;                       // 64
     /** The larger overlay (HMAC_PAD + PRF_A = GCM_STATE + CCM_STATE = 128 bytes). */
     static final short OVERLAY_SIZE = (short) (HMAC_PAD_SIZE + PRF_A_SIZE);
-    static final short BYTES_SIZE = (short) (OVERLAY + OVERLAY_SIZE);           // 592
+    static final short BYTES_SIZE = (short) (OVERLAY + OVERLAY_SIZE);           // 640
 
     // ---- shorts: CLEAR_ON_DESELECT -----------------------------------------------------------
     // Session state.
@@ -120,10 +131,13 @@ final class Transients {
     static final short RECORD_KIND_SIZE = RecordCipher.KIND_SIZE;                // 1
     /** ClientHelloParser: the step, what is left of each open structure, what the hello said. */
     static final short HELLO_STATE = (short) (RECORD_KIND + RECORD_KIND_SIZE);
-    static final short HELLO_STATE_SIZE = ClientHelloParser.STATE_SIZE;          // 11
+    static final short HELLO_STATE_SIZE = ClientHelloParser.STATE_SIZE;          // 15
+    /** OperatorSession: phase, MAC counter, the shadow-area upload in progress (what, slot, length). */
+    static final short OPERATOR_STATE = (short) (HELLO_STATE + HELLO_STATE_SIZE);
+    static final short OPERATOR_STATE_SIZE = OperatorSession.STATE_SIZE;         // 5
     // Scratch.
     /** The curve check (CURVE) or GHASH (GHASH, GCM_LENGTHS, CCM_PARAMS): never at once. */
-    static final short SHORT_SCRATCH = (short) (HELLO_STATE + HELLO_STATE_SIZE);
+    static final short SHORT_SCRATCH = (short) (OPERATOR_STATE + OPERATOR_STATE_SIZE);
     //   flight 3: the client's ECDH point against the curve equation
     /** PointCheck: the accumulator and three 256-bit numbers in byte limbs. */
     static final short CURVE = SHORT_SCRATCH;
@@ -140,7 +154,7 @@ final class Transients {
     static final short CCM_PARAMS_SIZE = AesCcm.PARAMS_SIZE;                     // 4
     /** The larger overlay: the curve check's 162 shorts (GHASH's three regions: 143). */
     static final short SHORT_SCRATCH_SIZE = CURVE_SIZE;
-    static final short SHORTS_SIZE = (short) (SHORT_SCRATCH + SHORT_SCRATCH_SIZE); // 195
+    static final short SHORTS_SIZE = (short) (SHORT_SCRATCH + SHORT_SCRATCH_SIZE); // 204
 
     // ---- refs: CLEAR_ON_DESELECT (session state) ----------------------------------------------
     /** EapTls: the MessageHandler of the conversation. */

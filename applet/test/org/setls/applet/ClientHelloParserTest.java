@@ -8,25 +8,62 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.licel.jcardsim.base.Simulator;
 import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.Random;
+import javacard.security.RandomData;
+import javacardx.crypto.Cipher;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
  * The streaming ClientHello parser: any split of the bytes gives the same result, a hello of any
  * legal size parses (24-bit lengths included), and every malformation is the alert RFC 5246 names
- * for it, before anything is negotiated.
+ * for it, before anything is negotiated; server_name's host_name is matched against the
+ * identities' SNI names byte by byte, however it is split.
  */
 class ClientHelloParserTest {
     private static Transients ram;
+    private static Persistent persistent;
     private static ClientHelloParser parser;
 
     @BeforeAll
     static void card() {
         new Simulator();
         ram = new Transients();
-        parser = new ClientHelloParser(ram, new TlsAlert(), true, false); // SHA-384 yes, SHA-512 no
+        persistent = persistent(ram);
+        parser = new ClientHelloParser(ram, new TlsAlert(), persistent, true, false); // SHA-384 yes, SHA-512 no
+    }
+
+    /** The card's persistent state, as install() builds it: the identities whose SNI names are matched. */
+    static Persistent persistent(Transients ram) {
+        RandomData random = RandomData.getInstance(RandomData.ALG_SECURE_RANDOM);
+        Cipher cbc = Cipher.getInstance(Cipher.ALG_AES_BLOCK_128_CBC_NOPAD, false);
+        return new Persistent(new PskStore(cbc, random, ram.bytes, Transients.OPERATOR_WORK));
+    }
+
+    /** An SNI list as PUT DATA SNI takes it: length || name, repeated. */
+    static byte[] sniList(String... names) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        for (String name : names) {
+            byte[] b = name.getBytes(StandardCharsets.US_ASCII);
+            out.write(b.length);
+            out.writeBytes(b);
+        }
+        return out.toByteArray();
+    }
+
+    /** server_name (RFC 6066 3) with these (name_type, name) entries. */
+    static byte[] serverName(Object... typesAndNames) {
+        ByteArrayOutputStream list = new ByteArrayOutputStream();
+        for (int i = 0; i < typesAndNames.length; i += 2) {
+            byte[] name = ((String) typesAndNames[i + 1]).getBytes(StandardCharsets.US_ASCII);
+            list.write((Integer) typesAndNames[i]);
+            list.writeBytes(u16(name.length));
+            list.writeBytes(name);
+        }
+        byte[] body = list.toByteArray();
+        return extension(0, cat(u16(body.length), body));
     }
 
     // ---- building hellos ----------------------------------------------------------------------
@@ -214,6 +251,61 @@ class ClientHelloParserTest {
         feed(renegotiating, 1);
         assertTrue((parser.facts() & ClientHelloParser.F_RENEGOTIATION_NOT_EMPTY) != 0);
         assertFalse((parser.facts() & ClientHelloParser.F_SIGNATURES) != 0);
+    }
+
+    private static void setSni(int slot, byte[] list) {
+        persistent.slot((byte) slot).setSni(list, (short) 0, (short) list.length);
+    }
+
+    @Test
+    void theHostNameIsMatchedAgainstEachIdentitysSniNamesHoweverItIsSplit() {
+        setSni(0, sniList("a.example", "device.example.org"));
+        setSni(1, sniList("device.example.net", "device.example.com", "x"));
+        try {
+            // The first host_name counts (case ignored); other name types and later ones do not.
+            byte[] toSlot1 = hello(SUITES, usualExtensions(serverName(7, "device.example.org",
+                    0, "Device.Example.COM", 0, "a.example")));
+            byte[] toSlot0 = hello(SUITES, cat(serverName(0, "device.example.org"), usualExtensions()));
+            byte[] toNone = hello(SUITES, usualExtensions(serverName(0, "device.example.co")));
+            byte[] longer = hello(SUITES, usualExtensions(serverName(0, "device.example.comm")));
+            for (int[] sizes : new int[][] {{4096}, {1}, {2}, {3}, {5, 1, 7}}) {
+                assertEquals(toSlot1.length, feed(toSlot1, sizes));
+                assertTrue(parser.done());
+                assertFalse(parser.serverNameMatches((byte) 0));
+                assertTrue(parser.serverNameMatches((byte) 1), "in pieces of " + Arrays.toString(sizes));
+                assertTrue((parser.facts() & ClientHelloParser.F_SERVER_NAME) != 0);
+                feed(toSlot0, sizes);
+                assertTrue(parser.serverNameMatches((byte) 0));
+                assertFalse(parser.serverNameMatches((byte) 1));
+                for (byte[] other : new byte[][] {toNone, longer, hello(SUITES, usualExtensions())}) {
+                    assertEquals(other.length, feed(other, sizes));
+                    assertTrue(parser.done());
+                    assertFalse(parser.serverNameMatches((byte) 0));
+                    assertFalse(parser.serverNameMatches((byte) 1));
+                }
+            }
+        } finally {
+            setSni(0, new byte[0]);
+            setSni(1, new byte[0]);
+        }
+    }
+
+    @Test
+    void aMalformedServerNameIsADecodeError() {
+        byte[][] malformed = {
+            hello(SUITES, cat(extension(0, new byte[0]))),                          // no list at all
+            hello(SUITES, cat(extension(0, new byte[] {0, 0}))),                    // empty list
+            hello(SUITES, cat(extension(0, new byte[] {0, 5, 0, 0, 1, 'a'}))),      // list overruns
+            hello(SUITES, cat(extension(0, new byte[] {0, 4, 0, 0, 2, 'a'}))),      // name overruns the list
+            hello(SUITES, cat(extension(0, new byte[] {0, 3, 0, 0, 0}))),           // empty host_name
+            hello(SUITES, cat(extension(0, new byte[] {0, 4, 0, 0, 1, 'a', 9}))),   // bytes after the list
+        };
+        for (byte[] message : malformed) {
+            assertEquals(Tls.ALERT_DECODE_ERROR, alertOf(message, message.length), Arrays.toString(message));
+            assertEquals(Tls.ALERT_DECODE_ERROR, alertOf(message, 1), "split into bytes");
+        }
+        byte[] twice = hello(SUITES, cat(serverName(0, "a"), serverName(0, "b")));
+        assertEquals(Tls.ALERT_ILLEGAL_PARAMETER, alertOf(twice, 1));
     }
 
     @Test

@@ -96,10 +96,15 @@ class TransientsTest {
     static final Region GHASH = shorts("GHASH", Transients.GHASH, Transients.GHASH_SIZE, false);
     static final Region GCM_LENGTHS = shorts("GCM_LENGTHS", Transients.GCM_LENGTHS, Transients.GCM_LENGTHS_SIZE, false);
     static final Region CCM_PARAMS = shorts("CCM_PARAMS", Transients.CCM_PARAMS, Transients.CCM_PARAMS_SIZE, false);
+    static final Region OPERATOR_SECRETS = bytes("OPERATOR_SECRETS", Transients.OPERATOR_SECRETS,
+            Transients.OPERATOR_SECRETS_SIZE, true);
+    static final Region OPERATOR_WORK = bytes("OPERATOR_WORK", Transients.OPERATOR_WORK, Transients.OPERATOR_WORK_SIZE, false);
+    static final Region OPERATOR_STATE = shorts("OPERATOR_STATE", Transients.OPERATOR_STATE,
+            Transients.OPERATOR_STATE_SIZE, true);
     static final List<Region> ALL = List.of(EAP_NAME, TLS_RANDOMS, RECORD_KEYS, RECORD_SEQ, HELLO_FIELD,
-            TLS_FINISHED, HANDSHAKE_KEYS, RECORD_SCRATCH, HMAC_PAD, PRF_A, GCM_STATE, CCM_STATE, EAP_STATE,
-            INPUT_STATE, RESPONSE_STATE, TLS_STATE, RECORD_KIND, HELLO_STATE, CURVE, GHASH, GCM_LENGTHS,
-            CCM_PARAMS);
+            TLS_FINISHED, OPERATOR_SECRETS, HANDSHAKE_KEYS, OPERATOR_WORK, RECORD_SCRATCH, HMAC_PAD, PRF_A,
+            GCM_STATE, CCM_STATE, EAP_STATE, INPUT_STATE, RESPONSE_STATE, TLS_STATE, RECORD_KIND, HELLO_STATE,
+            OPERATOR_STATE, CURVE, GHASH, GCM_LENGTHS, CCM_PARAMS);
 
     // ---- running a phase against the map ------------------------------------------------------
 
@@ -181,9 +186,13 @@ class TransientsTest {
 
     @Test
     void theClientHelloParserUsesOnlyItsRegionsAcrossApdus() {
-        ClientHelloParser parser = new ClientHelloParser(ram, new TlsAlert(), true, true);
+        Persistent persistent = ClientHelloParserTest.persistent(ram);
+        byte[] names = ClientHelloParserTest.sniList("device.example.com");
+        persistent.slot((byte) 1).setSni(names, s(0), s(names.length));
+        ClientHelloParser parser = new ClientHelloParser(ram, new TlsAlert(), persistent, true, true);
         byte[] message = ClientHelloParserTest.hello(ClientHelloParserTest.SUITES,
-                ClientHelloParserTest.usualExtensions(new byte[] {0, 21, 1, 40}, new byte[296]));
+                ClientHelloParserTest.usualExtensions(ClientHelloParserTest.serverName(0, "device.example.com"),
+                        new byte[] {0, 21, 1, 40}, new byte[296]));
         Region[] live = {HELLO_STATE, HELLO_FIELD, TLS_RANDOMS};
         prepare(live);
         parser.reset();
@@ -197,6 +206,7 @@ class TransientsTest {
         }
         assertTrue(parser.done());
         assertEquals(1 | 8, parser.suites());
+        assertTrue(parser.serverNameMatches((byte) 1), "the host_name matched, 7 bytes at a time");
         assertArrayEquals(ClientHelloParserTest.RANDOM, Arrays.copyOfRange(ram.bytes, Transients.TLS_RANDOMS,
                 Transients.TLS_RANDOMS + 32));
     }
@@ -323,6 +333,7 @@ class TransientsTest {
         assertTrue(Transients.GCM_STATE_SIZE + Transients.CCM_STATE_SIZE <= Transients.OVERLAY_SIZE);
         assertTrue(Transients.GHASH_SIZE + Transients.GCM_LENGTHS_SIZE + Transients.CCM_PARAMS_SIZE
                 <= Transients.SHORT_SCRATCH_SIZE);
+        assertTrue(Transients.OPERATOR_WORK_SIZE <= Transients.HANDSHAKE_KEYS_SIZE);
     }
 
     @Test
@@ -349,6 +360,9 @@ class TransientsTest {
             {HANDSHAKE_KEYS, RECORD_SCRATCH, CCM_STATE, CCM_PARAMS},
             {HANDSHAKE_KEYS, RECORD_SCRATCH, HMAC_PAD},
             {HANDSHAKE_KEYS, CURVE},
+            // An operator command: Z, the PRK and a decrypted secret wait in OPERATOR_WORK while
+            // the HMAC (HKDF, the command's MAC) runs; the session's keys are in OPERATOR_SECRETS.
+            {OPERATOR_WORK, HMAC_PAD, OPERATOR_SECRETS},
         };
         for (Region[] set : together) {
             for (int i = 0; i < set.length; i++) {

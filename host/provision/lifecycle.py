@@ -1,0 +1,158 @@
+"""The provisioning steps, one function each, as the CLI's subcommands and the tests run them:
+initialise, generate a key, request a certificate (signed by the card), load a chain, trust CAs.
+The host checks what it can say clearly (a chain whose leaf is not the card's key, a chain out of
+order); the card checks again what matters to it (the leaf's key at commit, its own key in a CSR).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from host.card.commands import SeTlsCard
+from host.card.errors import AccessDeniedError
+from host.card.numbers import AppletStatus
+from host.card.operator import point_of, spki_sha256
+from host.demo_pki import certificate_list
+from host.provision.csr import assemble_csr, certification_request_info
+
+__all__ = ["CA_MAX", "KeyInfo", "ProvisionError", "ca_entries", "ensure_initialised", "generate_key",
+           "load_chain", "read_certificates", "request_certificate", "set_cas"]
+
+CA_MAX = 4  # Identity.CA_MAX
+
+
+class ProvisionError(Exception):
+    """A provisioning step cannot go on; the message is one sentence for a person."""
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A public key of the card: the point, its PEM, the SHA-256 of its SubjectPublicKeyInfo."""
+
+    point: bytes
+
+    @property
+    def pem(self) -> str:
+        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), self.point)
+        return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    @property
+    def spki_sha256(self) -> str:
+        return spki_sha256(self.point)
+
+
+def ensure_initialised(card: SeTlsCard, pin: str, puk: str, operator_point: bytes) -> bool:
+    """Initialises a card in its transport state; True if it did, False if it was done already."""
+    if card.card_status().initialised:
+        return False
+    card.initialize(pin, puk, operator_point)
+    return True
+
+
+def generate_key(card: SeTlsCard, slot: int, staged: bool = False) -> KeyInfo:
+    return KeyInfo(card.generate_key(slot, staged))
+
+
+def request_certificate(card: SeTlsCard, slot: int, subject: x509.Name, sans: list[x509.GeneralName],
+                        staged: bool = False) -> x509.CertificateSigningRequest:
+    """A PKCS#10 request for the identity's key (serving or staged), signed by the card."""
+    point = card.public_key(slot, staged)
+    info = certification_request_info(subject, point, sans)
+    return assemble_csr(info, card.sign_csr(slot, info, staged))
+
+
+def read_certificates(paths: list[Path]) -> list[x509.Certificate]:
+    """Every certificate of the PEM (or DER) files, in order."""
+    certs: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ProvisionError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            certs += x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [
+                x509.load_der_x509_certificate(data)]
+        except ValueError:
+            raise ProvisionError(f"{path} holds no certificate (PEM or DER)") from None
+    if not certs:
+        raise ProvisionError("no certificate given")
+    return certs
+
+
+def _point(cert: x509.Certificate) -> bytes | None:
+    key = cert.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return point_of(key)
+    return None
+
+
+def check_chain(chain: list[x509.Certificate], serving: bytes | None, staged: bytes | None) -> str:
+    """'serving' or 'staged': the card key the leaf certifies; each certificate must be issued by
+    the next one (ProvisionError, naming the first that is not)."""
+    leaf = _point(chain[0])
+    if leaf is None or leaf not in (serving, staged):
+        raise ProvisionError(f"the first certificate ({chain[0].subject.rfc4514_string()}) does not certify this "
+                             "identity's key: give the certificate issued for the card's CSR first")
+    for i, (cert, issuer) in enumerate(zip(chain, chain[1:], strict=False)):
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            raise ProvisionError(f"certificate {i + 1} ({cert.subject.rfc4514_string()}) is not issued by "
+                                 f"certificate {i + 2} ({issuer.subject.rfc4514_string()}): give the chain "
+                                 "leaf first, each certificate followed by its issuer") from None
+    return "serving" if leaf == serving else "staged"
+
+
+def _key_or_none(card: SeTlsCard, slot: int, staged: bool) -> bytes | None:
+    from host.card.errors import UnknownIdentityError
+
+    try:
+        return card.public_key(slot, staged)
+    except UnknownIdentityError:
+        return None
+
+
+def load_chain(card: SeTlsCard, slot: int, chain: list[x509.Certificate]) -> str:
+    """Checks the chain, then uploads it into the identity's shadow area and commits it: the card
+    serves it (with the staged key, if that is what it certifies) from the commit on."""
+    which = check_chain(chain, _key_or_none(card, slot, False), _key_or_none(card, slot, True))
+    data = certificate_list(chain)
+    if len(data) > 3072:
+        raise ProvisionError(f"the chain is {len(data)} bytes; the card holds 3072: leave the root out")
+    card.put_chain(slot, data)
+    return which
+
+
+def ca_entries(certs: list[x509.Certificate]) -> bytes:
+    """The card's CA entries: SHA-256 of the subject Name (DER) || the CA's P-256 point."""
+    if len(certs) > CA_MAX:
+        raise ProvisionError(f"{len(certs)} CAs given; the card holds {CA_MAX} per identity")
+    out = b""
+    for cert in certs:
+        point = _point(cert)
+        if point is None:
+            raise ProvisionError(f"{cert.subject.rfc4514_string()} has no P-256 key: the card checks P-256 "
+                                 "client certificates only")
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise ProvisionError(f"{cert.subject.rfc4514_string()} is not a CA certificate (basicConstraints)")
+        out += hashlib.sha256(cert.subject.public_bytes()).digest() + point
+    return out
+
+
+def set_cas(card: SeTlsCard, slot: int, certs: list[x509.Certificate]) -> int:
+    card.put_cas(slot, ca_entries(certs))
+    return len(certs)
+
+
+def is_operator_refusal(exc: AccessDeniedError) -> bool:
+    return exc.sw == AppletStatus.OPERATOR_REQUIRED
