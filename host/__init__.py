@@ -13,6 +13,7 @@ Layers, bottom up; a module imports only from its own package and those below it
   host.se_tls       the paper's API: TlsTandem, ServerTLS, GenericServer, CardSlot
   host.apps         device model, HTTPS (h11), CoAP over TLS, echo, the one pump loop
   host.provision    `python -m host.provision`: personalising a card (with host.demo_pki)
+  host.logs         logging for daemons: a rate limit that counts and summarises repeated lines
   host.server       `python -m host.server`: the servers on simulated cards or readers
   host.bench        `python -m host.bench`: measurement, cost model, plots, report
 """
