@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from host.card.errors import MessageTooLargeError, TransportError
-from host.iso7816.channel import ChannelError
+from host.iso7816.channel import ChannelError, CommandTooLongError, IncompleteResponseError
 from host.tls.alerts import LocalAlert, RemoteAlert, TlsAlert
 from host.tls.handshake import alert_in, suite_of_server_flight
 from host.tls.numbers import AlertDescription, suite_name
@@ -326,6 +326,12 @@ class GenericServer:
         return ended
 
 
+def card_lost(error: Exception) -> bool:
+    """The card's channel is gone (the reader, the card or the simulator failed), not merely one
+    exchange: a command too long for it, or one response cut short, leave the card in the pool."""
+    return isinstance(error, ChannelError) and not isinstance(error, (CommandTooLongError, IncompleteResponseError))
+
+
 def handshake_alert(error: Exception) -> AlertDescription | None:
     """The alert the host sends when a handshake fails with `error` (None: none is due, because
     the client left or alerted, the card already answered one, or the client is gone silent)."""
@@ -552,7 +558,7 @@ class ServerTLS:
                  info.peer, info.card, info.suite_name, info.record_mode, info.handshake_seconds, info.apdus,
                  info.bytes_to_card, info.bytes_from_card)
         ended = await self.server.serve(layer, info)   # in card mode the card stays busy until the end
-        if isinstance(ended, ChannelError):
+        if ended is not None and card_lost(ended):
             lease.lose(ended)
 
     def _handshake_failed(self, lease: CardLease, writer: asyncio.StreamWriter, peer: str, exc: Exception) -> None:
@@ -563,7 +569,8 @@ class ServerTLS:
         sent = f": alert {alert.name.lower()} sent" if alert is not None else ""
         if isinstance(exc, ChannelError):
             log.warning("%s %s: the card failed during the handshake: %s%s", self.name, peer, exc, sent)
-            lease.lose(exc)
+            if card_lost(exc):
+                lease.lose(exc)
         elif isinstance(exc, TimeoutError):
             log.warning("%s %s: handshake timed out after %.0f s", self.name, peer, self.tandem.timeouts.handshake)
         elif isinstance(exc, (HandshakeFailed, TlsAlert, RecordError, TransportError, ConnectionError)):

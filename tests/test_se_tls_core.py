@@ -10,7 +10,7 @@ import pytest
 from tls12_client import HANDSHAKE, client_hello, record
 
 from host.card.errors import CardFailureError, MessageTooLargeError
-from host.iso7816.channel import ChannelError
+from host.iso7816.channel import ChannelError, CommandTooLongError, IncompleteResponseError
 from host.se_tls import (
     Admission,
     CardSlot,
@@ -19,6 +19,7 @@ from host.se_tls import (
     NoCardError,
     TlsTandem,
     abandon,
+    card_lost,
     handshake_alert,
 )
 from host.tls.alerts import LocalAlert, RemoteAlert
@@ -119,3 +120,10 @@ def test_a_lost_card_leaves_the_pool_and_when_all_are_lost_waiters_hear_it_at_on
         assert tandem.free.empty()
 
     asyncio.run(scenario())
+
+
+def test_only_a_channel_that_is_gone_counts_as_a_lost_card() -> None:
+    assert card_lost(ChannelError("the virtual card closed the connection"))
+    assert not card_lost(CommandTooLongError("300 data bytes need command chaining or extended length"))
+    assert not card_lost(IncompleteResponseError("GET RESPONSE asked for 256 bytes and got 10"))
+    assert not card_lost(CardFailureError("PROCESS EAP: card answered 6F03", 0x6F03))
