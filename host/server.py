@@ -2,6 +2,9 @@
 
     python -m host.server --sim --tls-echo 8444
     python -m host.server --reader "Virtual PCD 00 00" --pin 1234 --https 8443 --coaps-tcp 5684
+    python -m host.server --sim 2 --sim-speed "NXP JCOP4 J3R180" --https 8443   # at a real card's pace
+
+Settings the cards would refuse later are refused at start, in one sentence that names the fix.
 """
 from __future__ import annotations
 
@@ -15,11 +18,18 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
 from host.apps.echo import echo_application
-from host.card.commands import CardOpenError, open_cards
+from host.card.commands import CardOpenError, SeTlsCard, open_cards
+from host.card.cost_model import MissingCost
+from host.card.numbers import Policy
+from host.card.sim_speed import paced_simulator
+from host.iso7816.channel import Channel
+from host.logs import RateLimit
+from host.logs import setup as setup_logging
 from host.provision import DEMO_IDENTITY, DEMO_PIN, IdentitySpec, personalise_simulated
-from host.se_tls import Application, CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem
+from host.se_tls import Admission, Application, CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem
 
 log = logging.getLogger("host.server")
 PIN_ENV = "SETLS_PIN"
@@ -80,6 +90,19 @@ def listen_error(exc: OSError) -> str:
     return reason
 
 
+def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a number above zero."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} is not above zero")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m host.server",
                                      description="TLS servers whose handshake runs in a Java Card secure element.")
@@ -92,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_argument("--identity", default=DEMO_IDENTITY, help="identity name in the card")
     cards.add_argument("--export-keys", action="store_true",
                        help="simulated cards: personalise with a policy that allows tandem mode")
+    cards.add_argument("--sim-speed", metavar="ROW",
+                       help="simulated cards answer at the modeled speed of this card row of "
+                            "bench/card-op-costs.csv (e.g. \"NXP JCOP4 J3R180\")")
     servers = parser.add_argument_group("servers")
     servers.add_argument("--bind", action="extend", type=bind_addresses, metavar="ADDR[,ADDR...]",
                          help="addresses to listen on, repeatable or comma-separated (default: 127.0.0.1 and ::1; "
@@ -102,9 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     servers.add_argument("--record-layer", choices=("card", "host"), default="card",
                          help="who protects records after the handshake (host = tandem mode)")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--handshake-timeout", type=float, default=15.0, metavar="S")
-    limits.add_argument("--idle-timeout", type=float, default=30.0, metavar="S")
-    limits.add_argument("--backlog", type=int, default=16, help="connections waiting for a card")
+    limits.add_argument("--hello-timeout", type=positive(float), default=5.0, metavar="S",
+                        help="time a connection has to send its ClientHello; no card is taken before it")
+    limits.add_argument("--per-address", type=positive(int), default=32, metavar="N",
+                        help="connections per client address still sending their ClientHello (past it the "
+                             "oldest is closed)")
+    limits.add_argument("--handshake-timeout", type=positive(float), default=15.0, metavar="S",
+                        help="time a handshake may hold a card")
+    limits.add_argument("--idle-timeout", type=positive(float), default=30.0, metavar="S",
+                        help="time a session may stay silent, or leave what is sent unread")
+    limits.add_argument("--backlog", type=positive(int), default=16,
+                        help="connections with a ClientHello waiting for a card")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -121,16 +155,49 @@ def resolve_pin(args: argparse.Namespace) -> str:
     raise CardOpenError(f"no PIN: give --pin, set {PIN_ENV}, or run in a terminal")
 
 
-async def serve(args: argparse.Namespace, slots: list[CardSlot], subject: str) -> None:
-    timeouts = Timeouts(handshake=args.handshake_timeout, idle=args.idle_timeout)
+def check_identity(card: SeTlsCard, args: argparse.Namespace) -> None:
+    """Refuses, in one sentence, a setting this card would refuse once clients come (the identity
+    is unlocked already: key, chain and PIN are checked)."""
+    status = card.status(card.slot or 0)
+    if args.record_layer == "host" and not status.policy & Policy.EXPORT_KEYS:
+        fix = "add --export-keys" if args.sim else "allow it with python -m host.provision policy --export-keys yes"
+        raise CardOpenError(f"--record-layer host needs the session keys, and the policy of identity "
+                            f"{args.identity!r} on card {card.name} does not allow their export: {fix}, "
+                            f"or use --record-layer card")
+    if not status.pin_verified:
+        raise CardOpenError(f"the PIN of identity {args.identity!r} on card {card.name} is not verified")
+
+
+def simulator_layer(args: argparse.Namespace) -> Callable[[Channel], Channel] | None:
+    if not args.sim_speed:
+        return None
+    if not args.sim:
+        raise CardOpenError("--sim-speed paces simulated cards: give --sim as well")
+    try:
+        return paced_simulator(args.sim_speed)
+    except MissingCost as exc:
+        raise CardOpenError(f"--sim-speed: {exc}") from None
+
+
+async def flush_logs(limit: RateLimit) -> None:
+    """The rate limit's summaries, also when the flood has stopped."""
+    while True:
+        await asyncio.sleep(limit.interval)
+        limit.flush()
+
+
+async def serve(args: argparse.Namespace, slots: list[CardSlot], subject: str,
+                limit: RateLimit | None = None) -> None:
+    timeouts = Timeouts(handshake=args.handshake_timeout, idle=args.idle_timeout, hello=args.hello_timeout)
     tandem = TlsTandem(slots, identity=args.identity, record_mode=args.record_layer, timeouts=timeouts,
                        identity_subject=subject)
+    admission: Admission[asyncio.StreamWriter] = Admission(per_address=args.per_address)
     listeners = []
     apps = application_servers(args, tandem)
     if not apps:
         raise CardOpenError("no server to run: give --tls-echo, --https or --coaps-tcp")
     for name, port, app in apps:
-        server = ServerTLS(tandem, GenericServer(app), backlog=args.backlog, name=name)
+        server = ServerTLS(tandem, GenericServer(app), backlog=args.backlog, name=name, admission=admission)
         for address in listen_addresses(args.bind):   # one at a time, to name the one that fails
             try:
                 listener = await server.start(address, port)
@@ -143,6 +210,8 @@ async def serve(args: argparse.Namespace, slots: list[CardSlot], subject: str) -
             for sock in listener.sockets:
                 log.info("%s listening on %s (record layer in the %s)", name, endpoint(*sock.getsockname()[:2]),
                          args.record_layer)
+    if limit is not None:
+        flushing = asyncio.ensure_future(flush_logs(limit))
     print("ready", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -151,6 +220,9 @@ async def serve(args: argparse.Namespace, slots: list[CardSlot], subject: str) -
     await stop.wait()
     for listener in listeners:
         listener.close()
+    if limit is not None:
+        flushing.cancel()
+        limit.flush(force=True)
 
 
 def application_servers(args: argparse.Namespace, tandem: TlsTandem) -> list[tuple[str, int, Application]]:
@@ -168,24 +240,24 @@ def application_servers(args: argparse.Namespace, tandem: TlsTandem) -> list[tup
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit = setup_logging(args.verbose)
     if not args.sim and not args.reader:
         print("error: say which cards: --sim [N] or --reader NAME", file=sys.stderr)
         return 2
     try:
         pin = resolve_pin(args)
-        with open_cards(sim=args.sim, readers=args.reader) as cards:
+        with open_cards(sim=args.sim, readers=args.reader, sim_layer=simulator_layer(args)) as cards:
             if args.sim:
                 personalise_simulated(cards, IdentitySpec(args.identity, pin, export_keys=args.export_keys))
             slots = []
             for i, card in enumerate(cards):
                 card.unlock(args.identity, pin)
+                check_identity(card, args)
                 slots.append(CardSlot(f"{i}:{card.name}", card))
             subject = cards[0].certificate_subject(cards[0].slot or 0)
             log.info("identity %r: %s, PIN verified on %d card(s)", args.identity, subject, len(cards))
             try:
-                asyncio.run(serve(args, slots, subject))
+                asyncio.run(serve(args, slots, subject, limit))
             finally:
                 for slot in slots:
                     slot.shutdown()

@@ -61,12 +61,17 @@ def test_client_that_disconnects_mid_handshake_frees_the_card(one_card: ServerPr
 
 def test_backlog_overflow_closes_the_extra_connection_at_once(one_card: ServerProcess) -> None:
     port = one_card.ports["tls-echo"]
-    holders = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]  # 1 on the card, 2 queued
-    time.sleep(0.2)  # let the server accept them (no readiness signal exists for a queued socket)
-    extra = socket.create_connection(("127.0.0.1", port))
-    extra.settimeout(10)
+    # Only a connection whose ClientHello is complete waits for a card (a silent one never does).
+    holders = [RawTlsClient("127.0.0.1", port) for _ in range(3)]  # 1 on the card, 2 queued
+    for holder in holders:
+        holder.handshake(stop_after_hello=True)
+        if holder is holders[0]:
+            holder.read_handshake_messages(until=14)  # the card answered it: it holds the card
+    time.sleep(0.2)  # let the server read the others (no readiness signal exists for a queued connection)
+    extra = RawTlsClient("127.0.0.1", port, timeout=10)
+    extra.handshake(stop_after_hello=True)
     try:
-        assert extra.recv(1) == b""  # closed by the server, not left hanging
+        assert extra.sock is not None and extra.sock.recv(1) == b""  # closed by the server, not left hanging
         wait_for_log(one_card, "backlog full")
     finally:
         extra.close()

@@ -78,7 +78,9 @@ def parse_plug_state(body: bytes) -> bool:
         document = json.loads(body)
     except UnicodeDecodeError:
         raise BadPayload("the body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
+    except RecursionError:   # "[[[[..." deeper than the parser's stack
+        raise BadPayload("the body's JSON is nested too deeply") from None
+    except ValueError as exc:   # JSONDecodeError, and numbers over Python's 4300-digit limit
         raise BadPayload(f"the body is not JSON: {exc}") from None
     if not isinstance(document, dict) or set(document) != {"on"} or not isinstance(document["on"], bool):
         raise BadPayload('expected {"on": true} or {"on": false}')

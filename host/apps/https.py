@@ -7,7 +7,8 @@ Three layers, the first two sans-IO:
 - `HttpServerConnection`: bytes from the client in, bytes to send out. It drives an
   `h11.Connection`: keep-alive and pipelining, `Connection: close`, HEAD, `Expect: 100-continue`,
   413 past `MAX_BODY`, and an error response (400, or 431 for huge headers), not a dropped
-  connection, when the request is malformed.
+  connection, when the request is malformed; a 500 (and the end of the connection) when the app
+  raises.
 - `https_application(tandem)`: pumps records between a `RecordLayer` and the connection.
 """
 from __future__ import annotations
@@ -200,9 +201,22 @@ class HttpServerConnection:
                 self._too_large()
         elif isinstance(event, h11.EndOfMessage):
             assert self._request is not None
-            self._answer(self.app.respond(self._request, bytes(self._body)))
+            self._respond(self._request, bytes(self._body))
         elif isinstance(event, h11.ConnectionClosed):
             self.closed = True
+
+    def _respond(self, request: h11.Request, body: bytes) -> None:
+        """The app's response; whatever it raises is a 500 that ends the connection, one log line
+        (the traceback at DEBUG)."""
+        try:
+            response = self.app.respond(request, body)
+        except Exception as exc:
+            log.error("HTTP %s %s failed: %s: %s", request.method.decode("ascii", "replace"),
+                      request_path(request.target), type(exc).__name__, exc)
+            log.debug("the HTTP application's traceback", exc_info=True)
+            self._answer(error_response(500, "internal error"), close=True)
+            return
+        self._answer(response)
 
     def _maybe_continue(self) -> None:
         """Expect: 100-continue: the body is welcome (its size was checked with the headers)."""

@@ -1,0 +1,83 @@
+"""Logging for daemons on small devices: a log that cannot flood the storage.
+
+`RateLimit` is a `logging.Filter` for the handler: records at INFO and above that share a message
+template (the logger, level and format string, whatever the arguments: "backlog full ... %s" for
+every client) pass `burst` times per `interval`; the rest of that interval is counted, and one
+summary line says how many were left out. `flush()` writes the summaries of the intervals that
+have ended (the server calls it every interval, so a flood that stopped is still summarised).
+DEBUG records (asked for with -v) always pass.
+
+`setup(verbose)` installs it on the root handler; `python -m host.server` uses it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+INTERVAL = 10.0      # seconds
+BURST = 10           # lines per template and interval before counting starts
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SUMMARY_LOGGER = "host.logs"
+_SUMMARY = "summary"  # the attribute that marks a summary record (never limited)
+
+
+@dataclass
+class _Window:
+    start: float
+    passed: int = 0
+    suppressed: int = 0
+    example: str = ""
+
+
+class RateLimit(logging.Filter):
+    """At most `burst` lines per message template and `interval`; the rest counted and summarised."""
+
+    def __init__(self, interval: float = INTERVAL, burst: int = BURST, level: int = logging.INFO,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval, self.burst, self.level, self.clock = interval, burst, level, clock
+        self._windows: dict[tuple[str, int, str], _Window] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.level or getattr(record, _SUMMARY, False):
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        window = self._windows.get(key)
+        if window is None or now - window.start >= self.interval:
+            if window is not None:
+                self._summarise(key, window)
+            window = self._windows[key] = _Window(now)
+        if window.passed < self.burst:
+            window.passed += 1
+            return True
+        window.suppressed += 1
+        if not window.example:
+            window.example = record.getMessage()
+        return False
+
+    def flush(self, force: bool = False) -> None:
+        """Summarises, and forgets, every window whose interval has ended (every one: `force`)."""
+        now = self.clock()
+        for key, window in list(self._windows.items()):
+            if force or now - window.start >= self.interval:
+                del self._windows[key]
+                self._summarise(key, window)
+
+    def _summarise(self, key: tuple[str, int, str], window: _Window) -> None:
+        if window.suppressed:
+            name, level, _ = key
+            logging.getLogger(SUMMARY_LOGGER).log(
+                level, "%d more like this in the last %.0f s (%s): %s", window.suppressed, self.interval, name,
+                window.example, extra={_SUMMARY: True})
+
+
+def setup(verbose: bool = False, interval: float = INTERVAL, burst: int = BURST) -> RateLimit:
+    """The root handler on stderr, with the rate limit; returns the limit (to flush it)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=FORMAT)
+    limit = RateLimit(interval, burst)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(limit)
+    return limit
