@@ -4,8 +4,8 @@ the demo CA's certificate and `openssl verify`, load-chain, a server that presen
 then a staged renewal while that server keeps serving: the client is served by the old key after
 every step, by the new one after load-chain.
 
-The vpcd port is $SETLS_LIFECYCLE_VPCD_PORT (default 35965, reader "Virtual PCD 00 02"), apart from
-the ports the rest of the suite uses; the test is skipped when pcscd has no reader for it.
+The vpcd port is $SETLS_LIFECYCLE_VPCD_PORT (default 35963, reader "Virtual PCD 00 00", free while
+this test runs: pytest runs one test at a time); the test is skipped when pcscd has no reader for it.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from host.iso7816.channel import ChannelError
 from host.iso7816.simulator import attach_to_pcscd, card_present, vpcd_reader_name
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.pcscd]
-PORT = int(os.environ.get("SETLS_LIFECYCLE_VPCD_PORT", "35965"))
+PORT = int(os.environ.get("SETLS_LIFECYCLE_VPCD_PORT", "35963"))
 PIN, PUK = "7531", "97531975"
 
 

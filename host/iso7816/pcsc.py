@@ -59,13 +59,17 @@ class PcscChannel(Channel):
 
     def __init__(self, reader: str | int = 0, *, extended: bool | None = None) -> None:
         from smartcard.Exceptions import NoCardException
+        from smartcard.scard import SCARD_LEAVE_CARD
         from smartcard.System import readers
 
         self._reader = find_reader(reader)
         try:
             target = next(r for r in readers() if str(r) == self._reader)
             self._connection = target.createConnection()
-            self._connection.connect()
+            # Leave the card powered when this connection ends: pyscard's default (unpower it)
+            # would reset the card under every other process that shares it (the server while
+            # `python -m host.provision` renews its certificate), losing their PIN and sessions.
+            self._connection.connect(disposition=SCARD_LEAVE_CARD)
         except NoCardException:
             raise NoCardError(f"no card in reader {self._reader!r}") from None
         except pcsc_errors() as e:
