@@ -235,3 +235,8 @@ def test_quick_benchmark_writes_complete_json_a_summary_and_plots(applet_classes
     summary = (tmp_path / "summary.md").read_text()
     assert "J3R180" in summary and "not available" in summary
     assert "Not measured" not in summary, summary
+    fragmenting = {r["metric"]: r["value"] for r in records if r["kind"] == "fragmenting"}
+    # A client sending 1-byte records sends several KB more; the card gets the same bytes (issue 9).
+    assert fragmenting["client_bytes.records_of_1"] > fragmenting["client_bytes.whole_records"] + 1000
+    assert fragmenting["bytes_to_card.handshake.records_of_1"] == fragmenting["bytes_to_card.handshake.whole_records"]
+    assert "fragments its handshake" in summary

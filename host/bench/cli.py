@@ -27,7 +27,7 @@ from host.bench.modeled import card_costs, model_results, model_runs, target_res
 from host.bench.plots import write_plots
 from host.bench.report import Report, summary
 from host.bench.results import MeasurementError, Results, Settings, write_json
-from host.bench.runs import sim_benchmark, sim_results
+from host.bench.runs import fragmenting_results, sim_benchmark, sim_results
 from host.bench.software import serve_software
 from host.bench.throughput import host_benchmark, ratio_results
 from host.card import cost_model
@@ -74,8 +74,9 @@ def run(settings: Settings) -> Report:
     results = Results()
     costs = card_costs(settings.costs)
     with logging_redirect_tqdm():
-        runs = sim_benchmark(settings)
+        runs, fragmenting = sim_benchmark(settings)
         sim_results(runs, results)
+        fragmenting_results(fragmenting, results)
         modeled = model_runs(runs, costs, settings)
         model_results(modeled, results)
         target_results(modeled, results)

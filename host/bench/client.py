@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from host.tls.handshake import alert_in, suite_of_server_flight
 from host.tls.numbers import CipherSuite, ContentType, suite_name
-from host.tls.records import FlightAssembler, FlightPhase, RecordReader, split_records
+from host.tls.records import FlightAssembler, FlightPhase, Record, RecordReader, split_records
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,8 @@ class HandshakeTrace:
     client_hello: int = 0
     server_flight: int = 0
     client_key_exchange: int = 0
+    client_record_bytes: int = 0  # what the client sent in its flights, record headers included
+    card_message_bytes: int = 0   # what the host passed on to the card after reassembly
 
     @property
     def session_hash_bytes(self) -> int:
@@ -135,10 +137,26 @@ def handshake_bytes(records: bytes, before_ccs: bool = True) -> int:
     return total
 
 
-def client_flights(client: MemoryTlsClient, records: RecordReader,
-                   flights: FlightAssembler) -> Iterator[tuple[FlightPhase, bytes]]:
-    """The client's complete flights, with the phase each one answers."""
-    records.feed(client.take_output())
+def fragment_handshake(data: bytes, size: int, after_ccs: list[bool]) -> bytes:
+    """The client's plaintext handshake records cut into records of `size` bytes, as RFC 5246
+    6.2.1 allows a client to; records after its ChangeCipherSpec (protected) pass unchanged.
+    `after_ccs` carries that state from one call to the next."""
+    out = bytearray()
+    for record in split_records(data):
+        if after_ccs[0] or record.content_type != ContentType.HANDSHAKE:
+            after_ccs[0] = after_ccs[0] or record.content_type == ContentType.CHANGE_CIPHER_SPEC
+            out += record.encode()
+            continue
+        for at in range(0, len(record.fragment), size):
+            out += Record(record.content_type, record.version, record.fragment[at:at + size]).encode()
+    return bytes(out)
+
+
+def client_flights(client: MemoryTlsClient, records: RecordReader, flights: FlightAssembler,
+                   cut: Callable[[bytes], bytes] = lambda data: data) -> Iterator[tuple[FlightPhase, bytes]]:
+    """The client's complete flights, with the phase each one answers; `cut` re-frames the
+    client's bytes first (a fragmenting client)."""
+    records.feed(cut(client.take_output()))
     while (record := records.next_record()) is not None:
         phase = flights.phase
         flight = flights.add(record)
@@ -146,20 +164,28 @@ def client_flights(client: MemoryTlsClient, records: RecordReader,
             yield phase, flight
 
 
-def drive_handshake(card: Card, client: MemoryTlsClient, stats: Phases, identity: str) -> HandshakeTrace:
+def drive_handshake(card: Card, client: MemoryTlsClient, stats: Phases, identity: str,
+                    record_size: int | None = None) -> HandshakeTrace:
     """One full handshake: EAP-TLS start, flight 1 and flight 3 through the card, APDUs
-    attributed to the phases "flight1" and "flight3"."""
+    attributed to the phases "flight1" and "flight3". With `record_size` the client cuts its
+    plaintext handshake messages into records of that many bytes."""
     trace = HandshakeTrace()
     with stats.phase(PHASE_FLIGHT1):
         card.begin_conversation(identity)
     records, flights = RecordReader(), FlightAssembler()
+    after_ccs = [False]
+    cut: Callable[[bytes], bytes] = (lambda data: data) if record_size is None else (
+        lambda data: fragment_handshake(data, record_size, after_ccs))
     while not client.handshake_step():
         sent = False
-        for phase, flight in client_flights(client, records, flights):
+        for phase, flight in client_flights(client, records, flights, cut):
             sent = True
-            client.feed(exchange(card, stats, phase, flight, trace))
+            answer = exchange(card, stats, phase, flight, trace)
+            flights.answered(answer)
+            client.feed(answer)
         if not sent:
             raise HandshakeError(f"the client waits for the server but has no flight to send ({flights.phase})")
+    trace.client_record_bytes, trace.card_message_bytes = flights.received, flights.forwarded
     return trace
 
 

@@ -290,10 +290,25 @@ def cuts_section(report: Report) -> list[str]:
     return lines + [""]
 
 
+def fragmenting_lines(results: Results) -> list[str]:
+    """Issue 9: the host reassembles a fragmenting client's handshake messages for the card."""
+    def value(metric: str) -> float | None:
+        return results.value(kind="fragmenting", metric=metric)
+
+    cut, whole = value("bytes_to_card.handshake.records_of_1"), value("bytes_to_card.handshake.whole_records")
+    if cut is None or whole is None:
+        return []
+    return [(f"- **A client that fragments its handshake** (every plaintext handshake message in 1-byte records, "
+             f"GCM, extended APDUs) sends {fmt(value('client_bytes.records_of_1'))} B where a normal client sends "
+             f"{fmt(value('client_bytes.whole_records'))} B; the host reassembles the messages, so the card receives "
+             f"{fmt(cut)} B of APDUs for the handshake against {fmt(whole)} B for the normal client.")]
+
+
 def notes_section(report: Report) -> list[str]:
     lines = ["## Notes", ""]
     lines.append("- jcardsim wall times are simulator times on this machine (client included), not card times; "
                  "the modeled times are counts x published per-operation costs (docs/benchmark.md).")
+    lines += fragmenting_lines(report.results)
     refused = report.results.find(kind="scaling-failures")
     if refused:
         lines.append(f"- Handshakes the servers refused during the throughput runs (not in the rates): "

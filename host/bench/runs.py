@@ -135,8 +135,37 @@ def personalise_identity(card: SeTlsCard, ca: DemoCa) -> None:
     card.unlock(IDENTITY, PIN)
 
 
-def sim_benchmark(settings: Settings) -> list[SimRun]:
-    """Every suite in every APDU format, settings.runs handshakes each, on one simulated card."""
+FRAGMENT_RECORD_SIZE = 1  # the client's plaintext handshake records, in bytes each
+
+
+@dataclass
+class FragmentingClient:
+    """One GCM handshake (extended APDUs) by a client that sends its handshake messages in
+    FRAGMENT_RECORD_SIZE-byte records, beside one that does not: what each sent, and what the
+    host passed on to the card (it reassembles the messages, issue 9)."""
+
+    client_bytes: int
+    card_message_bytes: int
+    bytes_to_card: int  # APDU bytes of the handshake phases, headers included
+    plain_client_bytes: int
+    plain_bytes_to_card: int
+
+
+def fragmenting_handshake(card: SeTlsCard, cafile: str) -> FragmentingClient:
+    card.session.stats.reset()
+    plain = drive_handshake(card, MemoryTlsClient(client_context(cafile, GCM)), card.session.stats, IDENTITY)
+    plain_to_card = sum(card.session.stats.phases[p].bytes_sent for p in HANDSHAKE_PHASES)
+    card.session.stats.reset()
+    cut = drive_handshake(card, MemoryTlsClient(client_context(cafile, GCM)), card.session.stats, IDENTITY,
+                          record_size=FRAGMENT_RECORD_SIZE)
+    to_card = sum(card.session.stats.phases[p].bytes_sent for p in HANDSHAKE_PHASES)
+    return FragmentingClient(cut.client_record_bytes, cut.card_message_bytes, to_card,
+                             plain.client_record_bytes, plain_to_card)
+
+
+def sim_benchmark(settings: Settings) -> tuple[list[SimRun], FragmentingClient]:
+    """Every suite in every APDU format, settings.runs handshakes each, on one simulated card;
+    then the fragmenting client (GCM, extended APDUs)."""
     runs: list[SimRun] = []
     total = len(SUITES) * len(APDU_FORMATS) * settings.runs
     with tempfile.TemporaryDirectory(prefix="setls-bench-ca-") as tmp, open_cards(sim=1) as cards:
@@ -153,7 +182,21 @@ def sim_benchmark(settings: Settings) -> list[SimRun]:
                         run.samples.append(one_handshake(card, cafile, run))
                         bar.update()
                     runs.append(run)
-    return runs
+        card = SeTlsCard(CardSession(cards[0].session.channel, extended=None), "sim0-extended")
+        prepare_card(card, GCM)
+        fragmenting = fragmenting_handshake(card, cafile)
+    return runs, fragmenting
+
+
+def fragmenting_results(fragmenting: FragmentingClient, results: Results) -> None:
+    def add(metric: str, value: float) -> None:
+        results.add("fragmenting", GCM.openssl_name, "extended", SIM, metric, value, "bytes", 1)
+
+    add(f"client_bytes.records_of_{FRAGMENT_RECORD_SIZE}", fragmenting.client_bytes)
+    add(f"card_message_bytes.records_of_{FRAGMENT_RECORD_SIZE}", fragmenting.card_message_bytes)
+    add(f"bytes_to_card.handshake.records_of_{FRAGMENT_RECORD_SIZE}", fragmenting.bytes_to_card)
+    add("client_bytes.whole_records", fragmenting.plain_client_bytes)
+    add("bytes_to_card.handshake.whole_records", fragmenting.plain_bytes_to_card)
 
 
 def sim_results(runs: Sequence[SimRun], results: Results) -> None:
