@@ -5,7 +5,8 @@ PY      := .venv/bin/python
 ANT     := ant -q -e
 READER  ?=
 # The card suite: what `make test-reader` runs once more through a PC/SC reader (README: Testing).
-CARD_SUITE := tests/test_card_tls.py tests/test_tls_e2e.py tests/test_servers_e2e.py tests/test_server_faults.py
+CARD_SUITE := tests/test_card_tls.py tests/test_tls_e2e.py tests/test_tls_conformance.py tests/test_servers_e2e.py \
+              tests/test_server_faults.py
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 .PHONY: setup classes applet pin-ant-javacard subset-check lint test test-java test-python test-reader demo install-card bench clean
