@@ -67,6 +67,10 @@ class CardFailureError(CardRefusedError):
     """The card failed: a crypto failure or an internal error (6F02, 6F03)."""
 
 
+class CardBusyError(CardRefusedError):
+    """Every handshake slot of the card is taken (6F04): one must finish or be closed first."""
+
+
 class ConversationFailedError(TransportError):
     """The card ended the EAP conversation with EAP-Failure."""
 
@@ -82,6 +86,7 @@ _REFUSALS: dict[int, type[CardRefusedError]] = {
     StatusWord.CONDITIONS_NOT_SATISFIED: AccessDeniedError,
     AppletStatus.CRYPTO_FAILURE: CardFailureError,
     AppletStatus.INTERNAL_ERROR: CardFailureError,
+    AppletStatus.NO_HANDSHAKE_SLOT: CardBusyError,
 }
 
 

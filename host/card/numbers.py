@@ -54,6 +54,7 @@ class Ins(enum.IntEnum):
     UNPROTECT_RECORD = 0x84
     PROTECT_RECORD = 0x86
     EXPORT_KEYS = 0x88
+    CLOSE_SESSION = 0x8A
     GET_RESPONSE = INS_GET_RESPONSE
     GET_DATA = 0xCA
     PUT_DATA = 0xDA
@@ -73,6 +74,8 @@ class SelectTag(enum.IntEnum):
     MESSAGE_CAPACITY = 0x82
     DEFAULT_PACKET = 0x83
     IDENTITY_SLOTS = 0x84
+    SESSION_SLOTS = 0x85     # sessions the card holds at once: handles 0 to n - 1
+    HANDSHAKE_SLOTS = 0x86   # handshakes in progress at once
 
 
 class Capability(enum.IntFlag):
@@ -110,7 +113,8 @@ class AppletStatus(enum.IntEnum):
 
     EAP_UNEXPECTED = 0x6F01  # EAP packet refused: wrong code, type or identifier for the state
     CRYPTO_FAILURE = 0x6F02  # a CryptoException from the platform (reason not leaked)
-    INTERNAL_ERROR = 0x6F03  # an unexpected exception in the applet: the conversation was reset
+    INTERNAL_ERROR = 0x6F03  # an unexpected exception in the applet: the session it named was ended
+    NO_HANDSHAKE_SLOT = 0x6F04  # every handshake slot is taken by a handshake in progress
 
     @property
     def description(self) -> str:
@@ -121,6 +125,7 @@ _APPLET_STATUS_DESCRIPTIONS = {
     AppletStatus.EAP_UNEXPECTED: "EAP packet unexpected in this state: code, type or identifier",
     AppletStatus.CRYPTO_FAILURE: "crypto failure in the card",
     AppletStatus.INTERNAL_ERROR: "internal error in the card",
+    AppletStatus.NO_HANDSHAKE_SLOT: "every handshake slot of the card is taken",
 }
 
 
@@ -137,6 +142,7 @@ class Counter(enum.IntEnum):
     RANDOM_BYTES = 7
     HMAC = 8
     APDUS = 9
+    EEPROM_BYTES = 10  # bytes written to persistent memory (EEPROM / flash)
 
     @property
     def key(self) -> str:

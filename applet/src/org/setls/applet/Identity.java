@@ -155,7 +155,10 @@ final class Identity {
     /**
      * VERIFY: checks the PIN at buf[off] ({@code len} bytes), or with {@code len} 0 tells whether
      * it is verified. Returns if verified; otherwise throws 63Cx (x tries left), 6983 (blocked)
-     * or 6985 (no PIN set). OwnerPIN counts the tries atomically.
+     * or 6985 (no PIN set). Every failed check, whatever its length, costs a try and clears the
+     * verified state (OwnerPIN counts the tries atomically): a candidate longer than PIN_MAX is
+     * checked as an empty one, which never matches (a PIN has PIN_MIN bytes at least), so that
+     * its first PIN_MAX bytes are never compared.
      */
     void verifyPin(byte[] buf, short off, short len) {
         if (!pinSet) {
@@ -170,7 +173,7 @@ final class Identity {
             }
             return;
         }
-        if (len > PIN_MAX || !pin.check(buf, off, (byte) len)) {
+        if (!pin.check(buf, off, len > PIN_MAX ? (byte) 0 : (byte) len)) {
             byte left = pin.getTriesRemaining();
             ISOException.throwIt(left == 0 ? Sw.PIN_BLOCKED : (short) (Sw.PIN_TRIES_LEFT_00 | left));
         }

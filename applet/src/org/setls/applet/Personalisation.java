@@ -36,9 +36,12 @@ final class Personalisation {
         return id;
     }
 
-    /** VERIFY: data = the PIN; no data asks for the PIN's state. */
+    /** VERIFY: P1 = 00, data = the PIN; no data asks for the PIN's state. */
     void verify(APDU apdu) {
         byte[] buf = apdu.getBuffer();
+        if (buf[ISO7816.OFFSET_P1] != 0) {
+            ISOException.throwIt(Sw.INCORRECT_P1P2);
+        }
         Identity id = slot(buf);
         short len = apdu.setIncomingAndReceive();
         id.verifyPin(buf, apdu.getOffsetCdata(), len);

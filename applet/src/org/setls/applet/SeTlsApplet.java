@@ -26,6 +26,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     private final EapTls eap;
     private final Personalisation personalisation;
     private final RecordCommands records;
+    private final Sessions sessions;
     /** TAG_CAPABILITIES: CAPABILITIES and the signature hashes TlsServer found at install. */
     private final byte capabilities;
 
@@ -35,6 +36,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
      */
     private SeTlsApplet() {
         ram = new Transients();
+        sessions = new Sessions(ram);
         Persistent persistent = new Persistent();
         counters = new OpCounters(ram);
         out = new ResponseStream(ram);
@@ -45,11 +47,11 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         TlsPrf prf = new TlsPrf(hmac, ram);
         prf.setCounters(counters);
         EcKeyGenerator keys = new EcKeyGenerator(random);
-        TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, ram);
+        TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, sessions, ram);
         IdentityDirectory directory = new IdentityDirectory(persistent, new EchoHandler(), tls);
-        eap = new EapTls(persistent.io, directory, ram);
+        eap = new EapTls(persistent.io, directory, sessions, ram);
         personalisation = new Personalisation(persistent, keys, counters, out);
-        records = new RecordCommands(tls, eap, input, out, persistent.io);
+        records = new RecordCommands(tls, eap, sessions, input, out, persistent.io);
         capabilities = (byte) (CAPABILITIES | tls.signatureCapabilities());
     }
 
@@ -64,7 +66,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     }
 
     public boolean select() {
-        eap.reset();
+        sessions.resetAll();
+        eap.abandonPacket();
+        input.abandonUnless((byte) 0);
         out.abandon();
         return true;
     }
@@ -88,10 +92,17 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         }
     }
 
-    /** After an unexpected exception: no half-done update, no conversation, no leftover secret. */
+    /**
+     * After an unexpected exception: no half-done update, no leftover secret, and the session the
+     * command named, if it named one, ended; the other sessions go on.
+     */
     private void failed() {
         abortOpenTransaction();
-        eap.reset();
+        eap.abandonPacket();
+        out.abandon();
+        if (sessions.addressed()) {
+            eap.endSession();
+        }
         ram.clearScratch();
     }
 
@@ -108,6 +119,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     private void route(APDU apdu) {
         byte[] buf = apdu.getBuffer();
         counters.count(OpCounters.APDUS, (short) 1);
+        sessions.beginCommand();
         byte ins = buf[ISO7816.OFFSET_INS];
         byte cla = (byte) (buf[ISO7816.OFFSET_CLA] & ~CLA_CHAINING);
         if (cla != CLA_ISO && cla != CLA_OPEN_EAP) {
@@ -119,6 +131,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         if (ins != INS_GET_RESPONSE) {
             out.abandon();
             input.abandonUnless(ins);
+        }
+        if (ins != INS_PROCESS_EAP) {
+            eap.abandonPacket(); // an EAP packet's chained APDUs come in a row
         }
         switch (ins) {
             case INS_PROCESS_EAP:
@@ -135,6 +150,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
                 break;
             case INS_EXPORT_KEYS:
                 records.exportKeys(apdu);
+                break;
+            case INS_CLOSE_SESSION:
+                records.close(apdu);
                 break;
             case INS_VERIFY:
                 personalisation.verify(apdu);
@@ -170,6 +188,8 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         n = Tlv.putShort(buf, n, TAG_MESSAGE_CAPACITY, Persistent.MESSAGE_CAPACITY);
         n = Tlv.putShort(buf, n, TAG_DEFAULT_PACKET, EapTls.DEFAULT_PACKET_SIZE);
         n = Tlv.putByte(buf, n, TAG_IDENTITY_SLOTS, MAX_IDENTITIES);
+        n = Tlv.putByte(buf, n, TAG_SESSION_SLOTS, (byte) Sessions.SESSIONS);
+        n = Tlv.putByte(buf, n, TAG_HANDSHAKE_SLOTS, (byte) Sessions.HANDSHAKES);
         apdu.setOutgoingAndSend((short) 0, n);
     }
 }
