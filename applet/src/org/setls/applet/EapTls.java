@@ -85,10 +85,12 @@ final class EapTls {
     private final Object[] refs;
     private final IdentityDirectory directory;
     private final Sessions sessions;
+    private final OpCounters counters;
 
     /** Allocated once, at install; the state is the arena's. */
-    EapTls(byte[] io, IdentityDirectory directory, Sessions sessions, Transients ram) {
+    EapTls(byte[] io, IdentityDirectory directory, Sessions sessions, OpCounters counters, Transients ram) {
         this.io = io;
+        this.counters = counters;
         this.sessions = sessions;
         this.msgCap = (short) (io.length - MSG_OFF);
         this.directory = directory;
@@ -269,6 +271,7 @@ final class EapTls {
                 abortPacket(Sw.FILE_FULL);
             }
             Util.arrayCopyNonAtomic(buf, off, io, (short) (MSG_OFF + at), len);
+            counters.count(OpCounters.EEPROM_BYTES, len);
             st[ST_IN_GOT] = (short) (at + len);
         }
         st[PK_LEFT] -= len;
@@ -306,6 +309,7 @@ final class EapTls {
                 ISOException.throwIt(Sw.WRONG_LENGTH); // fragments do not add up to L
             }
             st[ST_OUT_LEN] = current().onMessage(io, MSG_OFF, len, msgCap);
+            counters.count(OpCounters.EEPROM_BYTES, st[ST_OUT_LEN]); // the answer, written in place
             st[ST_OUT_SENT] = 0;
             sendFragment(apdu, out);
         } else if (st[ST_STATE] == S_SENDING) {
@@ -353,6 +357,7 @@ final class EapTls {
             Util.setShort(io, (short) (start + 6), (short) 0);
             Util.setShort(io, (short) (start + 8), total);
         }
+        counters.count(OpCounters.EEPROM_BYTES, header);
         st[ST_OUT_SENT] = (short) (sent + left);
         st[ST_STATE] = (flags & FLAG_MORE_FRAGMENTS) != 0 ? S_SENDING : S_SENT;
         out.send(apdu, io, start, (short) (header + left));

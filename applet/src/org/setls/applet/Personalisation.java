@@ -90,6 +90,7 @@ final class Personalisation {
             default:
                 ISOException.throwIt(Sw.INCORRECT_P1P2);
         }
+        counters.count(OpCounters.EEPROM_BYTES, len);
     }
 
     /** GET DATA: P1 = what (Constants.DATA_*). */

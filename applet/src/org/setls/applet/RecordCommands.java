@@ -17,14 +17,16 @@ final class RecordCommands {
     private final TlsServer tls;
     private final EapTls eap;
     private final Sessions sessions;
+    private final OpCounters counters;
     private final CommandInput input;
     private final ResponseStream out;
     private final byte[] io;
 
     /** Allocated once, at install. */
     RecordCommands(TlsServer tls, EapTls eap, Sessions sessions, CommandInput input, ResponseStream out,
-                   byte[] io) {
+                   byte[] io, OpCounters counters) {
         this.sessions = sessions;
+        this.counters = counters;
         this.tls = tls;
         this.eap = eap;
         this.input = input;
@@ -48,6 +50,7 @@ final class RecordCommands {
         if (len < 0) {
             return; // a link of a chain: 9000, send the next
         }
+        counters.count(OpCounters.EEPROM_BYTES, len);
         byte type = io[EapTls.MSG_OFF];
         short plain = tls.unprotectRecord(io, EapTls.MSG_OFF, len);
         if (plain < 0) {
@@ -57,12 +60,14 @@ final class RecordCommands {
             byte description = (byte) -plain;
             short n = tls.closeWithAlert(io, EapTls.MSG_OFF, description);
             eap.endSession();
+            counters.count(OpCounters.EEPROM_BYTES, (short) (n + 2));
             io[(short) (EapTls.MSG_OFF - 2)] = Constants.REJECTED;
             io[(short) (EapTls.MSG_OFF - 1)] = description;
             out.send(apdu, io, (short) (EapTls.MSG_OFF - 2), (short) (n + 2));
             return;
         }
         short start = (short) (EapTls.MSG_OFF + tls.prefixLength() - 1);
+        counters.count(OpCounters.EEPROM_BYTES, (short) (plain + 1)); // decrypted in place
         io[start] = type;
         out.send(apdu, io, start, (short) (plain + 1));
     }
@@ -85,6 +90,7 @@ final class RecordCommands {
         boolean closing = type == Tls.CONTENT_ALERT && len == 2
                 && (io[p] == Tls.ALERT_FATAL || io[(short) (p + 1)] == Tls.ALERT_CLOSE_NOTIFY);
         short n = tls.protectRecord(type, io, EapTls.MSG_OFF, len);
+        counters.count(OpCounters.EEPROM_BYTES, (short) (len + n)); // the plaintext in, the record in place
         if (closing) {
             eap.endSession();
         }

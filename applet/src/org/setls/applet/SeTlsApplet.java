@@ -49,9 +49,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         EcKeyGenerator keys = new EcKeyGenerator(random);
         TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, sessions, ram);
         IdentityDirectory directory = new IdentityDirectory(persistent, new EchoHandler(), tls);
-        eap = new EapTls(persistent.io, directory, sessions, ram);
+        eap = new EapTls(persistent.io, directory, sessions, counters, ram);
         personalisation = new Personalisation(persistent, keys, counters, out);
-        records = new RecordCommands(tls, eap, sessions, input, out, persistent.io);
+        records = new RecordCommands(tls, eap, sessions, input, out, persistent.io, counters);
         capabilities = (byte) (CAPABILITIES | tls.signatureCapabilities());
     }
 

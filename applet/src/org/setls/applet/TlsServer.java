@@ -306,6 +306,7 @@ final class TlsServer implements MessageHandler {
                         alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
                     }
                     gathered = Util.arrayCopyNonAtomic(buf, body, buf, gathered, fragment);
+                    counters.count(OpCounters.EEPROM_BYTES, fragment);
                     gathered = onClientKeyExchangeBytes(buf, off, gathered);
                 } else if (phase == PHASE_EXPECT_CHANGE_CIPHER_SPEC) {
                     onChangeCipherSpec(buf, type, body, fragment);
@@ -712,6 +713,7 @@ final class TlsServer implements MessageHandler {
         short got = st[ST_FINISHED_GOT];
         short room = (short) (FINISHED_MESSAGE_SIZE - got);
         short n = plain < room ? plain : room;
+        counters.count(OpCounters.EEPROM_BYTES, plain); // decrypted in place in the I/O buffer
         Util.arrayCopyNonAtomic(buf, q, secrets, (short) (FINISHED_IN + got), n);
         got += n;
         st[ST_FINISHED_GOT] = got;
