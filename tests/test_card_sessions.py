@@ -180,7 +180,9 @@ def test_another_session_between_the_fragments_of_a_message_costs_only_that_conv
     assert raw(card, short("A0800000", "01" + IDENTITY_SERVER, "00")).sw == StatusWord.OK
     fragment = "01 02010010 0DC0 00000010 AABBCCDDEEFF"   # 16 announced, 6 sent: acknowledged
     assert raw(card, short("A0800000", fragment, "00")).sw == StatusWord.OK
-    round_trip(card, established, 0, b"in between")       # session 0 uses the I/O buffer
+    round_trip(card, established, 0, b"in between")       # records go through RAM: no harm
+    card.begin_conversation("@echo", 2)
+    assert card.exchange(b"session 2's message" * 4, 2) == b"session 2's message" * 4   # the I/O buffer
     rest = "01 02020010 0D00 00112233445566778899"
     assert raw(card, short("A0800000", rest, "00")).sw == AppletStatus.EAP_UNEXPECTED
     round_trip(card, established, 0, b"unharmed")
@@ -274,3 +276,20 @@ def test_every_failed_verify_counts_a_try_and_p1_is_checked(fresh: SeTlsCard) ->
     assert status(card) == (1, False)
     card.verify(slot, PIN)
     assert status(card) == (3, True)
+
+
+# ---- item 10: no record plaintext in EEPROM ----------------------------------------------------------
+
+def test_records_in_one_apdu_are_processed_in_ram_and_write_no_eeprom(fresh: SeTlsCard) -> None:
+    """A record one (extended) APDU carries is decrypted and encrypted in the APDU buffer: the card
+    writes no byte of EEPROM for it (GET COUNTERS eeprom_bytes), whatever its size; a handshake
+    still writes its flights to the I/O buffer (public data), and the count shows how much."""
+    card = fresh
+    assert card.session.extended, "the simulator takes extended APDUs"
+    card.counters(reset=True)
+    client = establish(card, 0)
+    handshake = card.counters(reset=True)["eeprom_bytes"]
+    assert 0 < handshake < 4000
+    for size in (1, 100, 1000, 16384):
+        round_trip(card, client, 0, bytes(range(256)) * (size // 256) + bytes(size % 256))
+        assert card.counters(reset=True)["eeprom_bytes"] == 0, size

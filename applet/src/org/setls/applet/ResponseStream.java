@@ -46,6 +46,14 @@ final class ResponseStream {
      * neither jcardsim nor a T=0 card tells an absent Le from 00 (Quirks: ABSENT_LE). An extended
      * Le of 0000 means 65536, which a short cannot hold (Quirks: LE_EXTENDED_ZERO).
      */
+    /**
+     * The APDU buffer's length as a short: jcardsim's buffer for extended commands has 32777
+     * bytes, more than a short holds (Quirks: ABSENT_LE); a card's fits.
+     */
+    static short bufferLength(byte[] buf) {
+        return buf.length > Quirks.LE_EXTENDED_ZERO ? Quirks.LE_EXTENDED_ZERO : (short) buf.length;
+    }
+
     static short outgoingLimit(APDU apdu) {
         short le = apdu.setOutgoing();
         boolean extended = apdu.getBuffer().length > Quirks.SHORT_APDU_BUFFER;
