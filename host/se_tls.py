@@ -1,12 +1,16 @@
 """The SE-TLS API of the paper (figures 10 and 11), in asyncio.
 
 - `CardSlot`: one card (a reader or a simulated card) with its own worker thread: all card I/O
-  runs there, off the event loop; the slot serves one handshake at a time (the paper's InUse).
-  A card whose channel breaks is `lost`: it leaves the pool (bringing it back is the service's job).
+  runs there, off the event loop, one APDU exchange after another. The card holds several TLS
+  sessions, each named by a handle: the paper's InUse is lifted, sessions interleave on the card,
+  which is lent per operation. A card whose channel breaks is `lost`: it leaves the pool
+  (bringing it back is the service's job).
 - `TlsTandem`: the cards (one pool, shared by every server), the PIN, the identity and the record
-  mode; `acquire()` lends a free card as a `CardLease`, `open_session()` boots a TLS session
-  through it and returns a `RecordLayer` whose writes are bounded (a client that stops reading is
-  cut off after the idle timeout).
+  mode; `acquire()` lends a session of a card as a `CardLease` (a handle, and one of the card's
+  handshake slots until the handshake ends; when every handle is taken the least recently used
+  idle session of that card is closed with close_notify to make room), `open_session()` boots a
+  TLS session through it and returns a `RecordLayer` whose writes are bounded (a client that stops
+  reading is cut off after the idle timeout).
 - `Admission`: sans-IO bookkeeping of the connections that have no card yet, with a limit per
   client address and in all; a newcomer over a limit evicts the oldest.
 - `ServerTLS`: accepts TCP connections; each is read, under its own short timeout and the
@@ -32,9 +36,9 @@ from host.card.errors import MessageTooLargeError, TransportError
 from host.iso7816.channel import ChannelError, CommandTooLongError, IncompleteResponseError
 from host.tls.alerts import LocalAlert, RemoteAlert, TlsAlert
 from host.tls.handshake import alert_in, suite_of_server_flight
-from host.tls.numbers import AlertDescription, suite_name
+from host.tls.numbers import AlertDescription, AlertLevel, ContentType, suite_name
 from host.tls.protection import HostRecordProtection, SessionKeys
-from host.tls.record_layer import CardRecordLayer, HostRecordLayer, PeerClosed, RecordLayer
+from host.tls.record_layer import CardRecordLayer, HostRecordLayer, PeerClosed, RecordLayer, RecordRejected
 from host.tls.records import FlightAssembler, FlightPhase, RecordError, RecordReader, alert_record
 
 log = logging.getLogger(__name__)
@@ -56,14 +60,20 @@ class ClientNotReading(TimeoutError):
     """The client took nothing of what was sent for the write timeout: the connection was cut."""
 
 
-class SessionCard(Protocol):
-    """What a session needs of a card (host.card.commands.SeTlsCard implements it)."""
+class SessionEvicted(PeerClosed):
+    """The session was closed to make room on its card: it may not use the card any more."""
 
-    def begin_conversation(self, identity: str) -> None: ...
-    def exchange(self, flight: bytes) -> bytes: ...
-    def unprotect(self, record: bytes) -> tuple[int, bytes]: ...
-    def protect(self, content_type: int, data: bytes) -> bytes: ...
-    def export_keys(self) -> SessionKeys: ...
+
+class SessionCard(Protocol):
+    """What a session needs of a card (host.card.commands.SeTlsCard implements it); `handle` names
+    the card's session."""
+
+    def begin_conversation(self, identity: str, handle: int | None = None) -> None: ...
+    def exchange(self, flight: bytes, handle: int | None = None) -> bytes: ...
+    def unprotect(self, record: bytes, handle: int | None = None) -> tuple[int, bytes]: ...
+    def protect(self, content_type: int, data: bytes, handle: int | None = None) -> bytes: ...
+    def export_keys(self, handle: int | None = None) -> SessionKeys: ...
+    def close_session(self, handle: int | None = None) -> None: ...
     def traffic(self) -> tuple[int, int, int]: ...
 
 
@@ -98,39 +108,134 @@ class SessionInfo:
 
 
 class CardSlot:
-    """One card and the thread that talks to it."""
+    """One card and the thread that talks to it: its APDU exchanges run one after another, whichever
+    session they serve. The card's session handles are lent here (`free_handles`); the sessions in
+    their record phase are `established`, the candidates to close when a handle is needed."""
 
     def __init__(self, name: str, card: SessionCard) -> None:
         self.name = name
         self.card = card
         self.lost = ""   # why the card was lost; "" while it serves
+        self.session_slots = int(getattr(card, "session_slots", 1))
+        self.handshake_slots = int(getattr(card, "handshake_slots", 1))
+        self.free_handles: list[int] = list(range(self.session_slots))
+        self.established: dict[int, CardLease] = {}
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"card-{name}")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def submit(self, fn: Callable[..., object], *args: Any) -> None:
+        """Queues a card operation now, without waiting for it: it runs before any queued later."""
+        try:
+            self._executor.submit(fn, *args)
+        except RuntimeError:   # the worker is shut down: the server stops
+            pass
+
+    def least_recently_used(self) -> CardLease | None:
+        """The established session that was idle longest, if any."""
+        return min(self.established.values(), key=lambda lease: lease.last_used, default=None)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class CardLease:
-    """One loan of a card to one connection: `release()` gives it back to the pool once, however
-    often it is called (the record layer, the session's end and its `finally` all call it)."""
+    """One session of a card lent to one connection: a handle of the card, and one of its
+    handshake slots until the handshake ends (`handshake_done()`: in card mode the session then
+    stays, an idle candidate for eviction, and the card serves other handshakes meanwhile).
+    `release()` gives everything back once, however often it is called (the record layer, the
+    session's end and its `finally` all call it); unless the card ended the session itself (a
+    close_notify or fatal alert it protected, a record it rejected, the keys it exported), the
+    card is told to close it, before the handle can serve anyone else."""
 
-    def __init__(self, tandem: TlsTandem, slot: CardSlot) -> None:
+    def __init__(self, tandem: TlsTandem, slot: CardSlot, handle: int) -> None:
         self.tandem = tandem
         self.slot = slot
+        self.handle = handle
         self.returned = False
+        self.handshaking = True    # holds one of the card's handshake slots
+        self.card_closed = False   # the card ended the session itself
+        self.closing = False       # the session may not use the card any more
+        self.last_used = time.monotonic()
+        self.layer: BoundedCardRecordLayer | None = None
+
+    def handshake_done(self) -> None:
+        """Card mode: the handshake slot goes back; the session stays, idle between its records."""
+        if self.handshaking:
+            self.handshaking = False
+            self.tandem._put_back(self.slot)
+        if not self.returned:
+            self.slot.established[self.handle] = self
 
     def release(self) -> None:
-        if not self.returned:
-            self.returned = True
+        if self.returned:
+            return
+        self.returned = True
+        self.closing = True
+        self.slot.established.pop(self.handle, None)
+        if not self.card_closed and not self.slot.lost and hasattr(self.slot.card, "close_session"):
+            self.slot.submit(self._close_on_card)
+        self.slot.free_handles.append(self.handle)
+        if self.handshaking:
+            self.handshaking = False
             self.tandem._put_back(self.slot)
+
+    def _close_on_card(self) -> None:
+        try:
+            self.slot.card.close_session(self.handle)
+        except Exception as exc:  # the card is gone or refused: the next conversation starts afresh anyway
+            log.debug("card %s: CLOSE SESSION %d: %s", self.slot.name, self.handle, exc)
+
+    async def evict(self) -> None:
+        """Closes this idle session to make room on its card: close_notify to the client (protected
+        by the card, which frees the handle), the connection closed, the handle released."""
+        self.closing = True
+        self.slot.established.pop(self.handle, None)
+        log.info("card %s: session %d of %s closed with close_notify to make room (least recently used)",
+                 self.slot.name, self.handle, self.layer.peer if self.layer is not None else "?")
+        if self.layer is not None:
+            await self.layer.evict()
+        self.release()
 
     def lose(self, error: Exception) -> None:
         """The card failed (its channel broke): out of the pool for good."""
         self.tandem.lose(self.slot, str(error))
         self.release()
+
+
+class SessionOnCard:
+    """One session's view of its card, what its record layer calls (in the card's worker thread):
+    every call names the session's handle, and none goes out once the session is closing."""
+
+    def __init__(self, lease: CardLease) -> None:
+        self.lease = lease
+        self.card = lease.slot.card
+
+    def _check(self) -> None:
+        if self.lease.closing:
+            raise SessionEvicted("the session was closed to make room on the card")
+        self.lease.last_used = time.monotonic()
+
+    def unprotect(self, record: bytes) -> tuple[int, bytes]:
+        self._check()
+        try:
+            return self.card.unprotect(record, self.lease.handle)
+        except RecordRejected:
+            self.lease.card_closed = True
+            raise
+
+    def protect(self, content_type: int, data: bytes) -> bytes:
+        self._check()
+        return self.protect_closing(content_type, data)
+
+    def protect_closing(self, content_type: int, data: bytes) -> bytes:
+        """PROTECT even while closing (the close_notify of an eviction)."""
+        record = self.card.protect(content_type, data, self.lease.handle)
+        if content_type == ContentType.ALERT and len(data) == 2 and (
+                data[0] == AlertLevel.FATAL or data[1] == AlertDescription.CLOSE_NOTIFY):
+            self.lease.card_closed = True
+        return record
 
 
 class _BoundedWrites(RecordLayer):
@@ -146,7 +251,25 @@ class _BoundedWrites(RecordLayer):
 
 
 class BoundedCardRecordLayer(_BoundedWrites, CardRecordLayer):
-    """Records protected by the card, writes bounded."""
+    """Records protected by the card, writes bounded; `evict()` ends the session from outside."""
+
+    peer = "?"
+
+    async def evict(self) -> None:
+        """close_notify to the client and the connection closed, without waiting for the session's
+        own task (it finds its connection closed, and the card refuses it nothing: it asks nothing)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            on_card = self._card
+            assert isinstance(on_card, SessionOnCard)
+            record = await self._run(on_card.protect_closing, ContentType.ALERT,
+                                     bytes([AlertLevel.WARNING, AlertDescription.CLOSE_NOTIFY]))
+            self._writer.write(record)
+        except Exception as exc:  # the client or the card is gone: the connection ends all the same
+            log.debug("no close_notify for an evicted session: %s", exc)
+        close_connection(self._writer)
 
 
 class BoundedHostRecordLayer(_BoundedWrites, HostRecordLayer):
@@ -165,19 +288,40 @@ class TlsTandem:
         self.record_mode = record_mode
         self.timeouts = timeouts or Timeouts()
         self.slots = slots
+        # One entry per handshake the cards can run at once: a card appears as often as it has
+        # handshake slots. A session takes one for its handshake, and a handle of that card.
         self.free: asyncio.Queue[CardSlot] = asyncio.Queue()
         for slot in slots:
-            self.free.put_nowait(slot)
+            for _ in range(slot.handshake_slots):
+                self.free.put_nowait(slot)
         self.last_session: SessionInfo | None = None
         self._all_lost = asyncio.Event()
 
     async def acquire(self, timeout: float) -> CardLease:
-        """The next free card (first come, first served across every server of the pool);
+        """A session on the next card with a free handshake slot (first come, first served across
+        every server of the pool), on a free handle of it or, when every handle is taken, on the
+        handle of its least recently used idle session, closed with close_notify to make room;
         TimeoutError after `timeout`, NoCardError at once when every card is lost."""
+        slot = await self._handshake_slot(timeout)
+        if slot.free_handles:
+            return CardLease(self, slot, slot.free_handles.pop(0))
+        victim = slot.least_recently_used()
+        if victim is not None:
+            try:
+                await victim.evict()
+            except BaseException:
+                self._put_back(slot)
+                raise
+        if not slot.free_handles:   # every session of the card is in its handshake: cannot happen
+            self._put_back(slot)
+            raise NoCardError(f"card {slot.name}: every session handle is taken")
+        return CardLease(self, slot, slot.free_handles.pop(0))
+
+    async def _handshake_slot(self, timeout: float) -> CardSlot:
         if self._all_lost.is_set():
             raise NoCardError(self._lost_reasons())
         if not self.free.empty():   # at once, without yielding to the loop
-            return CardLease(self, self.free.get_nowait())
+            return self.free.get_nowait()
         get = asyncio.ensure_future(self.free.get())
         lost = asyncio.ensure_future(self._all_lost.wait())
         try:
@@ -188,7 +332,7 @@ class TlsTandem:
         finally:
             lost.cancel()
         if get.done():
-            return CardLease(self, get.result())
+            return get.result()
         self._give_up(get)
         if self._all_lost.is_set():
             raise NoCardError(self._lost_reasons())
@@ -221,9 +365,10 @@ class TlsTandem:
 
     async def open_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                            lease: CardLease, first_flight: bytes = b"") -> tuple[RecordLayer, SessionInfo]:
-        """Boots a TLS session on the leased card for the client, whose `first_flight` bytes the
-        caller may have read already; the card is given back after the handshake in host mode,
-        at the session's end in card mode."""
+        """Boots a TLS session on the leased card session for the client, whose `first_flight` bytes
+        the caller may have read already; in host mode the card exports the keys and the session is
+        given back after the handshake, in card mode it stays the card's until the session ends
+        (other sessions use the card meanwhile: it is lent per operation)."""
         slot = lease.slot
         host, port = writer.get_extra_info("peername")[:2]
         peer = f"{host}:{port}"
@@ -232,27 +377,33 @@ class TlsTandem:
         before = await slot.run(slot.card.traffic)
         records = RecordReader()
         records.feed(first_flight)
-        await asyncio.wait_for(self._handshake(reader, writer, slot, records, info), self.timeouts.handshake)
+        await asyncio.wait_for(self._handshake(reader, writer, lease, records, info), self.timeouts.handshake)
         info.handshake_seconds = time.monotonic() - start
-        after = await slot.run(slot.card.traffic)
+        after = await slot.run(slot.card.traffic)   # the card's, other sessions' APDUs meanwhile included
         info.apdus, info.bytes_to_card, info.bytes_from_card = (a - b for a, b in zip(after, before))
         if self.record_mode == "host":
-            keys = await slot.run(slot.card.export_keys)
+            keys = await slot.run(slot.card.export_keys, lease.handle)
+            lease.card_closed = True   # the card forgot the session: its handle is free
             layer: RecordLayer = BoundedHostRecordLayer(reader, writer, records, self.timeouts.idle,
                                                         HostRecordProtection(keys))
             lease.release()
         else:
             async def release() -> None:
                 lease.release()
-            layer = BoundedCardRecordLayer(reader, writer, records, self.timeouts.idle, slot.run, slot.card,
-                                           release)
+            card_layer = BoundedCardRecordLayer(reader, writer, records, self.timeouts.idle, slot.run,
+                                                SessionOnCard(lease), release)
+            card_layer.peer = peer
+            lease.layer = card_layer
+            lease.handshake_done()
+            layer = card_layer
         info.record_mode = layer.record_mode
         self.last_session = info
         return layer, info
 
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: CardSlot,
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lease: CardLease,
                          records: RecordReader, info: SessionInfo) -> None:
-        await slot.run(slot.card.begin_conversation, self.identity)
+        slot, handle = lease.slot, lease.handle
+        await slot.run(slot.card.begin_conversation, self.identity, handle)
         flights = FlightAssembler()
         while flights.phase is not FlightPhase.DONE:
             record = records.next_record()
@@ -268,7 +419,7 @@ class TlsTandem:
             if flights.alert is not None:
                 level, description = flights.alert
                 raise RemoteAlert(description, level, "during the handshake")
-            answer = await slot.run(slot.card.exchange, flight)
+            answer = await slot.run(slot.card.exchange, flight, handle)
             flights.answered(answer)
             if not answer:
                 continue  # the card waits for more of the client's flight
@@ -557,7 +708,7 @@ class ServerTLS:
         log.info("%s %s card=%s suite=%s record=%s handshake=%.3fs apdus=%d bytes=%d/%d", self.name,
                  info.peer, info.card, info.suite_name, info.record_mode, info.handshake_seconds, info.apdus,
                  info.bytes_to_card, info.bytes_from_card)
-        ended = await self.server.serve(layer, info)   # in card mode the card stays busy until the end
+        ended = await self.server.serve(layer, info)   # in card mode the session stays the card's until the end
         if ended is not None and card_lost(ended):
             lease.lose(ended)
 

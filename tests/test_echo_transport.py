@@ -49,7 +49,7 @@ ECHO = b"@echo"
 SIZES = [1, 100, 255, 256, 1000, 4096, 16384]
 SHORT_COMMAND_MAX = 4 + 1 + 255 + 1
 SHORT_RESPONSE_MAX = 256 + 2
-FRAGMENT_PACKET = 254  # one short APDU (with Le) per EAP packet
+FRAGMENT_PACKET = 253  # one short APDU (with Le) per EAP packet: 254 bytes, the session handle and the packet
 PCSCD_SCRIPT = "scripts/pcscd-vpcd.sh"
 
 
@@ -156,9 +156,10 @@ def test_conversation_carries_several_messages_and_stays_open(
     assert transport.exchange(b"again") == b"again"
 
 
-def process_eap(session: CardSession, packet: EapPacket, p1p2: int = 0x0400) -> int:
+def process_eap(session: CardSession, packet: EapPacket, p1p2: int = 0x0400, handle: int = 0) -> int:
+    """One PROCESS EAP PACKET in session `handle` (its first data byte, docs/apdu.md)."""
     command = CommandApdu(
-        Cla.OPEN_EAP, Ins.PROCESS_EAP, p1p2 >> 8, p1p2 & 0xFF, packet.encode(), session.max_ne
+        Cla.OPEN_EAP, Ins.PROCESS_EAP, p1p2 >> 8, p1p2 & 0xFF, bytes([handle]) + packet.encode(), session.max_ne
     )
     return session.transmit(command).sw
 

@@ -29,7 +29,7 @@ from host.card.errors import (
     WrongDataError,
     WrongPinError,
 )
-from host.card.numbers import DataTag, Ins, KeyChoice
+from host.card.numbers import AppletStatus, DataTag, Ins, KeyChoice
 from host.demo_pki import DemoCa, certificate_list, ensure_demo_operator_key
 from host.provision import DEMO_PIN, IdentitySpec, demo_operator, initialise_demo, personalise
 from host.provision.cli import EXIT_NOT_CONFIRMED, EXIT_OK, EXIT_REFUSED, main
@@ -265,7 +265,7 @@ def test_without_the_operator_session_the_card_refuses_every_change(card: SeTlsC
     for change in changes:
         with pytest.raises(OperatorRequiredError) as error:
             change()
-        assert error.value.sw == 0x6F04
+        assert error.value.sw == AppletStatus.OPERATOR_REQUIRED
     os.environ.pop("SETLS_OPERATOR_KEY")
     for argv in (["load-chain", str(tmp / "missing.pem")], ["policy", "--export-keys", "yes"],
                  ["set-psk", "client", "00" * 16], ["csr", "--subject", "CN=x"]):

@@ -11,6 +11,7 @@ from tls12_client import RawTlsClient
 
 pytestmark = pytest.mark.timeout(300)
 HANDSHAKE_TIMEOUT = "3"
+HANDSHAKE_SLOTS = 2   # handshakes one simulated card runs at once (SELECT tag 86)
 
 
 def served(server: ServerProcess, timeout: float = 60) -> None:
@@ -62,11 +63,11 @@ def test_client_that_disconnects_mid_handshake_frees_the_card(one_card: ServerPr
 def test_backlog_overflow_closes_the_extra_connection_at_once(one_card: ServerProcess) -> None:
     port = one_card.ports["tls-echo"]
     # Only a connection whose ClientHello is complete waits for a card (a silent one never does).
-    holders = [RawTlsClient("127.0.0.1", port) for _ in range(3)]  # 1 on the card, 2 queued
-    for holder in holders:
+    holders = [RawTlsClient("127.0.0.1", port) for _ in range(HANDSHAKE_SLOTS + 2)]  # 2 on the card, 2 queued
+    for i, holder in enumerate(holders):
         holder.handshake(stop_after_hello=True)
-        if holder is holders[0]:
-            holder.read_handshake_messages(until=14)  # the card answered it: it holds the card
+        if i < HANDSHAKE_SLOTS:
+            holder.read_handshake_messages(until=14)  # the card answered it: it holds a handshake slot
     time.sleep(0.2)  # let the server read the others (no readiness signal exists for a queued connection)
     extra = RawTlsClient("127.0.0.1", port, timeout=10)
     extra.handshake(stop_after_hello=True)

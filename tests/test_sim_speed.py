@@ -89,9 +89,12 @@ def test_each_apdu_takes_its_modeled_cost_and_a_handshake_adds_up_to_the_bench_m
     print(f"paced handshake: {modeled:.1f} ms modeled, {wall * 1000:.1f} ms wall; bench model {expected_ms:.1f} ms")
     assert modeled == pytest.approx(expected_ms, rel=0.01)
     assert wall * 1000 >= modeled
-    # The counters seen from above are the card's, as if nothing had read them in between.
+    # The counters seen from above are the card's, as if nothing had read them in between. Two
+    # handshakes differ only by their ECDSA signature's DER length (70 to 72 bytes): a SHA-256 block
+    # of the transcript, and the bytes of the server's flight written into the I/O buffer.
+    tolerance = {"sha256_blocks": 1, "eeprom_bytes": 2}
     for key, value in plain_counts.items():
-        assert abs(counts[key] - value) <= (1 if key == "sha256_blocks" else 0), (key, counts, plain_counts)
+        assert abs(counts[key] - value) <= tolerance.get(key, 0), (key, counts, plain_counts)
 
 
 def test_an_unknown_card_row_is_refused_naming_the_rows() -> None:

@@ -155,10 +155,12 @@ def record_table(report: Report) -> list[str]:
         rows.append([SHORT_NAMES[run.suite], fmt(run.phase(PHASE_RECORD, "apdus")),
                      f"{fmt(run.phase(PHASE_RECORD, 'bytes_sent'))} / {fmt(run.phase(PHASE_RECORD, 'bytes_received'))}",
                      fmt(run.count("aes_blocks", True)), fmt(run.count("ghash_blocks", True)),
-                     fmt(run.count("sha256_blocks", True)), fmt(run.median(lambda s: s.record_wall_ms), 1),
+                     fmt(run.count("sha256_blocks", True)), fmt(run.count("eeprom_bytes")),
+                     fmt(run.count("eeprom_bytes", True)), fmt(run.median(lambda s: s.record_wall_ms), 1),
                      fmt(ref.record.total if ref else None), fmt(ref.record.total_with_ghash if ref else None),
                      fmt(other.record.total if other else None)])
     return table(["suite", "APDUs", "bytes to / from card", "AES blocks", "GHASH blocks", "SHA-256 blocks",
+                  "EEPROM bytes written per handshake", "EEPROM bytes written per record round",
                   "jcardsim ms", "J3R180 modeled ms", "J3R180 + GHASH assumed", "J3H145 modeled ms"], rows)
 
 
@@ -315,6 +317,12 @@ def notes_section(report: Report) -> list[str]:
                      f"{fmt(sum(r.value for r in refused))} of {sum(r.runs for r in refused)}.")
     lines.append("- The card's `apdus` counter includes the GET COUNTERS that reads it (wire APDUs + 1); the "
                  "tables use the host's count of APDUs on the wire.")
+    lines.append("- Session handle (several sessions per card, docs/apdu.md): 0 extra APDUs; 1 byte per PROCESS EAP "
+                 "PACKET (the handle before the EAP packet), 0 bytes per record command (P2); 1 CLOSE SESSION APDU "
+                 "per session that ends without the card closing it (a close_notify it protects closes it).")
+    lines.append("- EEPROM bytes written: the applet's writes to its persistent arrays (the I/O buffer, identities), "
+                 "counted by the card (GET COUNTERS `eeprom_bytes`); the platform's own writes (PIN try counter, key "
+                 "objects) are not counted.")
     lines.append(f"- Line rate: {report.settings.link.bit_rate:g} bit/s, {report.settings.link.bits_per_byte:g} bits "
                  f"per byte ({report.settings.link.byte_ms:.4f} ms per byte). GHASH cost: "
                  f"{report.settings.ghash_ms:g} ms per block is an assumption (no published figure); "

@@ -92,16 +92,35 @@ def _lv(value: bytes) -> bytes:
 
 
 class SeTlsCard:
-    """One card running the SE-TLS applet, already selected."""
+    """One card running the SE-TLS applet, already selected.
+
+    The card holds several TLS sessions, each named by a handle (0 to `session_slots` - 1) in the
+    commands; the TLS methods take it (`handle`, default `self.handle`: one session at a time for
+    callers that need no more). Which handle serves which connection is the caller's choice
+    (host.se_tls)."""
 
     def __init__(self, session: CardSession, name: str = "card") -> None:
         self.session = session
-        self._conversation: EapTlsTransport | None = None
+        self._conversations: dict[int, EapTlsTransport] = {}
         self.name = name
         self.slot: int | None = None
         self.operator: OperatorSession | None = None
+        self.handle = 0
+
+    @property
+    def session_slots(self) -> int:
+        """TLS sessions the card holds at once (SELECT tag 85)."""
+        return self.session.caps.session_slots
+
+    @property
+    def handshake_slots(self) -> int:
+        """Handshakes the card runs at once (SELECT tag 86)."""
+        return self.session.caps.handshake_slots
 
     # -- plumbing ---------------------------------------------------------------------------
+    def _handle(self, handle: int | None) -> int:
+        return self.handle if handle is None else handle
+
     def _command(self, ins: Ins, p1: int = 0, p2: int = 0, data: bytes = b"", ne: int = 256,
                  what: str = "") -> bytes:
         command = CommandApdu(Cla.OPEN_EAP, ins, p1, p2, data, min(ne, self.session.max_ne))
@@ -305,27 +324,41 @@ class SeTlsCard:
         self.slot = slot
 
     # -- TLS --------------------------------------------------------------------------------
-    def begin_conversation(self, identity: str) -> None:
-        """EAP-Response/Identity: the card answers EAP-TLS Start, ready for a ClientHello."""
-        self._conversation = EapTlsTransport(self.session, identity.encode())
-        self._conversation.start()
+    def begin_conversation(self, identity: str, handle: int | None = None) -> None:
+        """EAP-Response/Identity in session `handle` (which ends whatever it held): the card answers
+        EAP-TLS Start, ready for a ClientHello."""
+        h = self._handle(handle)
+        conversation = EapTlsTransport(self.session, identity.encode(), handle=h)
+        self._conversations[h] = conversation
+        conversation.start()
 
-    def exchange(self, flight: bytes) -> bytes:
-        if self._conversation is None:
+    def exchange(self, flight: bytes, handle: int | None = None) -> bytes:
+        conversation = self._conversations.get(self._handle(handle))
+        if conversation is None:
             raise RuntimeError("begin_conversation() first")
-        return self._conversation.exchange(flight)
+        return conversation.exchange(flight)
 
-    def unprotect(self, record: bytes) -> tuple[int, bytes]:
-        data = self._command(Ins.UNPROTECT_RECORD, data=record, ne=65536)
+    def unprotect(self, record: bytes, handle: int | None = None) -> tuple[int, bytes]:
+        data = self._command(Ins.UNPROTECT_RECORD, 0, self._handle(handle), record, ne=65536)
         if data[:1] == bytes([UNPROTECT_REJECTED]):  # its description, then the alert to send
+            self._conversations.pop(self._handle(handle), None)   # the card ended the session
             raise RecordRejected(data[2:], data[1])
         return data[0], data[1:]
 
-    def protect(self, content_type: int, data: bytes) -> bytes:
-        return self._command(Ins.PROTECT_RECORD, content_type, 0, data, ne=65536)
+    def protect(self, content_type: int, data: bytes, handle: int | None = None) -> bytes:
+        """A protected record; a close_notify or fatal alert ends the session in the card."""
+        return self._command(Ins.PROTECT_RECORD, content_type, self._handle(handle), data, ne=65536)
 
-    def export_keys(self) -> SessionKeys:
-        return SessionKeys.parse(self._command(Ins.EXPORT_KEYS))
+    def export_keys(self, handle: int | None = None) -> SessionKeys:
+        """The session's record keys (tandem mode); the card forgets them and frees the handle."""
+        keys = SessionKeys.parse(self._command(Ins.EXPORT_KEYS, 0, self._handle(handle)))
+        self._conversations.pop(self._handle(handle), None)
+        return keys
+
+    def close_session(self, handle: int | None = None) -> None:
+        """CLOSE SESSION: the card ends the session at once and its handle is free."""
+        self._command(Ins.CLOSE_SESSION, 0, self._handle(handle), ne=0)
+        self._conversations.pop(self._handle(handle), None)
 
     def counters(self, reset: bool = False) -> dict[str, int]:
         data = self._command(Ins.GET_COUNTERS, COUNTERS_RESET if reset else 0)

@@ -83,6 +83,10 @@ class CardFailureError(CardRefusedError):
     """The card failed: a crypto failure or an internal error (6F02, 6F03)."""
 
 
+class CardBusyError(CardRefusedError):
+    """Every handshake slot of the card is taken (6F07): one must finish or be closed first."""
+
+
 class ConversationFailedError(TransportError):
     """The card ended the EAP conversation with EAP-Failure."""
 
@@ -101,6 +105,7 @@ _REFUSALS: dict[int, type[CardRefusedError]] = {
     AppletStatus.OPERATOR_REQUIRED: OperatorRequiredError,
     AppletStatus.NOT_INITIALISED: NotInitialisedError,
     AppletStatus.ALREADY_INITIALISED: AlreadyInitialisedError,
+    AppletStatus.NO_HANDSHAKE_SLOT: CardBusyError,
 }
 
 

@@ -64,6 +64,7 @@ class Ins(enum.IntEnum):
     PROTECT_RECORD = 0x86
     EXPORT_KEYS = 0x88
     OPERATOR_CHALLENGE = 0x8A
+    CLOSE_SESSION = 0x8C
     GET_RESPONSE = INS_GET_RESPONSE
     GET_DATA = 0xCA
     PUT_DATA = 0xDA
@@ -84,6 +85,8 @@ class SelectTag(enum.IntEnum):
     MESSAGE_CAPACITY = 0x82
     DEFAULT_PACKET = 0x83
     IDENTITY_SLOTS = 0x84
+    SESSION_SLOTS = 0x85     # sessions the card holds at once: handles 0 to n - 1
+    HANDSHAKE_SLOTS = 0x86   # handshakes in progress at once
 
 
 class Capability(enum.IntFlag):
@@ -152,10 +155,11 @@ class AppletStatus(enum.IntEnum):
 
     EAP_UNEXPECTED = 0x6F01  # EAP packet refused: wrong code, type or identifier for the state
     CRYPTO_FAILURE = 0x6F02  # a CryptoException from the platform (reason not leaked)
-    INTERNAL_ERROR = 0x6F03  # an unexpected exception in the applet: the conversation was reset
+    INTERNAL_ERROR = 0x6F03  # an unexpected exception in the applet: the session it named was ended
     OPERATOR_REQUIRED = 0x6F04  # an operator command without an operator session
     NOT_INITIALISED = 0x6F05  # the card is in its transport state: INITIALIZE first
     ALREADY_INITIALISED = 0x6F06  # INITIALIZE a second time
+    NO_HANDSHAKE_SLOT = 0x6F07  # every handshake slot is taken by a handshake in progress
 
     @property
     def description(self) -> str:
@@ -169,6 +173,7 @@ _APPLET_STATUS_DESCRIPTIONS = {
     AppletStatus.OPERATOR_REQUIRED: "operator command without an operator session",
     AppletStatus.NOT_INITIALISED: "the card is not initialised",
     AppletStatus.ALREADY_INITIALISED: "the card is initialised already",
+    AppletStatus.NO_HANDSHAKE_SLOT: "every handshake slot of the card is taken",
 }
 
 
@@ -185,6 +190,7 @@ class Counter(enum.IntEnum):
     RANDOM_BYTES = 7
     HMAC = 8
     APDUS = 9
+    EEPROM_BYTES = 10  # bytes written to persistent memory (EEPROM / flash)
 
     @property
     def key(self) -> str:

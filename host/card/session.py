@@ -77,6 +77,23 @@ class CardCapabilities:
         slots = self.extra.get(SelectTag.IDENTITY_SLOTS)
         return slots[0] if slots else None
 
+    @property
+    def session_slots(self) -> int:
+        """How many TLS sessions the card holds at once (tag 85; 1 for a card that does not say)."""
+        slots = self.extra.get(SelectTag.SESSION_SLOTS)
+        return slots[0] if slots else 1
+
+    @property
+    def handshake_slots(self) -> int:
+        """How many handshakes may be in progress at once (tag 86; 1 for a card that does not say)."""
+        slots = self.extra.get(SelectTag.HANDSHAKE_SLOTS)
+        return slots[0] if slots else 1
+
+    @property
+    def has_handles(self) -> bool:
+        """Version 2 and later: commands name their session (docs/apdu.md, the session handle)."""
+        return self.version >= (2, 0)
+
 
 class CardSession:
     """The applet, selected on a channel through the standard stack.

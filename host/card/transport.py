@@ -93,15 +93,18 @@ def choose_packet_sizes(
 
 
 class EapTlsTransport:
-    """One EAP-TLS conversation at a time with an identity of the card."""
+    """One EAP-TLS conversation with an identity of the card, in the card's session `handle`
+    (each EAP packet goes with it: docs/apdu.md, PROCESS EAP PACKET)."""
 
     def __init__(
-        self, session: CardSession, identity: bytes, *, max_packet: int | None = None
+        self, session: CardSession, identity: bytes, *, max_packet: int | None = None, handle: int = 0
     ) -> None:
         self.session = session
         self.identity = identity
-        self.sizes = choose_packet_sizes(session.caps, session.extended, max_packet,
-                                         session.channel.quirks.max_short_lc_with_le)
+        self.handle = handle
+        self._prefix = bytes([handle]) if session.caps.has_handles else b""
+        limit = session.channel.quirks.max_short_lc_with_le - len(self._prefix)
+        self.sizes = choose_packet_sizes(session.caps, session.extended, max_packet, limit)
         self._peer: EapTlsPeer | None = None
 
     @property
@@ -170,6 +173,6 @@ class EapTlsTransport:
     def _process(self, packet: bytes, during: str) -> bytes:
         receive = self.sizes.receive
         command = CommandApdu(
-            Cla.OPEN_EAP, Ins.PROCESS_EAP, receive >> 8, receive & 0xFF, packet, self.session.max_ne
+            Cla.OPEN_EAP, Ins.PROCESS_EAP, receive >> 8, receive & 0xFF, self._prefix + packet, self.session.max_ne
         )
         return self.session.send(command, f"PROCESS EAP ({self.identity.decode(errors='replace')} {during})")

@@ -35,10 +35,34 @@ final class CommandInput {
      * command is complete, or -1 after a link of a chain (the caller then answers 9000).
      */
     short receive(APDU apdu, byte[] dst, short dstOff, short cap) {
+        return collect(apdu, apdu.setIncomingAndReceive(), dst, dstOff, cap);
+    }
+
+    /**
+     * The data of the command, with no chain around it, if the APDU buffer holds all of it: its
+     * length (at apdu.getOffsetCdata()); -1 otherwise. {@code got} is what setIncomingAndReceive()
+     * returned. (The command's Lc is read from the header: jcardsim's getIncomingLength() reads a
+     * short Lc as a signed byte.)
+     */
+    short wholeInBuffer(APDU apdu, short got) {
+        byte[] buf = apdu.getBuffer();
+        if ((buf[ISO7816.OFFSET_CLA] & Constants.CLA_CHAINING) != 0 || st[ST_INS] != 0) {
+            return -1;
+        }
+        short off = apdu.getOffsetCdata();
+        short lc = off == ISO7816.OFFSET_CDATA ? (short) (buf[ISO7816.OFFSET_LC] & 0xFF)
+                : Util.getShort(buf, (short) (ISO7816.OFFSET_LC + 1));
+        return got == lc ? got : (short) -1;
+    }
+
+    /**
+     * As receive(), the first {@code got} bytes already received into the APDU buffer (by
+     * setIncomingAndReceive()).
+     */
+    short collect(APDU apdu, short got, byte[] dst, short dstOff, short cap) {
         byte[] buf = apdu.getBuffer();
         boolean chained = (buf[ISO7816.OFFSET_CLA] & Constants.CLA_CHAINING) != 0;
         short at = st[ST_LENGTH];
-        short got = apdu.setIncomingAndReceive();
         while (got > 0) {
             if (got > (short) (cap - at)) {
                 st[ST_INS] = 0;

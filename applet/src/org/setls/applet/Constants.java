@@ -21,6 +21,7 @@ interface Constants {
     byte INS_PROTECT_RECORD = (byte) 0x86;
     byte INS_EXPORT_KEYS = (byte) 0x88;
     byte INS_OPERATOR_CHALLENGE = (byte) 0x8A;
+    byte INS_CLOSE_SESSION = (byte) 0x8C;
     byte INS_GET_RESPONSE = (byte) 0xC0;
     byte INS_GET_DATA = (byte) 0xCA;
     byte INS_PUT_DATA = (byte) 0xDA;
@@ -33,8 +34,8 @@ interface Constants {
     byte CLA_CHAINING = 0x10;
 
     // The applet's version, in the SELECT response.
-    byte VERSION_MAJOR = 1;
-    byte VERSION_MINOR = 2;
+    byte VERSION_MAJOR = 2;
+    byte VERSION_MINOR = 0;
 
     // SELECT response tags.
     byte TAG_VERSION = (byte) 0x80;
@@ -42,6 +43,10 @@ interface Constants {
     byte TAG_MESSAGE_CAPACITY = (byte) 0x82;
     byte TAG_DEFAULT_PACKET = (byte) 0x83;
     byte TAG_IDENTITY_SLOTS = (byte) 0x84;
+    /** Session slots: handles 0 to n - 1 (Sessions.SESSIONS). */
+    byte TAG_SESSION_SLOTS = (byte) 0x85;
+    /** Handshake slots: handshakes in progress at once (Sessions.HANDSHAKES). */
+    byte TAG_HANDSHAKE_SLOTS = (byte) 0x86;
     // Capability bits (TAG_CAPABILITIES).
     byte CAP_EXTENDED_LENGTH = 0x01;
     byte CAP_COMMAND_CHAINING = 0x02;

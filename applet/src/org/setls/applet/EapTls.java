@@ -56,7 +56,7 @@ final class EapTls {
     private static final short K_DATA = 2;
     private static final short K_ACK = 3;
 
-    // The conversation's state: shorts of the arena from Transients.EAP_STATE.
+    // The conversation's state, per session: shorts of the active session from Transients.EAP_STATE.
     private static final short ST_STATE = Transients.EAP_STATE;
     private static final short ST_ID = (short) (ST_STATE + 1);         // identifier of the last request sent
     private static final short ST_IN_TOTAL = (short) (ST_STATE + 2);   // announced message length, -1 if not announced
@@ -64,11 +64,15 @@ final class EapTls {
     private static final short ST_OUT_LEN = (short) (ST_STATE + 4);    // length of the message being sent
     private static final short ST_OUT_SENT = (short) (ST_STATE + 5);   // bytes of it sent so far
     private static final short ST_PACKET_MAX = (short) (ST_STATE + 6); // EAP packet size towards the host
-    private static final short ST_PKT_LEFT = (short) (ST_STATE + 7);   // bytes of the current EAP packet still to come
-    private static final short ST_PKT_KIND = (short) (ST_STATE + 8);
-    private static final short ST_PKT_FLAGS = (short) (ST_STATE + 9);
-    private static final short ST_NAME_LEN = (short) (ST_STATE + 10);
-    static final short STATE_SIZE = 11;
+    static final short STATE_SIZE = 7;
+    // The EAP packet being received (card-wide: its chained APDUs come in a row, and any other
+    // command drops it): shorts of the arena from Transients.EAP_PACKET.
+    private static final short PK_LEFT = Transients.EAP_PACKET;        // bytes of the packet still to come
+    private static final short PK_KIND = (short) (PK_LEFT + 1);
+    private static final short PK_FLAGS = (short) (PK_LEFT + 2);
+    private static final short PK_NAME_LEN = (short) (PK_LEFT + 3);
+    private static final short PK_SESSION = (short) (PK_LEFT + 4);     // the packet's session handle
+    static final short PACKET_STATE_SIZE = 5;
     /** The identity being received: bytes of the arena from Transients.EAP_NAME. */
     private static final short NAME = Transients.EAP_NAME;
     private static final short HANDLER = Transients.EAP_HANDLER;
@@ -80,10 +84,14 @@ final class EapTls {
     private final byte[] name;
     private final Object[] refs;
     private final IdentityDirectory directory;
+    private final Sessions sessions;
+    private final OpCounters counters;
 
     /** Allocated once, at install; the state is the arena's. */
-    EapTls(byte[] io, IdentityDirectory directory, Transients ram) {
+    EapTls(byte[] io, IdentityDirectory directory, Sessions sessions, OpCounters counters, Transients ram) {
         this.io = io;
+        this.counters = counters;
+        this.sessions = sessions;
         this.msgCap = (short) (io.length - MSG_OFF);
         this.directory = directory;
         this.ram = ram;
@@ -97,24 +105,47 @@ final class EapTls {
         return (MessageHandler) refs[HANDLER];
     }
 
-    /** Drops the conversation (deselect does the same through CLEAR_ON_DESELECT). */
-    void reset() {
-        ram.clearBytes(NAME, IDENTITY_MAX);
-        ram.clearShorts(ST_STATE, STATE_SIZE);
-        refs[HANDLER] = null;
+    /**
+     * Ends the active session: its handler forgets it (a TLS session frees its handshake slot and
+     * keys), the conversation is dropped and the session's slot is free.
+     */
+    void endSession() {
+        MessageHandler h = current();
+        if (h != null) {
+            h.end();
+        }
+        sessions.clearActive();
     }
 
-    /** PROCESS EAP PACKET: P1P2 = largest EAP packet the host accepts back (0: card's default). */
+    /** Drops the EAP packet being received, if any: any command but PROCESS EAP PACKET does. */
+    void abandonPacket() {
+        ram.clearShorts(PK_LEFT, PACKET_STATE_SIZE);
+        ram.clearBytes(NAME, IDENTITY_MAX);
+    }
+
+    /**
+     * PROCESS EAP PACKET: P1P2 = largest EAP packet the host accepts back (0: card's default); the
+     * data of the first APDU of a packet starts with the session handle, then the EAP packet.
+     */
     void process(APDU apdu, ResponseStream out) {
         byte[] buf = apdu.getBuffer();
         boolean chained = (buf[ISO7816.OFFSET_CLA] & Constants.CLA_CHAINING) != 0;
         short packetMax = Util.getShort(buf, ISO7816.OFFSET_P1);
         short got = apdu.setIncomingAndReceive();
         short off = apdu.getOffsetCdata();
-        if (st[ST_PKT_LEFT] == 0) {
+        if (st[PK_LEFT] == 0) {
+            if (got < 1) {
+                ISOException.throwIt(Sw.WRONG_LENGTH);
+            }
+            sessions.use(buf[off]);
+            st[PK_SESSION] = buf[off];
+            off++;
+            got--;
             short used = beginPacket(buf, off, got, packetMax);
             off += used;
             got -= used;
+        } else {
+            sessions.use(st[PK_SESSION]);
         }
         while (true) {
             consume(buf, off, got);
@@ -125,12 +156,12 @@ final class EapTls {
             off = apdu.getOffsetCdata();
         }
         if (chained) {
-            if (st[ST_PKT_LEFT] == 0) {
+            if (st[PK_LEFT] == 0) {
                 abortPacket(Sw.WRONG_LENGTH); // the chain says more, the EAP length says no
             }
             return; // 9000: send the next part
         }
-        if (st[ST_PKT_LEFT] != 0) {
+        if (st[PK_LEFT] != 0) {
             abortPacket(Sw.WRONG_LENGTH); // packet shorter than its EAP length field
         }
         completePacket(apdu, out);
@@ -150,8 +181,8 @@ final class EapTls {
         short headerLen = EAP_HEADER_SIZE + 1;
         short kind;
         if (type == TYPE_IDENTITY) {
-            // A new conversation may start at any time: it abandons the old one.
-            reset();
+            // A new conversation may start at any time: it ends the session's old one.
+            endSession();
             kind = K_IDENTITY;
             st[ST_PACKET_MAX] = packetMax == 0 ? DEFAULT_PACKET_SIZE : packetMax;
             if (st[ST_PACKET_MAX] < MIN_PACKET_SIZE) {
@@ -166,6 +197,12 @@ final class EapTls {
             headerLen = EAP_TLS_HEADER_SIZE;
             short state = st[ST_STATE];
             boolean newMessage = state == S_STARTED || state == S_SENT;
+            if ((state == S_RECEIVING || state == S_SENDING) && !sessions.ownsIo()) {
+                // Another session's command came between the fragments of this one's message and
+                // overwrote it in the I/O buffer: the message is lost, and so is the conversation.
+                endSession();
+                ISOException.throwIt(Sw.EAP_UNEXPECTED);
+            }
             if ((flags & FLAG_LENGTH_INCLUDED) != 0) {
                 headerLen += TLS_MESSAGE_LENGTH_SIZE;
                 if (got < headerLen || eapLen < headerLen) {
@@ -195,19 +232,20 @@ final class EapTls {
                 }
                 if (newMessage) {
                     st[ST_IN_GOT] = 0;
+                    sessions.claimIo();
                 }
                 kind = K_DATA;
             } else {
                 ISOException.throwIt(Sw.EAP_UNEXPECTED);
                 return 0;
             }
-            st[ST_PKT_FLAGS] = flags;
+            st[PK_FLAGS] = flags;
         } else {
             ISOException.throwIt(Sw.EAP_UNEXPECTED);
             return 0;
         }
-        st[ST_PKT_KIND] = kind;
-        st[ST_PKT_LEFT] = (short) (eapLen - headerLen);
+        st[PK_KIND] = kind;
+        st[PK_LEFT] = (short) (eapLen - headerLen);
         return headerLen;
     }
 
@@ -216,16 +254,16 @@ final class EapTls {
         if (len == 0) {
             return;
         }
-        if (len > st[ST_PKT_LEFT]) {
+        if (len > st[PK_LEFT]) {
             abortPacket(Sw.WRONG_LENGTH); // more bytes than the EAP length field said
         }
-        if (st[ST_PKT_KIND] == K_IDENTITY) {
-            short at = st[ST_NAME_LEN];
+        if (st[PK_KIND] == K_IDENTITY) {
+            short at = st[PK_NAME_LEN];
             if ((short) (at + len) > IDENTITY_MAX) {
                 abortPacket(Sw.WRONG_DATA);
             }
             Util.arrayCopyNonAtomic(buf, off, name, (short) (NAME + at), len);
-            st[ST_NAME_LEN] = (short) (at + len);
+            st[PK_NAME_LEN] = (short) (at + len);
         } else {
             short at = st[ST_IN_GOT];
             short limit = st[ST_IN_TOTAL] < 0 ? msgCap : st[ST_IN_TOTAL];
@@ -233,22 +271,25 @@ final class EapTls {
                 abortPacket(Sw.FILE_FULL);
             }
             Util.arrayCopyNonAtomic(buf, off, io, (short) (MSG_OFF + at), len);
+            counters.count(OpCounters.EEPROM_BYTES, len);
             st[ST_IN_GOT] = (short) (at + len);
         }
-        st[ST_PKT_LEFT] -= len;
+        st[PK_LEFT] -= len;
     }
 
     private void abortPacket(short sw) {
-        st[ST_PKT_LEFT] = 0;
-        st[ST_PKT_KIND] = K_NONE;
+        abandonPacket();
         ISOException.throwIt(sw);
     }
 
     private void completePacket(APDU apdu, ResponseStream out) {
-        short kind = st[ST_PKT_KIND];
-        st[ST_PKT_KIND] = K_NONE;
+        short kind = st[PK_KIND];
+        short flags = st[PK_FLAGS];
+        short nameLength = st[PK_NAME_LEN];
+        ram.clearShorts(PK_LEFT, PACKET_STATE_SIZE);
         if (kind == K_IDENTITY) {
-            MessageHandler h = directory.handlerFor(name, NAME, st[ST_NAME_LEN]);
+            MessageHandler h = directory.handlerFor(name, NAME, nameLength);
+            ram.clearBytes(NAME, IDENTITY_MAX);
             if (h == null) {
                 ISOException.throwIt(Sw.REFERENCED_DATA_NOT_FOUND);
             }
@@ -257,7 +298,7 @@ final class EapTls {
             st[ST_STATE] = S_STARTED;
             sendControl(apdu, out, CODE_REQUEST, FLAG_START);
         } else if (kind == K_DATA) {
-            if ((st[ST_PKT_FLAGS] & FLAG_MORE_FRAGMENTS) != 0) {
+            if ((flags & FLAG_MORE_FRAGMENTS) != 0) {
                 st[ST_STATE] = S_RECEIVING;
                 sendControl(apdu, out, CODE_REQUEST, (byte) 0);
                 return;
@@ -268,6 +309,7 @@ final class EapTls {
                 ISOException.throwIt(Sw.WRONG_LENGTH); // fragments do not add up to L
             }
             st[ST_OUT_LEN] = current().onMessage(io, MSG_OFF, len, msgCap);
+            counters.count(OpCounters.EEPROM_BYTES, st[ST_OUT_LEN]); // the answer, written in place
             st[ST_OUT_SENT] = 0;
             sendFragment(apdu, out);
         } else if (st[ST_STATE] == S_SENDING) {
@@ -315,6 +357,7 @@ final class EapTls {
             Util.setShort(io, (short) (start + 6), (short) 0);
             Util.setShort(io, (short) (start + 8), total);
         }
+        counters.count(OpCounters.EEPROM_BYTES, header);
         st[ST_OUT_SENT] = (short) (sent + left);
         st[ST_STATE] = (flags & FLAG_MORE_FRAGMENTS) != 0 ? S_SENDING : S_SENT;
         out.send(apdu, io, start, (short) (header + left));

@@ -37,6 +37,34 @@ final class EcKeyGenerator {
         multiply = xy;
     }
 
+    /**
+     * An ephemeral key: the private scalar at s[sOff] (P256.COORDINATE_SIZE bytes, the caller's
+     * RAM), the public point at w[wOff]; returns the point's length. The pair's private key is
+     * cleared before this returns, and the public key is not written (no EEPROM) unless the card
+     * lacks PLAIN_XY (the genKeyPair() fallback).
+     */
+    short generateEphemeral(KeyPair pair, byte[] s, short sOff, byte[] w, short wOff) {
+        ECPrivateKey priv = (ECPrivateKey) pair.getPrivate();
+        P256.setDomainParameters(priv); // Quirks: CURVE_PARAMETERS
+        short len;
+        if (multiply == null || !Quirks.KEYS_FROM_RANDOM_DATA) {
+            P256.setDomainParameters((ECPublicKey) pair.getPublic());
+            do {
+                pair.genKeyPair();
+            } while (priv.getS(s, sOff) != P256.COORDINATE_SIZE);
+            len = ((ECPublicKey) pair.getPublic()).getW(w, wOff);
+        } else {
+            do {
+                random.generateData(s, sOff, P256.COORDINATE_SIZE);
+            } while (s[sOff] == 0 || !P256.isBelowOrder(s, sOff));
+            priv.setS(s, sOff, P256.COORDINATE_SIZE);
+            multiply.init(priv);
+            len = multiply.generateSecret(P256.G, (short) 0, P256.POINT_SIZE, w, wOff);
+        }
+        priv.clearKey();
+        return len;
+    }
+
     /** New key pair; {@code scratch} needs P256.POINT_SIZE bytes at {@code off} and is wiped. */
     void generate(KeyPair pair, byte[] scratch, short off) {
         P256.setDomainParameters(pair); // clearKey() drops them on some platforms (Quirks: CURVE_PARAMETERS)

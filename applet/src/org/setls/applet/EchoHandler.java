@@ -19,4 +19,7 @@ final class EchoHandler implements MessageHandler {
 
     public void reset() {
     }
+
+    public void end() {
+    }
 }

@@ -260,7 +260,10 @@ final class Identity {
     /**
      * VERIFY: checks the PIN at buf[off] ({@code len} bytes), or with {@code len} 0 tells whether
      * it is verified. Returns if verified; otherwise throws 63Cx (x tries left), 6983 (blocked)
-     * or 6985 (no PIN set). OwnerPIN counts the tries atomically.
+     * or 6985 (no PIN set). Every failed check, whatever its length, costs a try and clears the
+     * verified state (OwnerPIN counts the tries atomically): a candidate longer than PIN_MAX is
+     * checked as an empty one, which never matches (a PIN has PIN_MIN bytes at least), so that
+     * its first PIN_MAX bytes are never compared.
      */
     void verifyPin(byte[] buf, short off, short len) {
         if (!pinSet) {
@@ -278,12 +281,17 @@ final class Identity {
         checkPin(pin, buf, off, len);
     }
 
-    /** Checks a PIN or the PUK: returns if right, else 63Cx or 6983 (OwnerPIN counts the try). */
+    /**
+     * Checks a PIN or the PUK: returns if right, else 63Cx or 6983. Every failed check, whatever
+     * its length, costs a try (OwnerPIN counts it atomically): a candidate shorter than 1 or longer
+     * than PIN_MAX is checked as an empty one, which never matches, so that its bytes are never
+     * compared.
+     */
     static void checkPin(OwnerPIN owner, byte[] buf, short off, short len) {
         if (owner.getTriesRemaining() == 0) {
             ISOException.throwIt(Sw.PIN_BLOCKED);
         }
-        if (len < 1 || len > PIN_MAX || !owner.check(buf, off, (byte) len)) {
+        if (!owner.check(buf, off, len < 1 || len > PIN_MAX ? (byte) 0 : (byte) len)) {
             byte left = owner.getTriesRemaining();
             ISOException.throwIt(left == 0 ? Sw.PIN_BLOCKED : (short) (Sw.PIN_TRIES_LEFT_00 | left));
         }

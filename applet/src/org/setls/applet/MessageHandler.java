@@ -19,6 +19,9 @@ interface MessageHandler {
     /** True if the conversation failed (an alert was sent): the transport closes with EAP-Failure. */
     boolean failed();
 
-    /** Forgets the conversation; called when a new EAP exchange starts. */
+    /** Starts a new conversation for the active session; called when its EAP exchange starts. */
     void reset();
+
+    /** Forgets the active session's conversation and frees what it holds; called when the session ends. */
+    void end();
 }

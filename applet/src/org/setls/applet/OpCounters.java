@@ -28,7 +28,9 @@ final class OpCounters {
     static final short RANDOM_BYTES = 7;
     static final short HMAC = 8;
     static final short APDUS = 9;
-    static final short COUNT = 10;
+    /** Bytes the applet wrote to persistent memory (EEPROM / flash): the I/O buffer, identities, PIN tries. */
+    static final short EEPROM_BYTES = 10;
+    static final short COUNT = 11;
 
     private static final short MAX = 0x7FFF;
     private static final short BASE = Transients.OP_COUNTERS;

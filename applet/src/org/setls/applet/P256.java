@@ -1,5 +1,6 @@
 package org.setls.applet;
 
+import javacard.security.CryptoException;
 import javacard.security.ECKey;
 import javacard.security.ECPrivateKey;
 import javacard.security.ECPublicKey;
@@ -66,6 +67,29 @@ final class P256 {
     static KeyPair newKeyPair() {
         ECPrivateKey priv = (ECPrivateKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PRIVATE,
                 KeyBuilder.LENGTH_EC_FP_256, false);
+        ECPublicKey pub = (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC,
+                KeyBuilder.LENGTH_EC_FP_256, false);
+        KeyPair pair = new KeyPair(pub, priv);
+        setDomainParameters(pair);
+        return pair;
+    }
+
+    /**
+     * The ephemeral ECDHE key pair: its private half is a transient key
+     * ({@code TYPE_EC_FP_PRIVATE_TRANSIENT_DESELECT}, in RAM), so the scalar set into it for one
+     * APDU never reaches EEPROM; a card without transient EC keys gets a persistent one, set and
+     * cleared within the APDU. The public half is never written: the point goes straight to the
+     * ServerKeyExchange. Call at install only.
+     */
+    static KeyPair newEphemeralKeyPair() {
+        ECPrivateKey priv;
+        try {
+            priv = (ECPrivateKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PRIVATE_TRANSIENT_DESELECT,
+                    KeyBuilder.LENGTH_EC_FP_256, false);
+        } catch (CryptoException e) {
+            priv = (ECPrivateKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PRIVATE,
+                    KeyBuilder.LENGTH_EC_FP_256, false);
+        }
         ECPublicKey pub = (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC,
                 KeyBuilder.LENGTH_EC_FP_256, false);
         KeyPair pair = new KeyPair(pub, priv);

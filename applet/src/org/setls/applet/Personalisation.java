@@ -27,10 +27,12 @@ final class Personalisation {
     private final OperatorSession operator;
     private final CommandInput input;
     private final Signature signer;
+    private final Sessions sessions;
 
     /** Allocated once, at install. */
     Personalisation(Persistent persistent, EcKeyGenerator keys, OpCounters counters, ResponseStream out,
-                    OperatorSession operator, CommandInput input, Signature signer) {
+                    OperatorSession operator, CommandInput input, Signature signer, Sessions sessions) {
+        this.sessions = sessions;
         this.persistent = persistent;
         this.keys = keys;
         this.counters = counters;
@@ -101,9 +103,12 @@ final class Personalisation {
         return n;
     }
 
-    /** VERIFY: data = the PIN; no data asks for the PIN's state. */
+    /** VERIFY: P1 = 00, data = the PIN; no data asks for the PIN's state. */
     void verify(APDU apdu) {
         byte[] buf = apdu.getBuffer();
+        if (buf[ISO7816.OFFSET_P1] != 0) {
+            ISOException.throwIt(Sw.INCORRECT_P1P2);
+        }
         Identity id = slot(buf);
         short len = apdu.setIncomingAndReceive();
         id.verifyPin(buf, apdu.getOffsetCdata(), len);
@@ -174,10 +179,12 @@ final class Personalisation {
     void signCsr(APDU apdu) {
         byte[] buf = apdu.getBuffer();
         byte[] io = persistent.io;
+        sessions.releaseIo(); // the request overwrites a TLS session's message there, if any
         short len = input.receive(apdu, io, EapTls.MSG_OFF, Persistent.MESSAGE_CAPACITY);
         if (len < 0) {
             return; // a link of a chain
         }
+        counters.count(OpCounters.EEPROM_BYTES, len);
         short cri = EapTls.MSG_OFF;
         short criLen = operator.unwrap(buf, io, cri, len);
         Identity id = slot(buf);
@@ -235,12 +242,15 @@ final class Personalisation {
         switch (tag) {
             case Constants.DATA_PSK:
                 setPsk(buf, data, len);
+                counters.count(OpCounters.EEPROM_BYTES, len);
                 return;
             case Constants.DATA_PSK_DELETE:
                 persistent.psks.delete(buf, data, len);
+                counters.count(OpCounters.EEPROM_BYTES, len);
                 return;
             case Constants.DATA_PUK:
                 setSecretPuk(buf, data, len);
+                counters.count(OpCounters.EEPROM_BYTES, len);
                 return;
             default:
                 break;
@@ -285,6 +295,7 @@ final class Personalisation {
             default:
                 ISOException.throwIt(Sw.INCORRECT_P1P2);
         }
+        counters.count(OpCounters.EEPROM_BYTES, len);
     }
 
     /** COMMIT: data = what (COMMIT_CHAIN or COMMIT_CAS) || total length (2), as uploaded in this session. */
@@ -354,8 +365,12 @@ final class Personalisation {
                 apdu.setOutgoingAndSend((short) 0, n);
                 return;
             case Constants.DATA_PSK_IDS:
-                // Up to 264 bytes: from the I/O buffer, which outlives the APDU for GET RESPONSE.
-                out.send(apdu, persistent.io, EapTls.MSG_OFF, persistent.psks.writeIdentities(persistent.io, EapTls.MSG_OFF));
+                // Up to 264 bytes: from the I/O buffer, which outlives the APDU for GET RESPONSE
+                // (a TLS session's message there, if any, is overwritten: Sessions.releaseIo).
+                sessions.releaseIo();
+                n = persistent.psks.writeIdentities(persistent.io, EapTls.MSG_OFF);
+                counters.count(OpCounters.EEPROM_BYTES, n);
+                out.send(apdu, persistent.io, EapTls.MSG_OFF, n);
                 return;
             case Constants.DATA_OPERATOR_KEY:
                 if (!persistent.isInitialised()) {

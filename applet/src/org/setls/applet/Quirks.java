@@ -31,6 +31,13 @@ package org.setls.applet;
  * <li><b>LE_EXTENDED_ZERO</b>: an extended Le of 0000 means 65536, which a short cannot hold;
  *     jcardsim's {@code APDU.setOutgoing()} returns 0 for it. ResponseStream reads any Le of 0 or
  *     less as {@link #LE_EXTENDED_ZERO}.</li>
+ * <li><b>ABSENT_LE</b>: a short command without Le (ISO case 1 or 3) reads as Le 0 on jcardsim,
+ *     as an extended Le of 0000 does, and its {@code setOutgoingLength} refuses more than 258
+ *     bytes on a short command (an exception, 6F03, and the conversation was lost). ResponseStream
+ *     tells the two apart by the APDU buffer (jcardsim keeps short commands in a buffer of 260
+ *     bytes, at most {@link #SHORT_APDU_BUFFER}), answers a short command at most
+ *     {@link #SHORT_LE_MAX} bytes and 61xx for the rest, whatever its Le, and reads an absent Le
+ *     as 00. A real card returns 32767 for an extended 0000 and at most 256 on a short command.</li>
  * <li><b>TRANSACTIONS</b>: jcardsim's transactions only count their depth: nothing rolls back, on
  *     abort or on a tear, and a transaction an exception left open stays open (the next
  *     {@code beginTransaction()} fails). Updates that span APDUs therefore never rely on rollback:
@@ -74,4 +81,10 @@ final class Quirks {
 
     /** LE_EXTENDED_ZERO: the Le the response stream uses when the platform reports 0 or less. */
     static final short LE_EXTENDED_ZERO = 0x7FFF;
+
+    /** ABSENT_LE: an APDU buffer of at most this many bytes holds a short command (ISO: 5 + 255 + 1). */
+    static final short SHORT_APDU_BUFFER = 261;
+
+    /** ABSENT_LE: the most a short command's answer carries (Le 00). */
+    static final short SHORT_LE_MAX = 256;
 }

@@ -29,12 +29,16 @@ final class RecordCipher {
     /** The bytes that can be CBC padding: the length byte's 255 and itself. */
     private static final short PAD_WINDOW = 256;
 
-    // Secrets: bytes of the arena from Transients.RECORD_KEYS.
+    // Secrets of the active session: bytes of the arena from Transients.RECORD_KEYS. The MAC keys
+    // (CBC) and the implicit IVs (AEAD) share the first bytes: a suite has one or the other.
     private static final short CLIENT_MAC = Transients.RECORD_KEYS;
     private static final short SERVER_MAC = (short) (CLIENT_MAC + 32);
-    private static final short CLIENT_IV = (short) (CLIENT_MAC + 64);
-    private static final short SERVER_IV = (short) (CLIENT_MAC + 68);
-    static final short SECRETS_SIZE = 72;
+    private static final short CLIENT_IV = CLIENT_MAC;
+    private static final short SERVER_IV = (short) (CLIENT_MAC + 4);
+    /** The AES keys, set into the two key objects for each record (the objects serve every session). */
+    private static final short CLIENT_KEY = (short) (CLIENT_MAC + 64);
+    private static final short SERVER_KEY = (short) (CLIENT_KEY + AES_KEY_SIZE);
+    static final short SECRETS_SIZE = 96;
     // Sequence numbers: bytes of the arena from Transients.RECORD_SEQ.
     private static final short READ_SEQ = Transients.RECORD_SEQ;
     private static final short WRITE_SEQ = (short) (READ_SEQ + 8);
@@ -97,16 +101,20 @@ final class RecordCipher {
             kind[KIND] = KIND_CBC;
             Util.arrayCopyNonAtomic(keyBlock, off, ram, CLIENT_MAC, (short) (2 * MAC_KEY_SIZE));
             off += 2 * MAC_KEY_SIZE;
-            clientKey.setKey(keyBlock, off);
-            serverKey.setKey(keyBlock, (short) (off + AES_KEY_SIZE));
+            Util.arrayCopyNonAtomic(keyBlock, off, ram, CLIENT_KEY, (short) (2 * AES_KEY_SIZE));
             return;
         }
         kind[KIND] = suite == Tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 ? KIND_GCM
                 : suite == Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM ? KIND_CCM : KIND_CCM_8;
-        clientKey.setKey(keyBlock, off);
-        serverKey.setKey(keyBlock, (short) (off + AES_KEY_SIZE));
+        Util.arrayCopyNonAtomic(keyBlock, off, ram, CLIENT_KEY, (short) (2 * AES_KEY_SIZE));
         Util.arrayCopyNonAtomic(keyBlock, (short) (off + 2 * AES_KEY_SIZE), ram, CLIENT_IV,
                 (short) (2 * FIXED_IV_SIZE));
+    }
+
+    /** Sets the active session's AES keys into the key objects, before its record is processed. */
+    private void loadKeys() {
+        clientKey.setKey(ram, CLIENT_KEY);
+        serverKey.setKey(ram, SERVER_KEY);
     }
 
     void clear() {
@@ -127,6 +135,7 @@ final class RecordCipher {
 
     /** Protects the {@code len} plaintext bytes at off + prefixLength(); returns the record's length. */
     short protect(byte type, byte[] buf, short off, short len) {
+        loadKeys();
         short p = (short) (off + prefixLength());
         short fragment;
         if (kind[KIND] == KIND_CBC) {
@@ -163,6 +172,7 @@ final class RecordCipher {
      * does not authenticate (bad_record_mac).
      */
     short unprotect(byte[] buf, short off) {
+        loadKeys();
         byte type = buf[off];
         short fragment = Util.getShort(buf, (short) (off + 3));
         short p = (short) (off + prefixLength());
@@ -324,10 +334,7 @@ final class RecordCipher {
         if (kind[KIND] == KIND_CBC) {
             off = Util.arrayCopyNonAtomic(ram, CLIENT_MAC, out, off, (short) (2 * MAC_KEY_SIZE));
         }
-        clientKey.getKey(out, off);
-        off += AES_KEY_SIZE;
-        serverKey.getKey(out, off);
-        off += AES_KEY_SIZE;
+        off = Util.arrayCopyNonAtomic(ram, CLIENT_KEY, out, off, (short) (2 * AES_KEY_SIZE));
         if (kind[KIND] != KIND_CBC) {
             off = Util.arrayCopyNonAtomic(ram, CLIENT_IV, out, off, (short) (2 * FIXED_IV_SIZE));
         }

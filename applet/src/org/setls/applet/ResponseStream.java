@@ -39,6 +39,33 @@ final class ResponseStream {
         sendNext(apdu);
     }
 
+    /**
+     * Sets the direction to outgoing and returns how many bytes this answer may carry. A short
+     * command carries at most 256 bytes back, whatever its Le says: a short command without Le
+     * (case 1 or 3) is answered as if its Le were 00, 256 bytes and 61xx for the rest, since
+     * neither jcardsim nor a T=0 card tells an absent Le from 00 (Quirks: ABSENT_LE). An extended
+     * Le of 0000 means 65536, which a short cannot hold (Quirks: LE_EXTENDED_ZERO).
+     */
+    /**
+     * The APDU buffer's length as a short: jcardsim's buffer for extended commands has 32777
+     * bytes, more than a short holds (Quirks: ABSENT_LE); a card's fits.
+     */
+    static short bufferLength(byte[] buf) {
+        return buf.length > Quirks.LE_EXTENDED_ZERO ? Quirks.LE_EXTENDED_ZERO : (short) buf.length;
+    }
+
+    static short outgoingLimit(APDU apdu) {
+        short le = apdu.setOutgoing();
+        boolean extended = apdu.getBuffer().length > Quirks.SHORT_APDU_BUFFER;
+        if (le <= 0) {
+            le = extended ? Quirks.LE_EXTENDED_ZERO : Quirks.SHORT_LE_MAX;
+        }
+        if (!extended && le > Quirks.SHORT_LE_MAX) {
+            le = Quirks.SHORT_LE_MAX;
+        }
+        return le;
+    }
+
     /** Sends the next chunk of the pending response (GET RESPONSE). */
     void sendNext(APDU apdu) {
         short remaining = state[REMAINING];
@@ -46,11 +73,7 @@ final class ResponseStream {
         if (src == null) {
             ISOException.throwIt(Sw.CONDITIONS_NOT_SATISFIED);
         }
-        short le = apdu.setOutgoing();
-        if (le <= 0) {
-            // Extended Le = 0000 means 65536, which a short cannot hold (Quirks: LE_EXTENDED_ZERO).
-            le = Quirks.LE_EXTENDED_ZERO;
-        }
+        short le = outgoingLimit(apdu);
         short n = remaining < le ? remaining : le;
         apdu.setOutgoingLength(n);
         apdu.sendBytesLong(src, state[OFF], n);

@@ -31,6 +31,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     private final RecordCommands records;
     private final OperatorSession operator;
     private final Persistent persistent;
+    private final Sessions sessions;
     /** TAG_CAPABILITIES: CAPABILITIES and the signature hashes TlsServer found at install. */
     private final byte capabilities;
 
@@ -40,6 +41,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
      */
     private SeTlsApplet() {
         ram = new Transients();
+        sessions = new Sessions(ram);
         RandomData random = RandomData.getInstance(RandomData.ALG_SECURE_RANDOM);
         Cipher cbc = Cipher.getInstance(Cipher.ALG_AES_BLOCK_128_CBC_NOPAD, false);
         persistent = new Persistent(new PskStore(cbc, random, ram.bytes, Transients.OPERATOR_WORK));
@@ -51,14 +53,14 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         TlsPrf prf = new TlsPrf(hmac, ram);
         prf.setCounters(counters);
         EcKeyGenerator keys = new EcKeyGenerator(random);
-        TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, persistent, ram);
+        TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, persistent, sessions, ram);
         IdentityDirectory directory = new IdentityDirectory(persistent, new EchoHandler(), tls);
-        eap = new EapTls(persistent.io, directory, ram);
+        eap = new EapTls(persistent.io, directory, sessions, counters, ram);
         // One ECDSA object: it verifies the operator's signatures and signs certification requests.
         Signature ecdsa = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
         operator = new OperatorSession(persistent, hmac, random, keys, ecdsa, cbc, counters, ram);
-        personalisation = new Personalisation(persistent, keys, counters, out, operator, input, ecdsa);
-        records = new RecordCommands(tls, eap, input, out, persistent.io);
+        personalisation = new Personalisation(persistent, keys, counters, out, operator, input, ecdsa, sessions);
+        records = new RecordCommands(tls, eap, sessions, input, out, persistent.io, counters);
         capabilities = (byte) (CAPABILITIES | tls.signatureCapabilities());
     }
 
@@ -78,7 +80,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     }
 
     public boolean select() {
-        eap.reset();
+        sessions.resetAll();
+        eap.abandonPacket();
+        input.abandonUnless((byte) 0);
         out.abandon();
         operator.end();
         return true;
@@ -103,10 +107,17 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         }
     }
 
-    /** After an unexpected exception: no half-done update, no conversation, no leftover secret. */
+    /**
+     * After an unexpected exception: no half-done update, no leftover secret, and the session the
+     * command named, if it named one, ended; the other sessions go on.
+     */
     private void failed() {
         abortOpenTransaction();
-        eap.reset();
+        eap.abandonPacket();
+        out.abandon();
+        if (sessions.addressed()) {
+            eap.endSession();
+        }
         ram.clearScratch();
     }
 
@@ -123,6 +134,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     private void route(APDU apdu) {
         byte[] buf = apdu.getBuffer();
         counters.count(OpCounters.APDUS, (short) 1);
+        sessions.beginCommand();
         byte ins = buf[ISO7816.OFFSET_INS];
         byte cla = (byte) (buf[ISO7816.OFFSET_CLA] & ~CLA_CHAINING);
         if (cla != CLA_ISO && cla != CLA_OPEN_EAP) {
@@ -134,6 +146,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         if (ins != INS_GET_RESPONSE) {
             out.abandon();
             input.abandonUnless(ins);
+        }
+        if (ins != INS_PROCESS_EAP) {
+            eap.abandonPacket(); // an EAP packet's chained APDUs come in a row
         }
         switch (ins) {
             case INS_PROCESS_EAP:
@@ -150,6 +165,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
                 break;
             case INS_EXPORT_KEYS:
                 records.exportKeys(apdu);
+                break;
+            case INS_CLOSE_SESSION:
+                records.close(apdu);
                 break;
             case INS_VERIFY:
                 personalisation.verify(apdu);
@@ -198,7 +216,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
                 || ins == INS_SIGN_CSR;
     }
 
-    /** SELECT: version, capabilities (the ECDSA hashes included), message capacity, default EAP packet size, identity slots. */
+    /** SELECT: version, capabilities (the ECDSA hashes included), message capacity, default EAP packet size, identity, session and handshake slots. */
     private void sendSelectResponse(APDU apdu) {
         byte[] buf = apdu.getBuffer();
         short n = 0;
@@ -207,6 +225,8 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         n = Tlv.putShort(buf, n, TAG_MESSAGE_CAPACITY, Persistent.MESSAGE_CAPACITY);
         n = Tlv.putShort(buf, n, TAG_DEFAULT_PACKET, EapTls.DEFAULT_PACKET_SIZE);
         n = Tlv.putByte(buf, n, TAG_IDENTITY_SLOTS, MAX_IDENTITIES);
+        n = Tlv.putByte(buf, n, TAG_SESSION_SLOTS, (byte) Sessions.SESSIONS);
+        n = Tlv.putByte(buf, n, TAG_HANDSHAKE_SLOTS, (byte) Sessions.HANDSHAKES);
         apdu.setOutgoingAndSend((short) 0, n);
     }
 }

@@ -29,7 +29,7 @@ public interface Sw {
     short EAP_UNEXPECTED = (short) 0x6F01;
     /** A CryptoException surfaced from the platform; the reason code is not leaked. */
     short CRYPTO_FAILURE = (short) 0x6F02;
-    /** An unexpected runtime exception (a bug): the session was reset. */
+    /** An unexpected runtime exception (a bug): the session the command named, if any, was ended. */
     short INTERNAL_ERROR = (short) 0x6F03;
     /** An operator command without an open operator session (OPERATOR CHALLENGE + AUTHENTICATE). */
     short OPERATOR_REQUIRED = (short) 0x6F04;
@@ -37,4 +37,6 @@ public interface Sw {
     short NOT_INITIALISED = (short) 0x6F05;
     /** INITIALIZE on a card that was initialised already. */
     short ALREADY_INITIALISED = (short) 0x6F06;
+    /** Every handshake slot is lent to a handshake in progress: finish or close one first. */
+    short NO_HANDSHAKE_SLOT = (short) 0x6F07;
 }

@@ -58,15 +58,19 @@ final class TlsServer implements MessageHandler {
     private static final short KEY_BLOCK = (short) (HASH + HASH_SIZE);
     static final short KEYS_SIZE = Tls.MASTER_SECRET_SIZE + HASH_SIZE + KEY_BLOCK_MAX;
 
-    // State, session state: shorts of the arena from Transients.TLS_STATE.
+    // State of the session: shorts of the active session from Transients.TLS_STATE.
     private static final short ST_PHASE = Transients.TLS_STATE;
     private static final short ST_SUITE = (short) (ST_PHASE + 1);
-    private static final short ST_FLAGS = (short) (ST_PHASE + 2);
-    private static final short ST_HASH_REST = (short) (ST_PHASE + 3); // transcript bytes modulo 64 (counters)
-    private static final short ST_SIGNATURE = (short) (ST_PHASE + 4); // the ServerKeyExchange's scheme
-    private static final short ST_FINISHED_GOT = (short) (ST_PHASE + 5); // bytes of the client Finished so far
-    static final short STATE_SIZE = 6;
+    static final short STATE_SIZE = 2;
+    // State of the handshake: shorts of the active handshake from Transients.TLS_HANDSHAKE.
+    private static final short ST_FLAGS = Transients.TLS_HANDSHAKE;
+    private static final short ST_HASH_REST = (short) (ST_FLAGS + 1); // transcript bytes modulo 64 (counters)
+    private static final short ST_SIGNATURE = (short) (ST_FLAGS + 2); // the ServerKeyExchange's scheme
+    private static final short ST_FINISHED_GOT = (short) (ST_FLAGS + 3); // bytes of the client Finished so far
+    static final short HANDSHAKE_STATE_SIZE = 4;
     private static final short IDENTITY = Transients.TLS_IDENTITY;
+    /** The ephemeral ECDH scalar, from flight 1 to flight 3: bytes of the active handshake. */
+    private static final short EPHEMERAL = Transients.EPHEMERAL;
 
     static final short PHASE_EXPECT_CLIENT_HELLO = 0;
     static final short PHASE_EXPECT_CLIENT_KEY_EXCHANGE = 1;
@@ -100,9 +104,12 @@ final class TlsServer implements MessageHandler {
     private final byte[] secrets;
     private final short[] st;
     private final Object[] refs;
-    private final MessageDigest transcript;
-    private final MessageDigest session;
+    /** Per handshake slot: the transcript through the client's Finished, and up to the ClientKeyExchange. */
+    private final MessageDigest[] transcripts;
+    private final MessageDigest[] sessionHashes;
+    /** The ephemeral key: its private half is transient and holds a scalar only within one APDU. */
     private final KeyPair ephemeral;
+    private final Sessions sessions;
     private final KeyAgreement ecdh;
     private final Signature signer256;
     /** ECDSA with SHA-384 and SHA-512, or null where the card has none (Quirks: ECDSA_HASHES). */
@@ -120,8 +127,9 @@ final class TlsServer implements MessageHandler {
 
     /** Allocated once, at install; the state is the arena's. */
     TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters,
-              Persistent persistent, Transients ram) {
+              Persistent persistent, Sessions sessions, Transients ram) {
         this.persistent = persistent;
+        this.sessions = sessions;
         this.keys = keys;
         curve = new PointCheck(ram);
         this.prf = prf;
@@ -132,9 +140,13 @@ final class TlsServer implements MessageHandler {
         secrets = ram.bytes;
         st = ram.shorts;
         refs = ram.refs;
-        transcript = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
-        session = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
-        ephemeral = P256.newKeyPair();
+        transcripts = new MessageDigest[Sessions.HANDSHAKES];
+        sessionHashes = new MessageDigest[Sessions.HANDSHAKES];
+        for (short k = 0; k < Sessions.HANDSHAKES; k++) {
+            transcripts[k] = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
+            sessionHashes[k] = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
+        }
+        ephemeral = P256.newEphemeralKeyPair();
         ecdh = KeyAgreement.getInstance(KeyAgreement.ALG_EC_SVDP_DH_PLAIN, false);
         signer256 = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
         signer384 = optionalSignature(Signature.ALG_ECDSA_SHA_384);
@@ -183,15 +195,39 @@ final class TlsServer implements MessageHandler {
         return st[ST_PHASE];
     }
 
+    /** A new handshake for the active session: a handshake slot (6F07 if none is free), fresh digests. */
     public void reset() {
-        ram.clearShorts(ST_PHASE, STATE_SIZE); // PHASE_EXPECT_CLIENT_HELLO
-        transcript.reset();
-        session.reset();
-        cipher.clear();
+        end();
+        short hs = sessions.claimHandshake();
+        transcripts[hs].reset();
+        sessionHashes[hs].reset();
         hello.reset();
-        ram.clearBytes(CLIENT_RANDOM, RANDOMS_SIZE);
-        ram.clearBytes(CLIENT_VERIFY, FINISHED_SIZE);
+    }
+
+    /** The session is over: its handshake slot is freed and wiped, its keys forgotten. */
+    public void end() {
+        releaseHandshake();
+        ram.clearShorts(ST_PHASE, STATE_SIZE); // PHASE_EXPECT_CLIENT_HELLO
+        cipher.clear();
         ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
+    }
+
+    /** The handshake is over (established or failed): its slot goes back, its digests reset. */
+    private void releaseHandshake() {
+        short hs = sessions.handshakeSlot();
+        if (hs >= 0) {
+            transcripts[hs].reset();
+            sessionHashes[hs].reset();
+        }
+        sessions.releaseHandshake();
+    }
+
+    private MessageDigest transcript() {
+        return transcripts[sessions.handshakeSlot()];
+    }
+
+    private MessageDigest sessionHash() {
+        return sessionHashes[sessions.handshakeSlot()];
     }
 
     public boolean finished() {
@@ -217,7 +253,7 @@ final class TlsServer implements MessageHandler {
 
     /** Ends the handshake: forgets the keys and answers with the fatal alert (0 for a peer's alert). */
     private short fail(byte[] buf, short off, byte description) {
-        reset();
+        end();
         st[ST_PHASE] = PHASE_FAILED;
         if (description == Tls.ALERT_CLOSE_NOTIFY) {
             return 0;
@@ -272,6 +308,7 @@ final class TlsServer implements MessageHandler {
                         alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
                     }
                     gathered = Util.arrayCopyNonAtomic(buf, body, buf, gathered, fragment);
+                    counters.count(OpCounters.EEPROM_BYTES, fragment);
                     gathered = onClientKeyExchangeBytes(buf, off, gathered);
                 } else if (phase == PHASE_EXPECT_CHANGE_CIPHER_SPEC) {
                     onChangeCipherSpec(buf, type, body, fragment);
@@ -490,9 +527,8 @@ final class TlsServer implements MessageHandler {
         buf[w++] = Tls.CURVE_TYPE_NAMED;
         w = Util.setShort(buf, w, Tls.GROUP_SECP256R1);
         buf[w++] = (byte) P256.POINT_SIZE;
-        keys.generate(ephemeral, secrets, KEY_BLOCK);
+        w += keys.generateEphemeral(ephemeral, secrets, EPHEMERAL, buf, w);
         counters.count(OpCounters.EC_KEYGEN, (short) 1);
-        w += ((ECPublicKey) ephemeral.getPublic()).getW(buf, w);
         short paramsLength = (short) (w - params);
         short scheme = st[ST_SIGNATURE];
         w = Util.setShort(buf, w, scheme);
@@ -517,8 +553,8 @@ final class TlsServer implements MessageHandler {
 
     /** Adds handshake bytes to both transcripts; counts the SHA-256 blocks they fill. */
     private void hashHandshake(byte[] buf, short off, short len) {
-        transcript.update(buf, off, len);
-        session.update(buf, off, len);
+        transcript().update(buf, off, len);
+        sessionHash().update(buf, off, len);
         short bytes = (short) (st[ST_HASH_REST] + len); // at most 63 + a record's 16389
         counters.count(OpCounters.SHA256_BLOCKS, (short) (2 * (short) (bytes >> 6)));
         st[ST_HASH_REST] = (short) (bytes & 63);
@@ -572,8 +608,8 @@ final class TlsServer implements MessageHandler {
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
         }
         short length = (short) (end - off);
-        transcript.update(buf, off, length);
-        session.doFinal(buf, off, length, secrets, HASH);
+        transcript().update(buf, off, length);
+        sessionHash().doFinal(buf, off, length, secrets, HASH);
         short bytes = (short) (st[ST_HASH_REST] + length);
         counters.count(OpCounters.SHA256_BLOCKS, (short) (2 * (short) (bytes >> 6)));
         countFinalBlocks((short) (bytes & 63));
@@ -589,7 +625,7 @@ final class TlsServer implements MessageHandler {
         Util.setShort(secrets, (short) (expected + 2), Tls.VERIFY_DATA_SIZE);
         Util.arrayCopyNonAtomic(secrets, CLIENT_VERIFY, secrets, (short) (expected + Tls.HS_HEADER_SIZE),
                 Tls.VERIFY_DATA_SIZE);
-        transcript.doFinal(secrets, expected, FINISHED_MESSAGE_SIZE, secrets, HASH);
+        transcript().doFinal(secrets, expected, FINISHED_MESSAGE_SIZE, secrets, HASH);
         countFinalBlocks((short) ((short) (bytes & 63) + FINISHED_MESSAGE_SIZE));
         finishedVerifyData(LABEL_SERVER_FINISHED, (short) LABEL_SERVER_FINISHED.length, SERVER_VERIFY);
         ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
@@ -599,8 +635,11 @@ final class TlsServer implements MessageHandler {
     /** ECDH with the client's point; any refusal of the point is an illegal_parameter. */
     private short agree(byte[] buf, short point, short pointLength) {
         short length = 0;
+        ECPrivateKey priv = (ECPrivateKey) ephemeral.getPrivate();
         try {
-            ecdh.init(ephemeral.getPrivate());
+            P256.setDomainParameters(priv); // clearKey() may have dropped them (Quirks: CURVE_PARAMETERS)
+            priv.setS(secrets, EPHEMERAL, P256.COORDINATE_SIZE);
+            ecdh.init(priv);
             length = ecdh.generateSecret(buf, point, pointLength, secrets, KEY_BLOCK);
             counters.count(OpCounters.ECDH, (short) 1);
         } catch (CryptoException e) {
@@ -609,7 +648,8 @@ final class TlsServer implements MessageHandler {
             // jcardsim rejects an off-curve point with an exception of the host JVM (Quirks: INVALID_POINT).
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
         } finally {
-            ephemeral.getPrivate().clearKey();
+            priv.clearKey();
+            ram.clearBytes(EPHEMERAL, P256.COORDINATE_SIZE);
         }
         if (length != P256.COORDINATE_SIZE) {
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
@@ -694,6 +734,7 @@ final class TlsServer implements MessageHandler {
         short got = st[ST_FINISHED_GOT];
         short room = (short) (FINISHED_MESSAGE_SIZE - got);
         short n = plain < room ? plain : room;
+        counters.count(OpCounters.EEPROM_BYTES, plain); // decrypted in place in the I/O buffer
         Util.arrayCopyNonAtomic(buf, q, secrets, (short) (FINISHED_IN + got), n);
         got += n;
         st[ST_FINISHED_GOT] = got;
@@ -737,7 +778,7 @@ final class TlsServer implements MessageHandler {
         Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, buf, (short) (p + Tls.HS_HEADER_SIZE), Tls.VERIFY_DATA_SIZE);
         w += cipher.protect(Tls.CONTENT_HANDSHAKE, buf, w, FINISHED_MESSAGE_SIZE);
         st[ST_PHASE] = PHASE_ESTABLISHED;
-        ram.clearBytes(CLIENT_VERIFY, FINISHED_SIZE);
+        releaseHandshake(); // wipes TLS_FINISHED and the rest of the handshake's state
         return (short) (w - off);
     }
 

@@ -15,8 +15,10 @@ import javacard.framework.Util;
  * <li><b>Session state</b> lives across APDUs (an EAP conversation, a TLS handshake between its
  *     flights or inside a flight the host hands over in parts, the record keys after it, a chained
  *     command, a pending response, the operator's session keys and counter): each use has
- *     its own region, shared with nothing. Several TLS sessions per card will each get a copy of
- *     these regions.</li>
+ *     its own region, shared with nothing. The TLS session's regions and its handshake's are
+ *     copied to and from per-session and per-handshake slots by Sessions (SESSION_* and
+ *     HANDSHAKE_*); the rest is card-wide (the EAP packet being received, a chained command, a
+ *     pending response, the one operator session).</li>
  * <li><b>Scratch</b> lives within the processing of one APDU and is dead when the APDU's answer
  *     is sent: nobody may read what a previous APDU left there. Uses that never run at the same
  *     time share bytes (an overlay: several regions at the same offset). The overlays, and why
@@ -47,20 +49,37 @@ import javacard.framework.Util;
 final class Transients {
     // ---- bytes: CLEAR_ON_DESELECT ------------------------------------------------------------
     // Session state.
-    /** EapTls: the EAP identity being received (it may span chained APDUs). */
+    /** EapTls: the EAP identity being received (card-wide: one EAP packet is received at a time). */
     static final short EAP_NAME = 0;
     static final short EAP_NAME_SIZE = EapTls.IDENTITY_MAX;                      // 32
-    /** TlsServer: client_random || server_random, from flight 1 to flight 3. */
-    static final short TLS_RANDOMS = (short) (EAP_NAME + EAP_NAME_SIZE);
-    static final short TLS_RANDOMS_SIZE = TlsServer.RANDOMS_SIZE;                // 64
-    /** RecordCipher: the MAC keys (CBC) or implicit IVs (AEAD) of the session. */
-    static final short RECORD_KEYS = (short) (TLS_RANDOMS + TLS_RANDOMS_SIZE);
-    static final short RECORD_KEYS_SIZE = RecordCipher.SECRETS_SIZE;             // 72
+    /**
+     * OperatorSession: the challenge's nonce and the session's MAC key (card-wide: the card has one
+     * operator session, apart from the TLS sessions; Sessions never swaps it).
+     */
+    static final short OPERATOR_SECRETS = (short) (EAP_NAME + EAP_NAME_SIZE);
+    static final short OPERATOR_SECRETS_SIZE = OperatorSession.SECRETS_SIZE;    // 48
+    /**
+     * The active session's bytes: Sessions copies them to the session's slot (SESSION_SLOTS) and
+     * back when a command names another session, so the code reads them at fixed offsets.
+     */
+    static final short SESSION_BYTES = (short) (OPERATOR_SECRETS + OPERATOR_SECRETS_SIZE);
+    /** RecordCipher: the AES keys, and the MAC keys (CBC) or implicit IVs (AEAD) of the session. */
+    static final short RECORD_KEYS = SESSION_BYTES;
+    static final short RECORD_KEYS_SIZE = RecordCipher.SECRETS_SIZE;             // 96
     /** RecordCipher: the read and write sequence numbers. */
     static final short RECORD_SEQ = (short) (RECORD_KEYS + RECORD_KEYS_SIZE);
     static final short RECORD_SEQ_SIZE = RecordCipher.SEQ_SIZE;                  // 16
+    static final short SESSION_BYTES_SIZE = (short) (RECORD_KEYS_SIZE + RECORD_SEQ_SIZE); // 112
+    /**
+     * The active handshake's bytes: Sessions copies them to the handshake's slot (HANDSHAKE_SLOTS)
+     * and back when a command names a session whose handshake is in another slot.
+     */
+    static final short HANDSHAKE_BYTES = (short) (SESSION_BYTES + SESSION_BYTES_SIZE);
+    /** TlsServer: client_random || server_random, from flight 1 to flight 3. */
+    static final short TLS_RANDOMS = HANDSHAKE_BYTES;
+    static final short TLS_RANDOMS_SIZE = TlsServer.RANDOMS_SIZE;                // 64
     /** ClientHelloParser: a field of the ClientHello split between records (or APDUs). */
-    static final short HELLO_FIELD = (short) (RECORD_SEQ + RECORD_SEQ_SIZE);
+    static final short HELLO_FIELD = (short) (TLS_RANDOMS + TLS_RANDOMS_SIZE);
     static final short HELLO_FIELD_SIZE = ClientHelloParser.FIELD_SIZE;          // 4
     /**
      * TlsServer, from the ClientKeyExchange to the client's Finished (which may come in several
@@ -69,9 +88,17 @@ final class Transients {
      */
     static final short TLS_FINISHED = (short) (HELLO_FIELD + HELLO_FIELD_SIZE);
     static final short TLS_FINISHED_SIZE = TlsServer.FINISHED_SIZE;              // 40
-    /** OperatorSession: the challenge's nonce and the session's MAC key. */
-    static final short OPERATOR_SECRETS = (short) (TLS_FINISHED + TLS_FINISHED_SIZE);
-    static final short OPERATOR_SECRETS_SIZE = OperatorSession.SECRETS_SIZE;    // 48
+    /** TlsServer: the ephemeral ECDH private scalar, from flight 1 to flight 3 (never in EEPROM). */
+    static final short EPHEMERAL = (short) (TLS_FINISHED + TLS_FINISHED_SIZE);
+    static final short EPHEMERAL_SIZE = P256.COORDINATE_SIZE;                    // 32
+    static final short HANDSHAKE_BYTES_SIZE = (short) (TLS_RANDOMS_SIZE + HELLO_FIELD_SIZE + TLS_FINISHED_SIZE
+            + EPHEMERAL_SIZE);                                                   // 140
+    /** Sessions: the bytes of every session slot, SESSION_BYTES_SIZE each. */
+    static final short SESSION_SLOTS = (short) (HANDSHAKE_BYTES + HANDSHAKE_BYTES_SIZE);
+    static final short SESSION_SLOTS_SIZE = (short) (Sessions.SESSIONS * SESSION_BYTES_SIZE);
+    /** Sessions: the bytes of every handshake slot, HANDSHAKE_BYTES_SIZE each. */
+    static final short HANDSHAKE_SLOTS = (short) (SESSION_SLOTS + SESSION_SLOTS_SIZE);
+    static final short HANDSHAKE_SLOTS_SIZE = (short) (Sessions.HANDSHAKES * HANDSHAKE_BYTES_SIZE);
     // Scratch.
     /**
      * TlsServer, the ClientKeyExchange: master secret, session hash, key block (premaster secret
@@ -79,9 +106,10 @@ final class Transients {
      * generation's scratch. All of it is wiped before the answer leaves: the Finished need only
      * TLS_FINISHED.
      */
-    static final short HANDSHAKE_KEYS = (short) (OPERATOR_SECRETS + OPERATOR_SECRETS_SIZE);
+    static final short HANDSHAKE_KEYS = (short) (HANDSHAKE_SLOTS + HANDSHAKE_SLOTS_SIZE);
     static final short HANDSHAKE_KEYS_SIZE = TlsServer.KEYS_SIZE;                // 176
-    //   operator commands, at the same offset (they never run inside a handshake's APDU); the
+    //   operator commands, at the same offset (they never run inside a handshake's APDU, and the
+    //   ephemeral scalar that outlives flight 1 is in the handshake's EPHEMERAL, not here); the
     //   larger use sets the size (TransientsTest: OPERATOR_WORK_SIZE <= HANDSHAKE_KEYS_SIZE)
     /** OperatorSession: a point, a decrypted secret, Z, HKDF's PRK, a MAC being checked. */
     static final short OPERATOR_WORK = HANDSHAKE_KEYS;
@@ -107,37 +135,65 @@ final class Transients {
     static final short CCM_STATE_SIZE = AesCcm.STATE_SIZE;                       // 64
     /** The larger overlay (HMAC_PAD + PRF_A = GCM_STATE + CCM_STATE = 128 bytes). */
     static final short OVERLAY_SIZE = (short) (HMAC_PAD_SIZE + PRF_A_SIZE);
-    static final short BYTES_SIZE = (short) (OVERLAY + OVERLAY_SIZE);           // 640
+    static final short BYTES_SIZE = (short) (OVERLAY + OVERLAY_SIZE);
 
     // ---- shorts: CLEAR_ON_DESELECT -----------------------------------------------------------
     // Session state.
-    /** EapTls: the conversation's state, identifiers, lengths, the packet being received. */
-    static final short EAP_STATE = 0;
-    static final short EAP_STATE_SIZE = EapTls.STATE_SIZE;                       // 11
-    /** CommandInput: the command being chained and the bytes collected so far. */
-    static final short INPUT_STATE = (short) (EAP_STATE + EAP_STATE_SIZE);
+    /** CommandInput: the command being chained and the bytes collected so far (card-wide). */
+    static final short INPUT_STATE = 0;
     static final short INPUT_STATE_SIZE = CommandInput.STATE_SIZE;               // 2
-    /** ResponseStream: the offset and length left of the response GET RESPONSE fetches. */
+    /** ResponseStream: the offset and length left of the response GET RESPONSE fetches (card-wide). */
     static final short RESPONSE_STATE = (short) (INPUT_STATE + INPUT_STATE_SIZE);
     static final short RESPONSE_STATE_SIZE = ResponseStream.STATE_SIZE;          // 2
+    /** EapTls: the EAP packet being received, which may span chained APDUs (card-wide). */
+    static final short EAP_PACKET = (short) (RESPONSE_STATE + RESPONSE_STATE_SIZE);
+    static final short EAP_PACKET_SIZE = EapTls.PACKET_STATE_SIZE;               // 5
+    /** Sessions: the active session and handshake, the I/O buffer's owner, the handshake slots' owners. */
+    static final short SESSIONS_STATE = (short) (EAP_PACKET + EAP_PACKET_SIZE);
+    static final short SESSIONS_STATE_SIZE = Sessions.STATE_SIZE;                // 6
     /**
-     * TlsServer: phase, suite, what the ServerHello answers, the transcript's bytes modulo a
-     * block, the signature scheme, the client Finished's bytes received.
+     * OperatorSession: phase, MAC counter, the shadow-area upload in progress (what, slot, length);
+     * card-wide, like OPERATOR_SECRETS.
      */
-    static final short TLS_STATE = (short) (RESPONSE_STATE + RESPONSE_STATE_SIZE);
-    static final short TLS_STATE_SIZE = TlsServer.STATE_SIZE;                    // 6
+    static final short OPERATOR_STATE = (short) (SESSIONS_STATE + SESSIONS_STATE_SIZE);
+    static final short OPERATOR_STATE_SIZE = OperatorSession.STATE_SIZE;         // 5
+    /** The active session's shorts (Sessions swaps them with SESSION_SHORT_SLOTS). */
+    static final short SESSION_SHORTS = (short) (OPERATOR_STATE + OPERATOR_STATE_SIZE);
+    /** EapTls: the conversation's state, identifiers, lengths of the message in and out. */
+    static final short EAP_STATE = SESSION_SHORTS;
+    static final short EAP_STATE_SIZE = EapTls.STATE_SIZE;                       // 7
+    /** TlsServer: phase, suite. */
+    static final short TLS_STATE = (short) (EAP_STATE + EAP_STATE_SIZE);
+    static final short TLS_STATE_SIZE = TlsServer.STATE_SIZE;                    // 2
     /** RecordCipher: the kind of record protection (none, GCM, CCM, CCM_8, CBC). */
     static final short RECORD_KIND = (short) (TLS_STATE + TLS_STATE_SIZE);
     static final short RECORD_KIND_SIZE = RecordCipher.KIND_SIZE;                // 1
+    /** Sessions: the session's handshake slot (+ 1; 0: none). */
+    static final short SESSION_LINK = (short) (RECORD_KIND + RECORD_KIND_SIZE);
+    static final short SESSION_LINK_SIZE = Sessions.LINK_SIZE;                   // 1
+    static final short SESSION_SHORTS_SIZE = (short) (EAP_STATE_SIZE + TLS_STATE_SIZE + RECORD_KIND_SIZE
+            + SESSION_LINK_SIZE);                                                // 11
+    /** The active handshake's shorts (Sessions swaps them with HANDSHAKE_SHORT_SLOTS). */
+    static final short HANDSHAKE_SHORTS = (short) (SESSION_SHORTS + SESSION_SHORTS_SIZE);
+    /**
+     * TlsServer: what the ServerHello answers, the transcript's bytes modulo a block, the
+     * signature scheme, the client Finished's bytes received.
+     */
+    static final short TLS_HANDSHAKE = HANDSHAKE_SHORTS;
+    static final short TLS_HANDSHAKE_SIZE = TlsServer.HANDSHAKE_STATE_SIZE;      // 4
     /** ClientHelloParser: the step, what is left of each open structure, what the hello said. */
-    static final short HELLO_STATE = (short) (RECORD_KIND + RECORD_KIND_SIZE);
+    static final short HELLO_STATE = (short) (TLS_HANDSHAKE + TLS_HANDSHAKE_SIZE);
     static final short HELLO_STATE_SIZE = ClientHelloParser.STATE_SIZE;          // 15
-    /** OperatorSession: phase, MAC counter, the shadow-area upload in progress (what, slot, length). */
-    static final short OPERATOR_STATE = (short) (HELLO_STATE + HELLO_STATE_SIZE);
-    static final short OPERATOR_STATE_SIZE = OperatorSession.STATE_SIZE;         // 5
+    static final short HANDSHAKE_SHORTS_SIZE = (short) (TLS_HANDSHAKE_SIZE + HELLO_STATE_SIZE); // 19
+    /** Sessions: the shorts of every session slot. */
+    static final short SESSION_SHORT_SLOTS = (short) (HANDSHAKE_SHORTS + HANDSHAKE_SHORTS_SIZE);
+    static final short SESSION_SHORT_SLOTS_SIZE = (short) (Sessions.SESSIONS * SESSION_SHORTS_SIZE);
+    /** Sessions: the shorts of every handshake slot. */
+    static final short HANDSHAKE_SHORT_SLOTS = (short) (SESSION_SHORT_SLOTS + SESSION_SHORT_SLOTS_SIZE);
+    static final short HANDSHAKE_SHORT_SLOTS_SIZE = (short) (Sessions.HANDSHAKES * HANDSHAKE_SHORTS_SIZE);
     // Scratch.
     /** The curve check (CURVE) or GHASH (GHASH, GCM_LENGTHS, CCM_PARAMS): never at once. */
-    static final short SHORT_SCRATCH = (short) (OPERATOR_STATE + OPERATOR_STATE_SIZE);
+    static final short SHORT_SCRATCH = (short) (HANDSHAKE_SHORT_SLOTS + HANDSHAKE_SHORT_SLOTS_SIZE);
     //   flight 3: the client's ECDH point against the curve equation
     /** PointCheck: the accumulator and three 256-bit numbers in byte limbs. */
     static final short CURVE = SHORT_SCRATCH;
@@ -154,24 +210,30 @@ final class Transients {
     static final short CCM_PARAMS_SIZE = AesCcm.PARAMS_SIZE;                     // 4
     /** The larger overlay: the curve check's 162 shorts (GHASH's three regions: 143). */
     static final short SHORT_SCRATCH_SIZE = CURVE_SIZE;
-    static final short SHORTS_SIZE = (short) (SHORT_SCRATCH + SHORT_SCRATCH_SIZE); // 204
+    static final short SHORTS_SIZE = (short) (SHORT_SCRATCH + SHORT_SCRATCH_SIZE);
 
     // ---- refs: CLEAR_ON_DESELECT (session state) ----------------------------------------------
-    /** EapTls: the MessageHandler of the conversation. */
-    static final short EAP_HANDLER = 0;
-    static final short EAP_HANDLER_SIZE = 1;
-    /** ResponseStream: the array the pending response comes from. */
-    static final short RESPONSE_SOURCE = (short) (EAP_HANDLER + EAP_HANDLER_SIZE);
+    /** ResponseStream: the array the pending response comes from (card-wide). */
+    static final short RESPONSE_SOURCE = 0;
     static final short RESPONSE_SOURCE_SIZE = 1;
+    /** The active session's references (Sessions swaps them with SESSION_REF_SLOTS). */
+    static final short SESSION_REFS = (short) (RESPONSE_SOURCE + RESPONSE_SOURCE_SIZE);
+    /** EapTls: the MessageHandler of the conversation. */
+    static final short EAP_HANDLER = SESSION_REFS;
+    static final short EAP_HANDLER_SIZE = 1;
     /** TlsServer: the Identity the handshake serves. */
-    static final short TLS_IDENTITY = (short) (RESPONSE_SOURCE + RESPONSE_SOURCE_SIZE);
+    static final short TLS_IDENTITY = (short) (EAP_HANDLER + EAP_HANDLER_SIZE);
     static final short TLS_IDENTITY_SIZE = 1;
-    static final short REFS_SIZE = (short) (TLS_IDENTITY + TLS_IDENTITY_SIZE);    // 3
+    static final short SESSION_REFS_SIZE = (short) (EAP_HANDLER_SIZE + TLS_IDENTITY_SIZE);  // 2
+    /** Sessions: the references of every session slot. */
+    static final short SESSION_REF_SLOTS = (short) (SESSION_REFS + SESSION_REFS_SIZE);
+    static final short SESSION_REF_SLOTS_SIZE = (short) (Sessions.SESSIONS * SESSION_REFS_SIZE);
+    static final short REFS_SIZE = (short) (SESSION_REF_SLOTS + SESSION_REF_SLOTS_SIZE);
 
     // ---- counters: CLEAR_ON_RESET ------------------------------------------------------------
     /** OpCounters: the diagnostic operation counters, one short each. */
     static final short OP_COUNTERS = 0;
-    static final short OP_COUNTERS_SIZE = OpCounters.COUNT;                      // 10
+    static final short OP_COUNTERS_SIZE = OpCounters.COUNT;                      // 11
     static final short COUNTERS_SIZE = (short) (OP_COUNTERS + OP_COUNTERS_SIZE);
 
     final byte[] bytes;
@@ -197,6 +259,20 @@ final class Transients {
         short end = (short) (off + len);
         for (short i = off; i < end; i++) {
             shorts[i] = 0;
+        }
+    }
+
+    /** Copies {@code len} shorts of {@link #shorts} (regions that do not overlap). */
+    void copyShorts(short from, short to, short len) {
+        for (short i = 0; i < len; i++) {
+            shorts[(short) (to + i)] = shorts[(short) (from + i)];
+        }
+    }
+
+    /** Copies {@code len} references of {@link #refs} (regions that do not overlap). */
+    void copyRefs(short from, short to, short len) {
+        for (short i = 0; i < len; i++) {
+            refs[(short) (to + i)] = refs[(short) (from + i)];
         }
     }
 

@@ -101,10 +101,30 @@ class TransientsTest {
     static final Region OPERATOR_WORK = bytes("OPERATOR_WORK", Transients.OPERATOR_WORK, Transients.OPERATOR_WORK_SIZE, false);
     static final Region OPERATOR_STATE = shorts("OPERATOR_STATE", Transients.OPERATOR_STATE,
             Transients.OPERATOR_STATE_SIZE, true);
-    static final List<Region> ALL = List.of(EAP_NAME, TLS_RANDOMS, RECORD_KEYS, RECORD_SEQ, HELLO_FIELD,
-            TLS_FINISHED, OPERATOR_SECRETS, HANDSHAKE_KEYS, OPERATOR_WORK, RECORD_SCRATCH, HMAC_PAD, PRF_A,
-            GCM_STATE, CCM_STATE, EAP_STATE, INPUT_STATE, RESPONSE_STATE, TLS_STATE, RECORD_KIND, HELLO_STATE,
-            OPERATOR_STATE, CURVE, GHASH, GCM_LENGTHS, CCM_PARAMS);
+    static final Region EPHEMERAL = bytes("EPHEMERAL", Transients.EPHEMERAL, Transients.EPHEMERAL_SIZE, true);
+    static final Region SESSION_SLOTS = bytes("SESSION_SLOTS", Transients.SESSION_SLOTS, Transients.SESSION_SLOTS_SIZE, true);
+    static final Region HANDSHAKE_SLOTS = bytes("HANDSHAKE_SLOTS", Transients.HANDSHAKE_SLOTS,
+            Transients.HANDSHAKE_SLOTS_SIZE, true);
+    static final Region EAP_PACKET = shorts("EAP_PACKET", Transients.EAP_PACKET, Transients.EAP_PACKET_SIZE, true);
+    static final Region SESSIONS_STATE = shorts("SESSIONS_STATE", Transients.SESSIONS_STATE,
+            Transients.SESSIONS_STATE_SIZE, true);
+    static final Region SESSION_LINK = shorts("SESSION_LINK", Transients.SESSION_LINK, Transients.SESSION_LINK_SIZE, true);
+    static final Region TLS_HANDSHAKE = shorts("TLS_HANDSHAKE", Transients.TLS_HANDSHAKE, Transients.TLS_HANDSHAKE_SIZE,
+            true);
+    static final Region SESSION_SHORT_SLOTS = shorts("SESSION_SHORT_SLOTS", Transients.SESSION_SHORT_SLOTS,
+            Transients.SESSION_SHORT_SLOTS_SIZE, true);
+    static final Region HANDSHAKE_SHORT_SLOTS = shorts("HANDSHAKE_SHORT_SLOTS", Transients.HANDSHAKE_SHORT_SLOTS,
+            Transients.HANDSHAKE_SHORT_SLOTS_SIZE, true);
+    static final List<Region> ALL = List.of(EAP_NAME, OPERATOR_SECRETS, TLS_RANDOMS, RECORD_KEYS, RECORD_SEQ,
+            HELLO_FIELD, TLS_FINISHED, EPHEMERAL, SESSION_SLOTS, HANDSHAKE_SLOTS, HANDSHAKE_KEYS, OPERATOR_WORK,
+            RECORD_SCRATCH, HMAC_PAD, PRF_A, GCM_STATE, CCM_STATE, EAP_STATE, INPUT_STATE, RESPONSE_STATE, EAP_PACKET,
+            SESSIONS_STATE, OPERATOR_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK, TLS_HANDSHAKE, HELLO_STATE,
+            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, CURVE, GHASH, GCM_LENGTHS, CCM_PARAMS);
+    /** The active session's and handshake's areas: what Sessions swaps with the slots. */
+    static final Region[] SESSION_AREA = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK};
+    static final Region[] SESSION_OWN = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND};
+    static final Region[] HANDSHAKE_AREA = {TLS_RANDOMS, HELLO_FIELD, TLS_FINISHED, EPHEMERAL, TLS_HANDSHAKE,
+        HELLO_STATE};
 
     // ---- running a phase against the map ------------------------------------------------------
 
@@ -144,6 +164,10 @@ class TransientsTest {
     }
 
     private static void assertUntouched(Object[] masks, String phase) {
+        assertUntouched(masks, phase, true);
+    }
+
+    private static void assertUntouched(Object[] masks, String phase, boolean refs) {
         boolean[] liveBytes = (boolean[]) masks[0];
         boolean[] liveShorts = (boolean[]) masks[1];
         for (int i = 0; i < liveBytes.length; i++) {
@@ -156,7 +180,7 @@ class TransientsTest {
                 assertEquals(SHORT_PATTERN, ram.shorts[i], phase + " wrote shorts[" + i + "] (" + owner(true, i) + ")");
             }
         }
-        for (Object ref : ram.refs) {
+        for (Object ref : refs ? ram.refs : new Object[0]) {
             assertSame(REF_PATTERN, ref, phase + " wrote a reference");
         }
     }
@@ -315,6 +339,84 @@ class TransientsTest {
             }
             cipher.clear();
         }
+    }
+
+    /** Fills the regions with a value. */
+    private static void fill(Region[] regions, int value) {
+        for (Region r : regions) {
+            for (int i = r.off; i < r.off + r.size; i++) {
+                if (r.shorts) {
+                    ram.shorts[i] = (short) value;
+                } else {
+                    ram.bytes[i] = (byte) value;
+                }
+            }
+        }
+    }
+
+    private static void assertFilled(Region[] regions, int value, String what) {
+        for (Region r : regions) {
+            for (int i = r.off; i < r.off + r.size; i++) {
+                int got = r.shorts ? ram.shorts[i] : ram.bytes[i];
+                assertEquals(r.shorts ? (short) value : (byte) value, got, what + ": " + r + " at " + i);
+            }
+        }
+    }
+
+    @Test
+    void sessionsSwapTheirStateThroughTheirSlotsAndNothingElse() {
+        Sessions sessions = new Sessions(ram);
+        Region[] live = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK, TLS_RANDOMS,
+            HELLO_FIELD, TLS_FINISHED, EPHEMERAL, TLS_HANDSHAKE, HELLO_STATE, SESSION_SLOTS, HANDSHAKE_SLOTS,
+            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, SESSIONS_STATE};
+        Object[] masks = prepare(live);
+        for (Region r : live) {
+            fill(new Region[] {r}, 0);
+        }
+        Arrays.fill(ram.refs, Transients.SESSION_REFS, Transients.REFS_SIZE, null);
+        Object[] handlers = new Object[Sessions.SESSIONS];
+        for (short h = 0; h < Sessions.SESSIONS; h++) {
+            sessions.use(h);
+            fill(SESSION_AREA, 0x10 + h);   // the session's own state, SESSION_LINK included ...
+            ram.shorts[Transients.SESSION_LINK] = 0;
+            handlers[h] = new Object();
+            ram.refs[Transients.EAP_HANDLER] = handlers[h];
+            if (h < Sessions.HANDSHAKES) {  // ... and, for the first two, a handshake
+                assertEquals(h, sessions.claimHandshake());
+                fill(HANDSHAKE_AREA, 0x40 + h);
+            }
+        }
+        for (short h = (short) (Sessions.SESSIONS - 1); h >= 0; h--) {   // back, in another order
+            sessions.use(h);
+            assertSame(handlers[h], ram.refs[Transients.EAP_HANDLER]);
+            assertFilled(SESSION_OWN, 0x10 + h, "session " + h);
+            if (h < Sessions.HANDSHAKES) {
+                assertEquals(h, sessions.handshakeSlot());
+                assertFilled(HANDSHAKE_AREA, 0x40 + h, "handshake of session " + h);
+            } else {
+                assertEquals(-1, sessions.handshakeSlot());
+            }
+        }
+        sessions.use((short) 1);
+        sessions.releaseHandshake();                     // its slot and its stored copy are wiped
+        assertFilled(HANDSHAKE_AREA, 0, "a released handshake");
+        sessions.clearActive();                          // the session is over
+        assertFilled(SESSION_AREA, 0, "a closed session");
+        sessions.use((short) 0);
+        assertFilled(HANDSHAKE_AREA, 0x40, "the other handshake");
+        assertUntouched(masks, "Sessions", false);
+    }
+
+    @Test
+    void resettingTheSessionsLeavesTheOperatorSessionAlone() {
+        // The card's one operator session is card-wide: SELECT ends it through OperatorSession, and
+        // Sessions, which forgets the TLS sessions, never touches its regions.
+        Sessions sessions = new Sessions(ram);
+        List<Region> live = new ArrayList<>(ALL);
+        live.removeAll(List.of(OPERATOR_SECRETS, OPERATOR_STATE, OPERATOR_WORK, HANDSHAKE_KEYS));
+        Object[] masks = prepare(live.toArray(new Region[0]));
+        sessions.resetAll();
+        assertUntouched(masks, "Sessions.resetAll", false);
     }
 
     // ---- the map ------------------------------------------------------------------------------
