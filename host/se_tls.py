@@ -661,7 +661,10 @@ class ServerTLS:
         for one. The connection is watched meanwhile: a client that leaves leaves the backlog, and
         anything more it sends is kept (in `first`) for the handshake."""
         if self.waiting >= self.backlog:
+            # A fatal internal_error (RFC 5246 7.2.2: a failure unrelated to the peer) rather than
+            # a bare close: the client can tell "busy" from a broken network.
             log.warning("%s backlog full (%d): connection from %s closed", self.name, self.backlog, peer)
+            writer.write(alert_record(AlertDescription.INTERNAL_ERROR))
             return None
         self.queued.add(reader)
         acquire = asyncio.ensure_future(self.tandem.acquire(self.tandem.timeouts.backlog_wait))

@@ -23,9 +23,10 @@ from collections.abc import Callable
 from host.apps.echo import echo_application
 from host.card.commands import CardOpenError, SeTlsCard, open_cards
 from host.card.cost_model import MissingCost
+from host.card.errors import CardRefusedError
 from host.card.numbers import Policy
 from host.card.sim_speed import paced_simulator
-from host.iso7816.channel import Channel
+from host.iso7816.channel import Channel, ChannelError
 from host.logs import RateLimit
 from host.logs import setup as setup_logging
 from host.provision import DEMO_IDENTITY, DEMO_PIN, IdentitySpec, personalise_simulated
@@ -103,11 +104,33 @@ def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
     return parse
 
 
+def tcp_port(text: str) -> int:
+    """A TCP port for argparse: 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 0xFFFF:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0-65535")
+    return port
+
+
+def card_count(text: str) -> int:
+    """How many simulated cards, for argparse: at least 1."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of cards") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("--sim takes at least 1 card")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m host.server",
                                      description="TLS servers whose handshake runs in a Java Card secure element.")
     cards = parser.add_argument_group("cards")
-    cards.add_argument("--sim", nargs="?", type=int, const=1, default=0, metavar="N",
+    cards.add_argument("--sim", nargs="?", type=card_count, const=1, default=0, metavar="N",
                        help="start N simulated cards (jcardsim), personalised with the demo identity")
     cards.add_argument("--reader", action="append", default=[], metavar="NAME",
                        help="PC/SC reader (repeat for a pool of cards)")
@@ -122,9 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     servers.add_argument("--bind", action="extend", type=bind_addresses, metavar="ADDR[,ADDR...]",
                          help="addresses to listen on, repeatable or comma-separated (default: 127.0.0.1 and ::1; "
                               "0.0.0.0 = all IPv4, :: = all IPv6 and IPv4)")
-    servers.add_argument("--tls-echo", type=int, metavar="PORT", help="TLS echo server")
-    servers.add_argument("--https", type=int, metavar="PORT", help="HTTPS server")
-    servers.add_argument("--coaps-tcp", type=int, metavar="PORT", help="CoAP over TLS (RFC 8323)")
+    servers.add_argument("--tls-echo", type=tcp_port, metavar="PORT", help="TLS echo server")
+    servers.add_argument("--https", type=tcp_port, metavar="PORT", help="HTTPS server")
+    servers.add_argument("--coaps-tcp", type=tcp_port, metavar="PORT", help="CoAP over TLS (RFC 8323)")
     servers.add_argument("--record-layer", choices=("card", "host"), default="card",
                          help="who protects records after the handshake (host = tandem mode)")
     limits = parser.add_argument_group("limits")
@@ -261,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 for slot in slots:
                     slot.shutdown()
-    except CardOpenError as exc:
+    except (CardOpenError, CardRefusedError, ChannelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

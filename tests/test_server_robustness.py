@@ -21,6 +21,7 @@ from tls12_client import AlertReceived, RawTlsClient, client_hello, record
 
 from host.iso7816.simulator import free_port
 from host.tls.numbers import AlertDescription
+from host.tls.records import alert_record
 
 pytestmark = pytest.mark.timeout(300)
 HELLO_TIMEOUT = 5.0
@@ -177,13 +178,15 @@ def test_pipelined_gets_never_read_are_cut_off_too(servers: ServerProcess) -> No
 # ---- item 6: the log cannot flood the device -------------------------------------------------------------
 
 def refused_connections(port: int, until: float) -> int:
-    """Connects, says hello and counts how often the server closes at once, until `until`."""
+    """Connects, says hello and counts how often the server answers internal_error and closes at
+    once, until `until`."""
     refused = 0
+    busy = alert_record(AlertDescription.INTERNAL_ERROR)
     while time.monotonic() < until:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(hello_bytes())
-                if sock.recv(1) == b"":
+                if sock.recv(len(busy)) == busy and sock.recv(1) == b"":
                     refused += 1
         except OSError:
             continue

@@ -88,6 +88,9 @@ class CardStatus:
 
 
 def _lv(value: bytes) -> bytes:
+    """A length byte, then the value; ValueError for a value over 255 bytes."""
+    if len(value) > 0xFF:
+        raise ValueError(f"a value of {len(value)} bytes is too long for the card (at most 255)")
     return bytes([len(value)]) + value
 
 
@@ -371,10 +374,24 @@ def open_cards(sim: int = 0, readers: list[str] | None = None, extended: bool | 
                sim_layer: Callable[[Channel], Channel] | None = None) -> Iterator[list[SeTlsCard]]:
     """Opens `sim` simulated cards and the cards in `readers`, applet selected; closes them all.
     `sim_layer` is stacked on each simulated card's channel (host.card.sim_speed's pacing)."""
-    from host.iso7816.simulator import SimulatorChannel
-
     channels: list[Channel] = []
     cards: list[SeTlsCard] = []
+    try:
+        opened = _open(sim, readers, extended, sim_layer, channels, cards)
+        yield opened
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+def _open(sim: int, readers: list[str] | None, extended: bool | None,
+          sim_layer: Callable[[Channel], Channel] | None, channels: list[Channel],
+          cards: list[SeTlsCard]) -> list[SeTlsCard]:
+    """Opens the cards (each channel in `channels` as soon as it exists, for the caller to close);
+    a failure to open one is a CardOpenError. What the caller does with the cards afterwards keeps
+    its own errors (a refusal is not "cannot open")."""
+    from host.iso7816.simulator import SimulatorChannel
+
     try:
         for i in range(sim):
             channel: Channel = SimulatorChannel()
@@ -387,9 +404,6 @@ def open_cards(sim: int = 0, readers: list[str] | None = None, extended: bool | 
             channel = PcscChannel(name, extended=extended)
             channels.append(channel)
             cards.append(SeTlsCard(CardSession(channel, extended=extended), name=name))
-        yield cards
     except (ChannelError, CardRefusedError) as exc:
         raise CardOpenError(str(exc)) from exc
-    finally:
-        for channel in channels:
-            channel.close()
+    return cards

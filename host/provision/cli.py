@@ -147,13 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---- secrets ---------------------------------------------------------------------------------------
 
+PIN_LENGTHS = (4, 16)  # bytes, as the card takes them (Identity.PIN_MIN, PIN_MAX)
+
+
 def secret(env: str, prompt: str) -> str:
+    """A PIN or PUK from $env or a prompt; a PIN outside 4-16 bytes is refused before the card
+    sees it (a wrong one would cost a try)."""
     value = os.environ.get(env)
-    if value:
-        return value
-    if sys.stdin.isatty():
-        return getpass.getpass(f"{prompt}: ")
-    raise UsageError(f"no {prompt}: set ${env} or run in a terminal")
+    if not value:
+        if not sys.stdin.isatty():
+            raise UsageError(f"no {prompt}: set ${env} or run in a terminal")
+        value = getpass.getpass(f"{prompt}: ")
+    low, high = PIN_LENGTHS
+    if prompt.endswith("PIN") and not low <= len(value.encode()) <= high:
+        raise UsageError(f"a {prompt} has {low} to {high} characters (bytes); ${env} has {len(value.encode())}")
+    return value
 
 
 def psk_value(text: str) -> bytes:
@@ -284,6 +292,8 @@ def cmd_csr(card: SeTlsCard, args: argparse.Namespace) -> Result:
         sans = [parse_san(s) for s in args.san]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.out and not args.out.parent.is_dir():
+        raise UsageError(f"cannot write {args.out}: no directory {args.out.parent}")
     operator_session(card, args)
     csr = request_certificate(card, args.slot, subject, sans, args.staged)
     pem = csr.public_bytes(serialization.Encoding.PEM).decode()
@@ -511,6 +521,10 @@ def main(argv: list[str] | None = None, card: SeTlsCard | None = None) -> int:
         return _fail(refusal_sentence(command, exc, getattr(args, "slot", None)), EXIT_REFUSED)
     except (CardOpenError, ChannelError) as exc:
         return _fail(f"cannot reach the card: {exc}", EXIT_USAGE)
+    except ValueError as exc:  # a value the card cannot take (e.g. over 255 bytes)
+        return _fail(f"{command}: {exc}", EXIT_USAGE)
+    except OSError as exc:
+        return _fail(f"{command}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), EXIT_USAGE)
     print(json.dumps(result, indent=2) if args.json else human(command, result))
     return EXIT_OK
 
