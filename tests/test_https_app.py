@@ -271,3 +271,11 @@ def test_https_application_serves_keep_alive_requests_over_records_then_close_no
     assert json.loads(put.body) == {"on": True} and json.loads(get.body) == {"on": True}
     assert records[-1].content_type == ContentType.ALERT
     assert records[-1].fragment[1] == AlertDescription.CLOSE_NOTIFY
+
+
+def test_status_lines_carry_their_reason_phrase() -> None:
+    server = connection()
+    server.receive_data(request("GET", "/actuators/plug", b"") + request("GET", "/nowhere"))
+    out = server.data_to_send()
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"HTTP/1.1 404 Not Found\r\n" in out

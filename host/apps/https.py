@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -250,7 +251,8 @@ class HttpServerConnection:
                    ("Server", SERVER_NAME), *response.headers]
         if close:
             headers.append(("Connection", "close"))
-        out = self._h11.send(h11.Response(status_code=response.status, headers=headers)) or b""
+        reason = HTTPStatus(response.status).phrase.encode()  # h11 would leave it empty
+        out = self._h11.send(h11.Response(status_code=response.status, headers=headers, reason=reason)) or b""
         if response.body and not head:
             out += self._h11.send(h11.Data(data=response.body)) or b""
         return out + (self._h11.send(h11.EndOfMessage()) or b"")
