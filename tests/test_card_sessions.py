@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from card_socket import CardSocket
 from conftest import CardTarget
-from test_card_tls import PIN, CardSocket
+from test_card_tls import PIN
 from tls12_client import RawTlsClient
 
 from host.card.commands import SeTlsCard

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from card_socket import CardSocket
 from conftest import CardTarget
 from tls12_client import RawTlsClient
 
@@ -13,34 +14,9 @@ from host.card.errors import AccessDeniedError
 from host.demo_pki import DemoCa
 from host.provision import DEMO_PIN, IdentitySpec, initialise_demo, personalise
 from host.tls.protection import HostRecordProtection
-from host.tls.records import FlightAssembler, RecordReader
 
 pytestmark = pytest.mark.timeout(300)
 PIN = DEMO_PIN  # the same PIN as the servers of the other modules: one card may serve them all (--reader)
-
-
-class CardSocket:
-    """Stands where a TCP socket would: the client's flights go to the card, its answers back."""
-
-    def __init__(self, card: SeTlsCard) -> None:
-        self.card = card
-        self.reader = RecordReader()
-        self.flights = FlightAssembler()
-        self.pending = b""
-
-    def sendall(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while (rec := self.reader.next_record()) is not None:
-            flight = self.flights.add(rec)
-            if flight is not None:
-                self.pending += self.card.exchange(flight)
-
-    def recv(self, size: int) -> bytes:
-        out, self.pending = self.pending[:size], self.pending[size:]
-        return out
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from card_socket import CardSocket
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from test_card_tls import CardSocket
 from tls12_client import RawTlsClient, extension
 
 from host.card import SeTlsCard, open_cards

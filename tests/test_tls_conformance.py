@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from card_socket import CardSocket
 from conftest import DEMO, CardTarget, ServerFactory, ServerProcess
 from test_protocol_numbers import differences, java_constants, with_prefix
 from tls12_client import (
@@ -117,42 +118,6 @@ def test_the_assembler_refuses_a_repeated_change_cipher_spec_at_once() -> None:
 
 
 # ---- the card through its commands ------------------------------------------------------------
-
-
-class CardSocket:
-    """Where a TCP socket would be: the client's records go through the host's assembler to the
-    card, which answers; `to_card` counts what reaches the card's commands."""
-
-    def __init__(self, card: SeTlsCard, assemble: bool = True) -> None:
-        self.card = card
-        self.assemble = assemble
-        self.reader = RecordReader()
-        self.flights = FlightAssembler()
-        self.pending = b""
-        self.sent = 0
-        self.messages = 0
-
-    def sendall(self, data: bytes) -> None:
-        self.sent += len(data)
-        if not self.assemble:  # the card alone: each send is one message, as it came
-            self.messages += 1
-            self.pending += self.card.exchange(data)
-            return
-        self.reader.feed(data)
-        while (one := self.reader.next_record()) is not None:
-            message = self.flights.add(one)
-            if message is not None:
-                self.messages += 1
-                answer = self.card.exchange(message)
-                self.flights.answered(answer)
-                self.pending += answer
-
-    def recv(self, size: int) -> bytes:
-        out, self.pending = self.pending[:size], self.pending[size:]
-        return out
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
