@@ -92,6 +92,18 @@ final class Personalisation {
     }
 
     /** The length byte at buf[at], checked to fit before {@code end} (6700). */
+    /**
+     * Data made of exactly two length-value fields (CHANGE PIN, UNBLOCK PIN): the offset of the
+     * second one's length byte; 6700 for anything else.
+     */
+    private static short secondField(byte[] buf, short p, short end) {
+        short second = (short) (p + 1 + lengthAt(buf, p, end));
+        if ((short) (second + 1 + lengthAt(buf, second, end)) != end) {
+            ISOException.throwIt(Sw.WRONG_LENGTH);
+        }
+        return second;
+    }
+
     private static short lengthAt(byte[] buf, short at, short end) {
         if (at >= end) {
             ISOException.throwIt(Sw.WRONG_LENGTH);
@@ -122,13 +134,8 @@ final class Personalisation {
         short len = receiveAll(apdu);
         short p = apdu.getOffsetCdata();
         short end = (short) (p + len);
-        short oldLen = lengthAt(buf, p, end);
-        short newAt = (short) (p + 1 + oldLen);
-        short newLen = lengthAt(buf, newAt, end);
-        if ((short) (newAt + 1 + newLen) != end) {
-            ISOException.throwIt(Sw.WRONG_LENGTH);
-        }
-        id.changePin(buf, (short) (p + 1), oldLen, (short) (newAt + 1), newLen);
+        short newAt = secondField(buf, p, end);
+        id.changePin(buf, (short) (p + 1), lengthAt(buf, p, end), (short) (newAt + 1), lengthAt(buf, newAt, end));
     }
 
     /** UNBLOCK PIN: data = PUK length, PUK, new PIN length, PIN; a wrong PUK counts a PUK try. */
@@ -140,11 +147,8 @@ final class Personalisation {
         short p = apdu.getOffsetCdata();
         short end = (short) (p + len);
         short pukLen = lengthAt(buf, p, end);
-        short newAt = (short) (p + 1 + pukLen);
+        short newAt = secondField(buf, p, end);
         short newLen = lengthAt(buf, newAt, end);
-        if ((short) (newAt + 1 + newLen) != end) {
-            ISOException.throwIt(Sw.WRONG_LENGTH);
-        }
         Identity.checkPinLength(newLen);
         Identity.checkPin(persistent.puk(), buf, (short) (p + 1), pukLen);
         id.setPin(buf, (short) (newAt + 1), newLen);
