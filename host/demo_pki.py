@@ -66,6 +66,25 @@ class DemoCa:
                 .sign(key, hashes.SHA256()))
         return cls(key, cert)
 
+    def _server_builder(self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+        """A server certificate for `public_key` issued by this CA: validity, key usage, EKU, AKI."""
+        now = datetime.datetime.now(datetime.UTC)
+        return (x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(self.certificate.subject)
+                .public_key(public_key)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + VALIDITY)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                             key_encipherment=False, data_encipherment=False,
+                                             key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                             encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                               critical=False))
+
     def issue_from_csr(self, csr: x509.CertificateSigningRequest) -> x509.Certificate:
         """Certifies the request's key with its subject and subjectAltName (a server certificate);
         the request's signature must verify (ValueError otherwise)."""
@@ -78,22 +97,7 @@ class DemoCa:
             san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound:
             san = None
-        now = datetime.datetime.now(datetime.UTC)
-        builder = (x509.CertificateBuilder()
-                   .subject_name(csr.subject)
-                   .issuer_name(self.certificate.subject)
-                   .public_key(public_key)
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + VALIDITY)
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                                key_encipherment=False, data_encipherment=False,
-                                                key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                                encipher_only=False, decipher_only=False), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                                  critical=False))
+        builder = self._server_builder(csr.subject, public_key)
         if san is not None:
             builder = builder.add_extension(san, critical=False)
         return builder.sign(self.key, hashes.SHA256())
@@ -103,26 +107,12 @@ class DemoCa:
                                  ips: tuple[str, ...] = ("127.0.0.1", "::1")) -> x509.Certificate:
         """Certifies the card's public key (the 65-byte point GENERATE KEY answered)."""
         public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public_point)
-        now = datetime.datetime.now(datetime.UTC)
         names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
-        return (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SE-TLS demo"),
-                                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-                .issuer_name(self.certificate.subject)
-                .public_key(public_key)
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + VALIDITY)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                             key_encipherment=False, data_encipherment=False,
-                                             key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                             encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SE-TLS demo"),
+                             x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        return (self._server_builder(subject, public_key)
                 .add_extension(x509.SubjectAlternativeName(names), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                               critical=False)
                 .sign(self.key, hashes.SHA256()))
 
 

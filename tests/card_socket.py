@@ -10,9 +10,10 @@ class CardSocket:
     """Where a TCP socket would be: the client's records go through the host's assembler to the
     card, which answers; `sent` counts what the client sent, `messages` what went to the card."""
 
-    def __init__(self, card: SeTlsCard, assemble: bool = True) -> None:
+    def __init__(self, card: SeTlsCard, assemble: bool = True, handle: int | None = None) -> None:
         self.card = card
         self.assemble = assemble
+        self.handle = handle  # the card's session these flights belong to (None: the card's default)
         self.reader = RecordReader()
         self.flights = FlightAssembler()
         self.pending = b""
@@ -23,14 +24,14 @@ class CardSocket:
         self.sent += len(data)
         if not self.assemble:  # the card alone: each send is one message, as it came
             self.messages += 1
-            self.pending += self.card.exchange(data)
+            self.pending += self.card.exchange(data, self.handle)
             return
         self.reader.feed(data)
         while (one := self.reader.next_record()) is not None:
             message = self.flights.add(one)
             if message is not None:
                 self.messages += 1
-                answer = self.card.exchange(message)
+                answer = self.card.exchange(message, self.handle)
                 self.flights.answered(answer)
                 self.pending += answer
 

@@ -20,9 +20,9 @@ import pytest
 
 from host.bench.daemon import ReadyProcess, start_ready
 from host.card import SeTlsCard, open_cards
-from host.demo_pki import DEMO_DIR, ensure_demo_operator_key
+from host.demo_pki import DEMO_DIR, DemoCa, ensure_demo_operator_key
 from host.iso7816.simulator import free_port
-from host.provision import DEMO_PIN, DEMO_PUK
+from host.provision import DEMO_PIN, DEMO_PUK, IdentitySpec, personalise
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,6 +104,17 @@ def provision_with_cli(reader: str, pin: str, export_keys: bool) -> list[str]:
     step("policy", "--name", "server", "--export-keys", "yes" if export_keys else "no")
     step("reset-pin")
     return outputs
+
+
+@pytest.fixture(scope="module")
+def card(applet_classes: Path, card_target: CardTarget,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeTlsCard]:
+    """One card of the target, personalised with the demo identity "server" (PIN DEMO_PIN, key
+    export allowed) by a CA of its own; modules that need another card define their own."""
+    with card_target.cards(1) as cards:
+        ca = DemoCa.load_or_create(tmp_path_factory.mktemp("ca"))
+        personalise(cards[0], IdentitySpec("server", DEMO_PIN, export_keys=True), ca, out_dir=None)
+        yield cards[0]
 
 
 @pytest.fixture(scope="session")

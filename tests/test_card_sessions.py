@@ -4,49 +4,19 @@ handshakes and records interleaved in any order, the handshake slots, the ways a
 wrong PIN of any length, and malformed commands that must not cost a session they do not name."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from card_socket import CardSocket
-from conftest import CardTarget
 from test_card_tls import PIN
 from tls12_client import RawTlsClient
 
 from host.card.commands import SeTlsCard
 from host.card.errors import AccessDeniedError, CardBusyError, CardRefusedError
 from host.card.numbers import AppletStatus, Cla, Ins
-from host.demo_pki import DemoCa
 from host.iso7816.apdu import ResponseApdu, StatusWord
 from host.iso7816.channel import exchange
-from host.provision import IdentitySpec, personalise
 from host.tls.numbers import AlertDescription, AlertLevel, ContentType
 
 pytestmark = pytest.mark.timeout(300)
-
-
-class HandleSocket(CardSocket):
-    """A CardSocket whose flights go to one session of the card."""
-
-    def __init__(self, card: SeTlsCard, handle: int) -> None:
-        super().__init__(card)
-        self.handle = handle
-
-    def sendall(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while (rec := self.reader.next_record()) is not None:
-            flight = self.flights.add(rec)
-            if flight is not None:
-                self.pending += self.card.exchange(flight, self.handle)
-
-
-@pytest.fixture(scope="module")
-def card(applet_classes: object, card_target: CardTarget,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeTlsCard]:
-    with card_target.cards(1) as cards:
-        card = cards[0]
-        ca = DemoCa.load_or_create(tmp_path_factory.mktemp("ca"))
-        personalise(card, IdentitySpec("server", PIN, export_keys=True), ca, out_dir=None)
-        yield card
 
 
 @pytest.fixture
@@ -74,7 +44,7 @@ IDENTITY_ECHO = "0201000A01" + b"@echo".hex()
 
 def start(card: SeTlsCard, handle: int) -> RawTlsClient:
     card.begin_conversation("server", handle)
-    return RawTlsClient("card", 0, sock=HandleSocket(card, handle))
+    return RawTlsClient("card", 0, sock=CardSocket(card, handle=handle))
 
 
 def establish(card: SeTlsCard, handle: int) -> RawTlsClient:

@@ -2,8 +2,6 @@
 both record modes, the PIN discipline, and the applet's operation counters."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from card_socket import CardSocket
 from conftest import CardTarget
@@ -11,22 +9,11 @@ from tls12_client import RawTlsClient
 
 from host.card.commands import SeTlsCard
 from host.card.errors import AccessDeniedError
-from host.demo_pki import DemoCa
-from host.provision import DEMO_PIN, IdentitySpec, initialise_demo, personalise
+from host.provision import DEMO_PIN, initialise_demo
 from host.tls.protection import HostRecordProtection
 
 pytestmark = pytest.mark.timeout(300)
 PIN = DEMO_PIN  # the same PIN as the servers of the other modules: one card may serve them all (--reader)
-
-
-@pytest.fixture(scope="module")
-def card(applet_classes: object, card_target: CardTarget,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeTlsCard]:
-    with card_target.cards(1) as cards:
-        card = cards[0]
-        ca = DemoCa.load_or_create(tmp_path_factory.mktemp("ca"))
-        personalise(card, IdentitySpec("server", PIN, export_keys=True), ca, out_dir=None)
-        yield card
 
 
 def handshake(card: SeTlsCard) -> RawTlsClient:

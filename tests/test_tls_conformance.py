@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from card_socket import CardSocket
-from conftest import DEMO, CardTarget, ServerFactory, ServerProcess
+from conftest import DEMO, ServerFactory, ServerProcess
 from test_protocol_numbers import differences, java_constants, with_prefix
 from tls12_client import (
     ALERT,
@@ -35,8 +34,7 @@ from tls12_client import (
 )
 
 from host.card.commands import SeTlsCard
-from host.demo_pki import DemoCa
-from host.provision import DEMO_PIN, IdentitySpec, personalise
+from host.provision import DEMO_PIN
 from host.tls.handshake import alert_in
 from host.tls.numbers import (
     MAX_PLAINTEXT,
@@ -118,15 +116,6 @@ def test_the_assembler_refuses_a_repeated_change_cipher_spec_at_once() -> None:
 
 
 # ---- the card through its commands ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def card(applet_classes: object, card_target: CardTarget,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeTlsCard]:
-    with card_target.cards(1) as cards:
-        ca = DemoCa.load_or_create(tmp_path_factory.mktemp("ca"))
-        personalise(cards[0], IdentitySpec("server", DEMO_PIN, export_keys=True), ca, out_dir=None)
-        yield cards[0]
 
 
 def card_client(card: SeTlsCard, assemble: bool = True) -> tuple[RawTlsClient, CardSocket]:
