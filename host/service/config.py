@@ -112,7 +112,7 @@ PORT = _int(0, 0xFFFF)
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "cards": {
-        "readers": Key(_strings, "PC/SC reader names (or a part only one reader's name contains)"),
+        "readers": Key(_strings, "PC/SC reader names (or the start of a name only one reader has)"),
         "sim": Key(_int(0), "simulated cards (jcardsim), personalised with the demo identity"),
         "identity": Key(_text, "the identity's name in the card"),
         "pin_file": Key(_text, "a file holding the PIN, mode 0600 (systemd: LoadCredential=pin:FILE instead)"),
