@@ -10,7 +10,7 @@ The settings come from a `ServerConfig` (host.service.config): the built-in defa
 TOML file of `--config`, then every option given on the command line. Under systemd (Type=notify)
 the server sends READY=1 once it listens, the cards' state in STATUS=, and WATCHDOG=1 pings
 (host.service.notify). Exit status: 0 stopped, 2 usage or environment, 77 the PIN was refused or
-not tried (host.service.pin: the service never blocks a PIN), 78 a wrong configuration.
+not tried (host.service.pin: the service never blocks a PIN), 78 a wrong configuration file.
 """
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="TLS servers whose handshake runs in a Java Card secure element.",
                                      epilog="Every option overrides the --config file. Exit status: 0 stopped, "
                                             "2 usage or environment, 77 PIN refused or not tried (the server "
-                                            "never blocks a PIN), 78 wrong configuration.")
+                                            "never blocks a PIN), 78 wrong configuration file.")
     parser.add_argument("--config", metavar="FILE", help="a TOML configuration (packaging/setls.toml)")
     parser.add_argument("--check", action="store_true",
                         help="check the configuration and print the effective one (PIN redacted), then exit")
@@ -437,10 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = server_config(args)
         pin_source = check_config(config, args.pin)
-    except ConfigError as exc:
+    except ConfigError as exc:   # a wrong file: 78 (the unit does not restart); a wrong command line: usage, 2
         print(f"error: {exc}", file=sys.stderr)
         notifier.send(STATUS=f"configuration error: {exc}"[:400])
-        return EXIT_CONFIG
+        return EXIT_CONFIG if args.config else 2
     if args.check:
         print(config.render(pin_source), end="")
         print(f"# configuration OK{': ' + config.source if config.source else ''}", file=sys.stderr)
