@@ -412,7 +412,7 @@ def run(config: ServerConfig, cli_pin: str | None, limit: RateLimit, notifier: N
         if pin is not None:
             log.info("PIN of identity %r from %s", identity, pin.source)
         if simulated and pin is not None:
-            personalise_simulated([c for c in cards if c.name.startswith("sim")],
+            personalise_simulated(cards[:config.cards.sim],   # open_pool opens them first
                                   IdentitySpec(identity, pin.value, export_keys=config.cards.export_keys))
         refused = RefusedPins(None if simulated else state_directory(config.service.state_directory))
         slots = []

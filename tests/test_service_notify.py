@@ -148,6 +148,8 @@ def test_notifications_are_newline_separated_and_reach_an_abstract_socket() -> N
         notifier = Notifier({"NOTIFY_SOCKET": "@" + name})
         assert notifier.ready("up")
         assert receiver.recv(100) == b"READY=1\nSTATUS=up"
+        assert notifier.status("error: a message\nof two lines")   # one assignment, not two
+        assert receiver.recv(100) == b"STATUS=error: a message of two lines"
         notifier.close()
     assert not Notifier({}).ping()   # not under systemd: nothing sent, nothing raised
 

@@ -59,8 +59,10 @@ class Notifier:
         return self.address is not None
 
     def send(self, **assignments: str | int) -> bool:
+        """One notification; a newline in a value (an error message) becomes a space."""
         if self.address is None:
             return False
+        assignments = {name: str(value).replace("\n", " ") for name, value in assignments.items()}
         try:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
