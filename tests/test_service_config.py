@@ -4,6 +4,7 @@ file, and `--check` printing the effective configuration without the PIN. The sy
 `make install-service` (item 2): `systemd-analyze verify` on the installed unit."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -166,3 +167,24 @@ def test_install_service_refuses_a_relative_prefix() -> None:
     result = subprocess.run(["make", "-s", "install-service", "PREFIX=usr", "DESTDIR=/nonexistent"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode != 0 and "PREFIX must be an absolute path" in result.stderr
+
+
+def test_a_server_configured_by_its_file_alone_serves_curl(tmp_path: Path, applet_classes: Path) -> None:
+    from conftest import start_server, stop_server
+
+    from host.iso7816.simulator import free_port
+    port = free_port()
+    config = tmp_path / "setls.toml"
+    config.write_text(f'[cards]\nsim = 1\n[servers]\nhttps = {port}\nbind = ["127.0.0.1"]\n'
+                      '[limits]\nbacklog = 2\n[logging]\nformat = "json"\n')
+    server = start_server(["--config", str(config)])
+    try:
+        curl = subprocess.run(["curl", "-sS", "--cacert", str(ROOT / "build/demo/ca.pem"), "--max-time", "60",
+                               f"https://127.0.0.1:{port}/sensors/temperature"], capture_output=True, text=True,
+                              timeout=90)
+        assert curl.returncode == 0 and "celsius" in curl.stdout, curl.stderr
+    finally:
+        stop_server(server)
+    messages = [json.loads(line)["message"] for line in server.lines().splitlines() if line.startswith("{")]
+    assert f"https listening on 127.0.0.1:{port} (record layer in the card)" in messages
+    assert not any("[::1]" in message for message in messages)   # servers.bind from the file
