@@ -414,7 +414,8 @@ def run(config: ServerConfig, cli_pin: str | None, limit: RateLimit, notifier: N
         if simulated and pin is not None:
             personalise_simulated(cards[:config.cards.sim],   # open_pool opens them first
                                   IdentitySpec(identity, pin.value, export_keys=config.cards.export_keys))
-        refused = RefusedPins(None if simulated else state_directory(config.service.state_directory))
+        # Simulated cards are new each run: their refusals are kept in memory only.
+        refused = RefusedPins(state_directory(config.service.state_directory) if config.cards.readers else None)
         slots = []
         for i, card in enumerate(cards):
             assert pin is not None
