@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEMO, ROOT, ServerFactory, ServerProcess
-from tls12_client import AlertReceived, RawTlsClient, client_hello, record
+from tls12_client import AlertReceived, RawTlsClient, hello_bytes, slow_client
 
 from host.iso7816.simulator import free_port
 from host.tls.numbers import AlertDescription
@@ -69,23 +69,6 @@ def wait_for_log(server: ServerProcess, text: str, times: int = 1, timeout: floa
     while count_in_log(server, text) < times:
         assert time.monotonic() < deadline, f"{text!r} not {times}x in the server log:\n{server.lines()}"
         time.sleep(0.05)
-
-
-def hello_bytes() -> bytes:
-    return record(22, client_hello(os.urandom(32), (0xC02B,)), 0x0301)
-
-
-def slow_client(port: int, stop: threading.Event) -> None:
-    """Sends a ClientHello a byte every 0.2 s, and reconnects whenever the server closes it."""
-    while not stop.is_set():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-                for byte in hello_bytes():
-                    if stop.wait(0.2):
-                        return
-                    sock.sendall(bytes([byte]))
-        except OSError:
-            continue
 
 
 # ---- item 1: a silent TCP connection holds no card --------------------------------------------------------

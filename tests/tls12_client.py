@@ -15,6 +15,7 @@ import hmac
 import os
 import socket
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -295,3 +296,21 @@ class RawTlsClient:
         if content_type == ALERT:
             raise AlertReceived(plain[0], plain[1])
         return plain
+
+
+def hello_bytes() -> bytes:
+    return record(22, client_hello(os.urandom(32), (0xC02B,)), 0x0301)
+
+
+def slow_client(port: int, stop: threading.Event, source: str = "127.0.0.1") -> None:
+    """Sends a ClientHello a byte every 0.2 s (from `source`, a loopback address), and reconnects
+    whenever the server closes it."""
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as sock:
+                for byte in hello_bytes():
+                    if stop.wait(0.2):
+                        return
+                    sock.sendall(bytes([byte]))
+        except OSError:
+            continue
