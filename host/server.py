@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--per-address", type=positive(int), default=32, metavar="N",
                         help="connections per client address still sending their ClientHello (past it the "
                              "oldest is closed)")
+    limits.add_argument("--per-address-handshakes", type=positive(int), default=8, metavar="N",
+                        help="connections per client address with a ClientHello that wait for a card or are "
+                             "in their handshake (past it a newcomer is refused with an alert)")
     limits.add_argument("--handshake-timeout", type=positive(float), default=15.0, metavar="S",
                         help="time a handshake may hold a card")
     limits.add_argument("--idle-timeout", type=positive(float), default=30.0, metavar="S",
@@ -214,7 +217,8 @@ async def serve(args: argparse.Namespace, slots: list[CardSlot], subject: str,
     timeouts = Timeouts(handshake=args.handshake_timeout, idle=args.idle_timeout, hello=args.hello_timeout)
     tandem = TlsTandem(slots, identity=args.identity, record_mode=args.record_layer, timeouts=timeouts,
                        identity_subject=subject)
-    admission: Admission[asyncio.StreamWriter] = Admission(per_address=args.per_address)
+    admission: Admission[asyncio.StreamWriter] = Admission(per_address=args.per_address,
+                                                          per_address_handshakes=args.per_address_handshakes)
     listeners = []
     apps = application_servers(args, tandem)
     if not apps:

@@ -98,6 +98,42 @@ def test_fifty_silent_and_twenty_slow_connections_leave_the_card_to_curl(servers
             sock.close()
 
 
+# ---- one address cannot fill the backlog with complete ClientHellos ----------------------------------------
+
+def test_one_address_past_its_handshake_limit_is_refused_and_another_address_is_served(
+        server_factory: ServerFactory) -> None:
+    """Ten connections from 127.0.0.2 send a complete ClientHello and then nothing (each would hold
+    a card's handshake slot or a backlog place for the 60 s handshake timeout): past
+    --per-address-handshakes 1 they get a fatal internal_error at once, and a client from
+    127.0.0.1 completes its handshake at once, not behind them."""
+    server = server_factory("--sim", "--tls-echo", "0", "--backlog", "4", "--per-address-handshakes", "1",
+                            "--handshake-timeout", "60", "--hello-timeout", "60")
+    port = server.ports["tls-echo"]
+    stalled = []
+    try:
+        for _ in range(10):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0))
+            sock.sendall(hello_bytes())
+            stalled.append(sock)
+        refused = 0
+        for sock in stalled:
+            sock.settimeout(2.0)
+            try:
+                answer = sock.recv(7)
+            except TimeoutError:
+                continue       # admitted: it waits for a card or holds the card's handshake slot
+            if answer == alert_record(AlertDescription.INTERNAL_ERROR)[:7]:
+                refused += 1
+        assert refused >= 8, f"{refused} of 10 refused"
+        started = time.monotonic()
+        assert echoed(port)
+        assert time.monotonic() - started < 10
+        wait_for_log(server, "connections of its address already wait for a card")
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
 # ---- item 4: an exception in an application never costs the card -----------------------------------------
 
 def test_json_nested_2000_deep_is_a_400_over_https_and_a_4_00_over_coap_and_every_server_goes_on(
