@@ -258,7 +258,16 @@ final class RecordCipher {
         return text;
     }
 
-    /** CBC: the IV, then whole blocks, decrypted with the last ciphertext block carried over. */
+    /**
+     * CBC: the IV, then whole blocks, decrypted with the last ciphertext block carried over.
+     * RFC 5246 6.2.3.2 with the Lucky Thirteen countermeasure (AlFardan and Paterson, 2013): the
+     * padding length came from the tail (open()); a padding length too long for the record makes
+     * it bad and the MAC is taken over the longest plaintext instead. The HMAC takes the content
+     * as it passes, the received MAC and every byte that can be padding (the last PAD_WINDOW) are
+     * compared by arithmetic, never branching on their values, and finish() adds the SHA-256
+     * blocks a longest plaintext would have cost: neither the answer nor the record's total time
+     * tells a padding error from a MAC error. The only branch on the result is in finish().
+     */
     private short takeCbc(byte[] buf, short off, short len, short pos) {
         if ((short) (len % 16) != 0) {
             return -1;
