@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--per-address", type=positive(int), metavar="N",
                         help=f"connections per client address still sending their ClientHello (past it the "
                              f"oldest is closed; default {lim.per_address})")
+    limits.add_argument("--per-address-handshakes", type=positive(int), metavar="N",
+                        help=f"connections per client address with a ClientHello that wait for a card or are "
+                             f"in their handshake (past it a newcomer is refused with an alert; "
+                             f"default {lim.per_address_handshakes})")
     limits.add_argument("--handshake-timeout", type=positive(float), metavar="S",
                         help=f"time a handshake may hold a card (default {lim.handshake_timeout:g})")
     limits.add_argument("--idle-timeout", type=positive(float), metavar="S",
@@ -210,6 +214,7 @@ OVERRIDES = {
     "sim_speed": "cards.sim_speed", "bind": "servers.bind", "tls_echo": "servers.tls_echo", "https": "servers.https",
     "coaps_tcp": "servers.coaps_tcp", "record_layer": "servers.record_layer", "metrics_port": "metrics.port",
     "hello_timeout": "limits.hello_timeout", "per_address": "limits.per_address",
+    "per_address_handshakes": "limits.per_address_handshakes",
     "handshake_timeout": "limits.handshake_timeout", "idle_timeout": "limits.idle_timeout",
     "backlog": "limits.backlog", "log_format": "logging.format",
 }
@@ -309,7 +314,8 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
     timeouts = Timeouts(handshake=limits.handshake_timeout, idle=limits.idle_timeout, hello=limits.hello_timeout)
     tandem = TlsTandem(slots, identity=config.cards.identity, record_mode=record_layer, timeouts=timeouts,
                        identity_subject=subject)
-    admission: Admission[asyncio.StreamWriter] = Admission(per_address=limits.per_address)
+    admission: Admission[asyncio.StreamWriter] = Admission(
+        per_address=limits.per_address, per_address_handshakes=limits.per_address_handshakes)
     listeners = []
     apps = application_servers(config, tandem)
     if not apps:

@@ -22,6 +22,7 @@ from host.card.numbers import (
     DataTag,
     Ins,
     KeyChoice,
+    Piece,
     Policy,
     SelectTag,
 )
@@ -49,7 +50,7 @@ def with_prefix(constants: dict[str, int], prefix: str, *, but: tuple[str, ...] 
 
 
 def members(enum_type: type[enum.Enum], *, but: tuple[str, ...] = ()) -> dict[str, int]:
-    return {member.name: int(member.value) for member in enum_type if member.name not in but}
+    return {name: int(member.value) for name, member in enum_type.__members__.items() if name not in but}
 
 
 def differences(java: dict[str, int], host: dict[str, int]) -> list[str]:
@@ -77,6 +78,7 @@ CARD_NUMBERS = [
     ("policy bits", with_prefix(CONSTANTS, "POLICY_"), members(Policy)),
     ("commit kinds", with_prefix(CONSTANTS, "COMMIT_"), members(Commit)),
     ("key choices", with_prefix(CONSTANTS, "KEY_"), members(KeyChoice)),
+    ("record pieces", with_prefix(CONSTANTS, "PIECE_"), members(Piece)),
     ("plain constants",
      {"MAX_IDENTITIES": CONSTANTS["MAX_IDENTITIES"], "COUNTERS_RESET": CONSTANTS["COUNTERS_RESET"],
       "UNPROTECT_REJECTED": CONSTANTS["REJECTED"], "PSK_CAPACITY": java_constants("PskStore.java")["COUNT"]},

@@ -11,7 +11,13 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from host.card.errors import AccessDeniedError, CardRefusedError, PinBlockedError, WrongPinError
+from host.card.errors import (
+    AccessDeniedError,
+    CardRefusedError,
+    MessageTooLargeError,
+    PinBlockedError,
+    WrongPinError,
+)
 from host.card.numbers import (
     COUNTERS_RESET,
     MAX_IDENTITIES,
@@ -23,6 +29,7 @@ from host.card.numbers import (
     DataTag,
     Ins,
     KeyChoice,
+    Piece,
     Policy,
 )
 from host.card.operator import PIN_BLOCK, PSK_BLOCK, OperatorKey, OperatorSession
@@ -92,6 +99,17 @@ def _lv(value: bytes) -> bytes:
     if len(value) > 0xFF:
         raise ValueError(f"a value of {len(value)} bytes is too long for the card (at most 255)")
     return bytes([len(value)]) + value
+
+
+# Records in pieces (docs/apdu.md, UNPROTECT RECORD): sizes that fit a short APDU (254 data bytes
+# with Le, jcardsim's limit) and its 256-byte answer; multiples of 16 (CBC takes whole blocks).
+RECORD_HEADER_SIZE = 5
+PIECE_TAIL = 32               # the record's last bytes, in the first piece (CBC reads its padding first)
+UNPROTECT_FIRST_PIECE = 208   # header 5 + tail 32 + 208 = 245 bytes
+UNPROTECT_PIECE = 240
+UNPROTECT_WHOLE_MAX = 254
+PROTECT_PIECE = 192           # the last piece's answer: 192 + MAC 32 + padding 16 = 240
+PROTECT_WHOLE_MAX = 170       # the record in the card's 261-byte buffer: 21 + 170 + 69 = 260
 
 
 class SeTlsCard:
@@ -346,15 +364,63 @@ class SeTlsCard:
         return conversation.exchange(flight)
 
     def unprotect(self, record: bytes, handle: int | None = None) -> tuple[int, bytes]:
-        data = self._command(Ins.UNPROTECT_RECORD, 0, self._handle(handle), record, ne=65536)
-        if data[:1] == bytes([UNPROTECT_REJECTED]):  # its description, then the alert to send
-            self._conversations.pop(self._handle(handle), None)   # the card ended the session
-            raise RecordRejected(data[2:], data[1])
-        return data[0], data[1:]
+        """UNPROTECT RECORD: (content type, plaintext) of one TLS record the client sent.
+
+        A record that one APDU does not carry with its answer goes in pieces (docs/apdu.md):
+        release-then-confirm, the pieces' plaintext is kept only when the last piece's answer says
+        the record authenticated. Raises RecordRejected (the alert to forward) otherwise."""
+        h = self._handle(handle)
+        answers: list[bytes] = []
+        if len(record) <= self._whole_limit(UNPROTECT_WHOLE_MAX):
+            try:
+                answers.append(self._command(Ins.UNPROTECT_RECORD, Piece.WHOLE, h, record, ne=65536))
+            except MessageTooLargeError:   # more than the card's APDU buffer holds: in pieces
+                answers = []
+        if not answers:
+            answers = self._unprotect_in_pieces(record, h)
+        for answer in answers:
+            if answer[:1] == bytes([UNPROTECT_REJECTED]):  # its description, then the alert to send
+                self._conversations.pop(h, None)   # the card ended the session
+                raise RecordRejected(answer[2:], answer[1])
+        return answers[-1][0], b"".join(answer[1:] for answer in answers)
+
+    def _unprotect_in_pieces(self, record: bytes, handle: int) -> list[bytes]:
+        """The record's header, its last 32 bytes and its first bytes, then the rest, each piece's
+        answer (content type + the plaintext released so far) until one rejects it."""
+        body = record[RECORD_HEADER_SIZE:]
+        first = record[:RECORD_HEADER_SIZE] + body[-PIECE_TAIL:] + body[:UNPROTECT_FIRST_PIECE]
+        rest = body[UNPROTECT_FIRST_PIECE:]
+        pieces = [rest[i:i + UNPROTECT_PIECE] for i in range(0, len(rest), UNPROTECT_PIECE)] or [b""]
+        answers = [self._command(Ins.UNPROTECT_RECORD, Piece.FIRST, handle, first, ne=256)]
+        for i, piece in enumerate(pieces):
+            if answers[-1][:1] == bytes([UNPROTECT_REJECTED]):
+                break
+            kind = Piece.LAST if i == len(pieces) - 1 else Piece.NEXT
+            answers.append(self._command(Ins.UNPROTECT_RECORD, kind, handle, piece, ne=256))
+        return answers
 
     def protect(self, content_type: int, data: bytes, handle: int | None = None) -> bytes:
-        """A protected record; a close_notify or fatal alert ends the session in the card."""
-        return self._command(Ins.PROTECT_RECORD, content_type, self._handle(handle), data, ne=65536)
+        """PROTECT RECORD: the protected record of `data` (at most 2^14 bytes); a close_notify or
+        fatal alert ends the session in the card. Long data goes in pieces (docs/apdu.md)."""
+        h = self._handle(handle)
+        if len(data) <= self._whole_limit(PROTECT_WHOLE_MAX):
+            try:
+                return self._command(Ins.PROTECT_RECORD, content_type, h, data, ne=65536)
+            except MessageTooLargeError:   # more than the card's APDU buffer holds: in pieces
+                pass
+        first, rest = data[:PROTECT_PIECE], data[PROTECT_PIECE:]
+        record = self._command(Ins.PROTECT_RECORD, Piece.FIRST | content_type, h,
+                               struct.pack(">H", len(data)) + first, ne=256)
+        pieces = [rest[i:i + PROTECT_PIECE] for i in range(0, len(rest), PROTECT_PIECE)] or [b""]
+        for i, piece in enumerate(pieces):
+            kind = Piece.LAST if i == len(pieces) - 1 else Piece.NEXT
+            record += self._command(Ins.PROTECT_RECORD, kind | content_type, h, piece, ne=256)
+        return record
+
+    def _whole_limit(self, short_max: int) -> int:
+        """Most bytes a record command sends whole: any with extended APDUs (the card answers
+        6A84 if its APDU buffer is smaller), else what one short APDU carries with its answer."""
+        return 1 << 16 if self.session.extended else short_max
 
     def export_keys(self, handle: int | None = None) -> SessionKeys:
         """The session's record keys (tandem mode); the card forgets them and frees the handle."""

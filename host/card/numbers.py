@@ -19,6 +19,7 @@ __all__ = [
     "COUNTERS_RESET",
     "PSK_CAPACITY",
     "MAX_IDENTITIES",
+    "Piece",
     "UNPROTECT_REJECTED",
     "AppletStatus",
     "Capability",
@@ -38,6 +39,17 @@ MAX_IDENTITIES = 2  # identity slots (P2 of the personalisation commands)
 COUNTERS_RESET = 0x01  # GET COUNTERS P1: reset the counters after reading them
 UNPROTECT_REJECTED = 0x00  # UNPROTECT RECORD's first answer byte when the record was rejected
 PSK_CAPACITY = 8  # PSK entries of the card (PskStore.COUNT)
+
+
+class Piece(enum.IntEnum):
+    """P1's two high bits of UNPROTECT RECORD and PROTECT RECORD: a record whole or in pieces
+    (docs/apdu.md); PROTECT RECORD's content type is in the low bits."""
+
+    MASK = 0xC0
+    WHOLE = 0x00
+    FIRST = 0x40
+    NEXT = 0x80
+    LAST = 0xC0
 
 
 class Cla(enum.IntEnum):

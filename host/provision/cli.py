@@ -81,15 +81,25 @@ class NotConfirmed(Exception):
 
 # ---- arguments ------------------------------------------------------------------------------------
 
+def san_argument(text: str) -> str:
+    """--san's type: refused by argparse, before any card is opened, unless DNS:, IP: or bare."""
+    try:
+        parse_san(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--san {text}: ")) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    output = argparse.ArgumentParser(add_help=False)   # every command's, demo-ca's too
+    output.add_argument("--json", action="store_true", help="print the result as JSON")
+    output.add_argument("-v", "--verbose", action="store_true")
+    common = argparse.ArgumentParser(add_help=False, parents=[output])   # the commands that reach a card
     where = common.add_mutually_exclusive_group()
     where.add_argument("--reader", metavar="NAME", help="PC/SC reader (name or a unique part of it)")
     where.add_argument("--sim", action="store_true", help="a simulated card (jcardsim): blank, forgotten at exit")
-    common.add_argument("--json", action="store_true", help="print the result as JSON")
     common.add_argument("--operator-key", type=Path, metavar="FILE",
                         help="the operator's private key (PEM) for operator commands ($SETLS_OPERATOR_KEY)")
-    common.add_argument("-v", "--verbose", action="store_true")
     slot = argparse.ArgumentParser(add_help=False)
     slot.add_argument("--slot", type=int, default=0, choices=range(MAX_IDENTITIES), help="identity slot (default 0)")
 
@@ -112,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="beside the serving key: the old key and chain serve until load-chain commits the new")
     p = add("csr", "a PKCS#10 request for the identity's key, signed by the card (operator)", slot)
     p.add_argument("--subject", required=True, help="e.g. 'CN=device-42,O=Acme'")
-    p.add_argument("--san", action="append", default=[], metavar="NAME", help="DNS:name or IP:address (repeat)")
+    p.add_argument("--san", action="append", default=[], metavar="NAME", type=san_argument,
+                   help="DNS:name or IP:address (repeat)")
     p.add_argument("--staged", action="store_true", help="for the staged key")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the PEM request there (default: stdout)")
     p = add("load-chain", "store the chain (leaf first) after checking it certifies the card's key (operator)", slot)
@@ -138,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p = sub.add_parser("demo-ca", help="the demo CA of build/demo/", description="the demo CA of build/demo/")
     demo = p.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
-    p = demo.add_parser("issue", help="issue a certificate for a CSR", parents=[common])
+    p = demo.add_parser("issue", help="issue a certificate for a CSR", parents=[output],
+                        description="issue a certificate for a CSR with the demo CA (no card involved)")
     p.add_argument("csr", type=Path, metavar="CSR")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the PEM certificate there (default: stdout)")
     p.add_argument("--ca-dir", type=Path, default=DEMO_DIR, help="where the demo CA lives")

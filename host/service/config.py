@@ -3,7 +3,7 @@
     [cards]     readers = ["Virtual PCD 00 00"] or sim = 1, identity, pin_file, missing = "wait"
     [servers]   bind = ["127.0.0.1", "::1"], https = 8443, coaps_tcp = 5684, tls_echo = 8444,
                 record_layer = "card" | "host"
-    [limits]    hello_timeout, per_address, handshake_timeout, idle_timeout, backlog
+    [limits]    hello_timeout, per_address, per_address_handshakes, handshake_timeout, idle_timeout, backlog
     [logging]   level = "info" | "debug" | "warning" | "error", format = "text" | "json"
     [metrics]   port, bind (read by the metrics endpoint)
     [service]   state_directory (where refused PINs are remembered; $STATE_DIRECTORY under systemd)
@@ -130,6 +130,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "limits": {
         "hello_timeout": Key(_seconds, "seconds a connection has to send its ClientHello"),
         "per_address": Key(_int(1), "connections per client address still sending their ClientHello"),
+        "per_address_handshakes": Key(_int(1), "connections per client address waiting for a card or in "
+                                               "their handshake"),
         "handshake_timeout": Key(_seconds, "seconds a handshake may hold a card"),
         "idle_timeout": Key(_seconds, "seconds a session may stay silent"),
         "backlog": Key(_int(1), "connections with a ClientHello waiting for a card"),
@@ -178,6 +180,7 @@ class ServersConfig:
 class LimitsConfig:
     hello_timeout: float = 5.0
     per_address: int = 32
+    per_address_handshakes: int = 8
     handshake_timeout: float = 15.0
     idle_timeout: float = 30.0
     backlog: int = 16

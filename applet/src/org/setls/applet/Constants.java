@@ -102,6 +102,13 @@ interface Constants {
     /** GET COUNTERS P1: reset the counters after reading them. */
     byte COUNTERS_RESET = 0x01;
 
+    // UNPROTECT RECORD and PROTECT RECORD, P1's two high bits: a record whole or in pieces.
+    byte PIECE_MASK = (byte) 0xC0;
+    byte PIECE_WHOLE = 0x00;
+    byte PIECE_FIRST = 0x40;
+    byte PIECE_NEXT = (byte) 0x80;
+    byte PIECE_LAST = (byte) 0xC0;
+
     /** UNPROTECT RECORD answer's first byte when the record was rejected (no TLS content type is 0). */
     byte REJECTED = 0x00;
 }

@@ -60,7 +60,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         Signature ecdsa = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
         operator = new OperatorSession(persistent, hmac, random, keys, ecdsa, cbc, counters, ram);
         personalisation = new Personalisation(persistent, keys, counters, out, operator, input, ecdsa, sessions);
-        records = new RecordCommands(tls, eap, sessions, input, out, persistent.io, counters);
+        records = new RecordCommands(tls, cipher, eap, sessions, input, ram);
         capabilities = (byte) (CAPABILITIES | tls.signatureCapabilities());
     }
 
@@ -83,6 +83,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         sessions.resetAll();
         eap.abandonPacket();
         input.abandonUnless((byte) 0);
+        records.abandonUnless((byte) 0);
         out.abandon();
         operator.end();
         return true;
@@ -115,6 +116,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         abortOpenTransaction();
         eap.abandonPacket();
         out.abandon();
+        records.abandonUnless((byte) 0);
         if (sessions.addressed()) {
             eap.endSession();
         }
@@ -147,6 +149,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
             out.abandon();
             input.abandonUnless(ins);
         }
+        records.abandonUnless(ins); // a record's pieces come in a row
         if (ins != INS_PROCESS_EAP) {
             eap.abandonPacket(); // an EAP packet's chained APDUs come in a row
         }
@@ -212,8 +215,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
 
     /** The commands that accept ISO 7816-4 command chaining. */
     private static boolean takesLongData(byte ins) {
-        return ins == INS_PROCESS_EAP || ins == INS_UNPROTECT_RECORD || ins == INS_PROTECT_RECORD
-                || ins == INS_SIGN_CSR;
+        return ins == INS_PROCESS_EAP || ins == INS_SIGN_CSR;
     }
 
     /** SELECT: version, capabilities (the ECDSA hashes included), message capacity, default EAP packet size, identity, session and handshake slots. */

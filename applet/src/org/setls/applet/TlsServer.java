@@ -1,5 +1,6 @@
 package org.setls.applet;
 
+import javacard.framework.APDU;
 import javacard.framework.Util;
 import javacard.security.CryptoException;
 import javacard.security.ECPrivateKey;
@@ -45,6 +46,8 @@ final class TlsServer implements MessageHandler {
     static final short RANDOMS_SIZE = 2 * Tls.RANDOM_SIZE;
     // The Finished, session state: bytes of the arena from Transients.TLS_FINISHED.
     private static final short FINISHED_MESSAGE_SIZE = Tls.HS_HEADER_SIZE + Tls.VERIFY_DATA_SIZE; // 16
+    /** Bytes of a protected Finished record decrypted at a time in the APDU buffer (a short one has 261). */
+    private static final short FINISHED_CHUNK = 128;
     private static final short CLIENT_VERIFY = Transients.TLS_FINISHED;                       // expected
     private static final short SERVER_VERIFY = (short) (CLIENT_VERIFY + Tls.VERIFY_DATA_SIZE);
     private static final short FINISHED_IN = (short) (SERVER_VERIFY + Tls.VERIFY_DATA_SIZE);  // received
@@ -717,7 +720,31 @@ final class TlsServer implements MessageHandler {
         if (type == Tls.CONTENT_CHANGE_CIPHER_SPEC) {
             alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
         }
-        short plain = cipher.unprotect(buf, p);
+        // Decrypted in RAM, never in the I/O buffer: the ciphertext goes through the APDU buffer
+        // (free once the message is in the I/O buffer) in chunks, and only the Finished's bytes
+        // are kept, in TLS_FINISHED (issue 10: no plaintext in EEPROM).
+        byte[] ram = APDU.getCurrentAPDUBuffer();
+        short fragment = Util.getShort(buf, (short) (p + 3));
+        short body = (short) (p + Tls.RECORD_HEADER_SIZE);
+        short tail = fragment < 32 ? fragment : 32;
+        if (cipher.open(buf, p, buf, (short) (body + fragment - tail)) < 0) {
+            alert.raise(Tls.ALERT_BAD_RECORD_MAC);
+        }
+        short got = st[ST_FINISHED_GOT];
+        short room = (short) (FINISHED_MESSAGE_SIZE - got);
+        short n = 0;
+        for (short i = 0; i < fragment; i += FINISHED_CHUNK) {
+            short k = (short) (fragment - i) < FINISHED_CHUNK ? (short) (fragment - i) : FINISHED_CHUNK;
+            Util.arrayCopyNonAtomic(buf, (short) (body + i), ram, (short) 0, k);
+            short out = cipher.take(ram, (short) 0, k);
+            short keep = (short) (room - n) < out ? (short) (room - n) : out;
+            if (keep > 0) {
+                Util.arrayCopyNonAtomic(ram, (short) 0, secrets, (short) (FINISHED_IN + got + n), keep);
+                n += keep;
+            }
+        }
+        Util.arrayFillNonAtomic(ram, (short) 0, FINISHED_CHUNK, (byte) 0);
+        short plain = cipher.finish();
         if (plain < 0) {
             alert.raise(Tls.ALERT_BAD_RECORD_MAC);
         }
@@ -730,12 +757,6 @@ final class TlsServer implements MessageHandler {
         if (type == Tls.CONTENT_ALERT) {
             alert.raise(Tls.ALERT_CLOSE_NOTIFY); // the client gave up: nothing to answer
         }
-        short q = (short) (p + cipher.prefixLength());
-        short got = st[ST_FINISHED_GOT];
-        short room = (short) (FINISHED_MESSAGE_SIZE - got);
-        short n = plain < room ? plain : room;
-        counters.count(OpCounters.EEPROM_BYTES, plain); // decrypted in place in the I/O buffer
-        Util.arrayCopyNonAtomic(buf, q, secrets, (short) (FINISHED_IN + got), n);
         got += n;
         st[ST_FINISHED_GOT] = got;
         if (secrets[FINISHED_IN] != Tls.HS_FINISHED) {
@@ -771,55 +792,21 @@ final class TlsServer implements MessageHandler {
         w = Util.setShort(buf, w, Tls.VERSION_TLS12);
         w = Util.setShort(buf, w, (short) 1);
         buf[w++] = 1;
-        short p = (short) (w + cipher.prefixLength());
-        buf[p] = Tls.HS_FINISHED;
-        buf[(short) (p + 1)] = 0;
-        Util.setShort(buf, (short) (p + 2), Tls.VERIFY_DATA_SIZE);
-        Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, buf, (short) (p + Tls.HS_HEADER_SIZE), Tls.VERIFY_DATA_SIZE);
-        w += cipher.protect(Tls.CONTENT_HANDSHAKE, buf, w, FINISHED_MESSAGE_SIZE);
+        // Built and protected in RAM (the APDU buffer), only the record copied to the I/O buffer.
+        byte[] ram = APDU.getCurrentAPDUBuffer();
+        short p = cipher.prefixLength();
+        ram[p] = Tls.HS_FINISHED;
+        ram[(short) (p + 1)] = 0;
+        Util.setShort(ram, (short) (p + 2), Tls.VERIFY_DATA_SIZE);
+        Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, ram, (short) (p + Tls.HS_HEADER_SIZE), Tls.VERIFY_DATA_SIZE);
+        short n = cipher.protect(Tls.CONTENT_HANDSHAKE, ram, (short) 0, FINISHED_MESSAGE_SIZE);
+        w = Util.arrayCopyNonAtomic(ram, (short) 0, buf, w, n);
         st[ST_PHASE] = PHASE_ESTABLISHED;
         releaseHandshake(); // wipes TLS_FINISHED and the rest of the handshake's state
         return (short) (w - off);
     }
 
     // ---- after the handshake: the record layer in the card ------------------------------------
-
-    /**
-     * Decrypts the TLS record in buf[off, off+len); returns the plaintext length (plaintext at
-     * off + prefixLength()), or minus the alert description when the record must be rejected
-     * (closeWithAlert() then writes the alert to send): bad_record_mac for a record that does not
-     * authenticate, record_overflow for more than 2^14 bytes of plaintext (RFC 5246 6.2.1) or
-     * 2^14 + 2048 of ciphertext, unexpected_message for a content type no established session
-     * takes (a ChangeCipherSpec).
-     */
-    short unprotectRecord(byte[] buf, short off, short len) {
-        if (len < Tls.RECORD_HEADER_SIZE) {
-            return (short) -Tls.ALERT_DECODE_ERROR;
-        }
-        byte type = buf[off];
-        if (type != Tls.CONTENT_APPLICATION_DATA && type != Tls.CONTENT_ALERT
-                && type != Tls.CONTENT_HANDSHAKE) {
-            return (short) -Tls.ALERT_UNEXPECTED_MESSAGE;
-        }
-        if (Util.getShort(buf, (short) (off + 1)) != Tls.VERSION_TLS12) {
-            return (short) -Tls.ALERT_PROTOCOL_VERSION;
-        }
-        short fragment = Util.getShort(buf, (short) (off + 3));
-        if (fragment < 0 || fragment > Tls.MAX_CIPHERTEXT) {
-            return (short) -Tls.ALERT_RECORD_OVERFLOW;
-        }
-        if ((short) (fragment + Tls.RECORD_HEADER_SIZE) != len) {
-            return (short) -Tls.ALERT_DECODE_ERROR; // the command carries one whole record
-        }
-        short plain = cipher.unprotect(buf, off);
-        if (plain < 0) {
-            return (short) -Tls.ALERT_BAD_RECORD_MAC;
-        }
-        if (plain > Tls.MAX_PLAINTEXT) {
-            return (short) -Tls.ALERT_RECORD_OVERFLOW;
-        }
-        return plain;
-    }
 
     /** Protects {@code len} bytes at off + prefix as a record of {@code type}; returns its length. */
     short protectRecord(byte type, byte[] buf, short off, short len) {

@@ -114,9 +114,14 @@ final class Transients {
     /** OperatorSession: a point, a decrypted secret, Z, HKDF's PRK, a MAC being checked. */
     static final short OPERATOR_WORK = HANDSHAKE_KEYS;
     static final short OPERATOR_WORK_SIZE = OperatorSession.WORK_SIZE;          // 160
-    /** RecordCipher: the AAD or MAC header, the nonce, the MAC of a received record. */
+    /**
+     * RecordCipher: the AAD or MAC header, the nonce, the MAC of a received record or its tag,
+     * the last CBC block. With OVERLAY's AEAD or HMAC state and SHORT_SCRATCH's GHASH it lives
+     * across the APDUs of one record in pieces: nothing else runs between them (any other
+     * command abandons the record first).
+     */
     static final short RECORD_SCRATCH = (short) (HANDSHAKE_KEYS + HANDSHAKE_KEYS_SIZE);
-    static final short RECORD_SCRATCH_SIZE = RecordCipher.SCRATCH_SIZE;          // 60
+    static final short RECORD_SCRATCH_SIZE = RecordCipher.SCRATCH_SIZE;          // 76
     /** Key derivation (HMAC_PAD, PRF_A) or record AEAD (GCM_STATE, CCM_STATE): never at once. */
     static final short OVERLAY = (short) (RECORD_SCRATCH + RECORD_SCRATCH_SIZE);
     //   key derivation, and the CBC suite's record MAC
@@ -157,8 +162,20 @@ final class Transients {
      */
     static final short OPERATOR_STATE = (short) (SESSIONS_STATE + SESSIONS_STATE_SIZE);
     static final short OPERATOR_STATE_SIZE = OperatorSession.STATE_SIZE;         // 5
+    /**
+     * RecordCommands: the command and session of the record in pieces, if any (card-wide: the
+     * pieces of one record come in a row, like a chain).
+     */
+    static final short PIECE_OWNER = (short) (OPERATOR_STATE + OPERATOR_STATE_SIZE);
+    static final short PIECE_OWNER_SIZE = RecordCommands.OWNER_SIZE;              // 1
+    /**
+     * RecordCipher: how far the record in pieces is, its lengths, type and (CBC) padding and MAC
+     * check (card-wide, with PIECE_OWNER; its AEAD or HMAC state is in the record scratch).
+     */
+    static final short RECORD_PIECE = (short) (PIECE_OWNER + PIECE_OWNER_SIZE);
+    static final short RECORD_PIECE_SIZE = RecordCipher.PIECE_SIZE;              // 7
     /** The active session's shorts (Sessions swaps them with SESSION_SHORT_SLOTS). */
-    static final short SESSION_SHORTS = (short) (OPERATOR_STATE + OPERATOR_STATE_SIZE);
+    static final short SESSION_SHORTS = (short) (RECORD_PIECE + RECORD_PIECE_SIZE);
     /** EapTls: the conversation's state, identifiers, lengths of the message in and out. */
     static final short EAP_STATE = SESSION_SHORTS;
     static final short EAP_STATE_SIZE = EapTls.STATE_SIZE;                       // 7
@@ -207,8 +224,8 @@ final class Transients {
     static final short GCM_LENGTHS_SIZE = AesGcm.LENGTHS_SIZE;                   // 3
     /** AesCcm: tag length, direction, q, bytes still due. */
     static final short CCM_PARAMS = (short) (GCM_LENGTHS + GCM_LENGTHS_SIZE);
-    static final short CCM_PARAMS_SIZE = AesCcm.PARAMS_SIZE;                     // 4
-    /** The larger overlay: the curve check's 162 shorts (GHASH's three regions: 143). */
+    static final short CCM_PARAMS_SIZE = AesCcm.PARAMS_SIZE;                     // 5
+    /** The larger overlay: the curve check's 162 shorts (GHASH's three regions: 144). */
     static final short SHORT_SCRATCH_SIZE = CURVE_SIZE;
     static final short SHORTS_SIZE = (short) (SHORT_SCRATCH + SHORT_SCRATCH_SIZE);
 
