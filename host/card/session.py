@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from host.card.errors import refusal
-from host.card.numbers import Capability, Cla, Ins, SelectTag
+from host.card.numbers import Capability, Capability2, Cla, Ins, SelectTag
 from host.iso7816.apdu import MAX_EXTENDED_NE, MAX_SHORT_NE, ApduError, ApduFormatError, CommandApdu, ResponseApdu
 from host.iso7816.channel import Channel, ChannelError, exchange
 from host.iso7816.layers import TraceStats, build_stack
@@ -88,6 +88,18 @@ class CardCapabilities:
         """How many handshakes may be in progress at once (tag 86; 1 for a card that does not say)."""
         slots = self.extra.get(SelectTag.HANDSHAKE_SLOTS)
         return slots[0] if slots else 1
+
+    @property
+    def flags2(self) -> Capability2:
+        """The second capability byte (tag 87; none for a card that does not say)."""
+        value = self.extra.get(SelectTag.CAPABILITIES_2)
+        return Capability2(value[0]) if value else Capability2(0)
+
+    @property
+    def ecdsa_precomputed_hash(self) -> bool:
+        """The card verifies a client's CertificateVerify over its own session hash (ECDSA with
+        ALG_NULL); without it the host sends the transcript copy (docs/apdu.md)."""
+        return bool(self.flags2 & Capability2.ECDSA_PRECOMPUTED_HASH)
 
     @property
     def has_handles(self) -> bool:

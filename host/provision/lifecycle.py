@@ -25,6 +25,8 @@ __all__ = ["CA_MAX", "KeyInfo", "ProvisionError", "ca_entries", "ensure_initiali
            "load_chain", "read_certificates", "request_certificate", "set_cas"]
 
 CA_MAX = 4  # Identity.CA_MAX
+CA_NAME_MAX = 128  # Identity.CA_NAME_MAX: a CA subject Name listed in the CertificateRequest
+CA_ENTRY = 32 + 65 + 1 + CA_NAME_MAX  # Identity.CA_ENTRY
 
 
 class ProvisionError(Exception):
@@ -130,7 +132,9 @@ def load_chain(card: SeTlsCard, slot: int, chain: list[x509.Certificate]) -> str
 
 
 def ca_entries(certs: list[x509.Certificate]) -> bytes:
-    """The card's CA entries: SHA-256 of the subject Name (DER) || the CA's P-256 point."""
+    """The card's CA entries (CA_ENTRY bytes each): SHA-256 of the subject Name (DER) || the CA's
+    P-256 point || the Name's length || the Name, zero-padded to CA_NAME_MAX (the names the
+    CertificateRequest lists; 0 for a name longer than that, matched by its hash only)."""
     if len(certs) > CA_MAX:
         raise ProvisionError(f"{len(certs)} CAs given; the card holds {CA_MAX} per identity")
     out = b""
@@ -145,7 +149,10 @@ def ca_entries(certs: list[x509.Certificate]) -> bytes:
             is_ca = False
         if not is_ca:
             raise ProvisionError(f"{cert.subject.rfc4514_string()} is not a CA certificate (basicConstraints)")
-        out += hashlib.sha256(cert.subject.public_bytes()).digest() + point
+        name = cert.subject.public_bytes()
+        listed = name if len(name) <= CA_NAME_MAX else b""  # a longer name is matched by its hash alone
+        out += (hashlib.sha256(name).digest() + point + bytes([len(listed)])
+                + listed.ljust(CA_NAME_MAX, b"\0"))
     return out
 
 

@@ -169,7 +169,7 @@ final class ClientAuth {
     /** Handshake messages: into the third digest while it runs (S_HELLO, then while authenticating). */
     void hash(byte[] buf, short off, short len) {
         short s = st[ST_STATE];
-        if (s == S_NONE || s == S_NO_CERTIFICATE || s == S_VERIFIED) {
+        if (s == S_NONE || s == S_NO_CERTIFICATE) {
             return;
         }
         finishedHash().update(buf, off, len);
@@ -276,7 +276,7 @@ final class ClientAuth {
             alert.raise(Tls.ALERT_UNKNOWN_CA);
         }
         if (!verifies(buf, f, top, id.cas(), (short) (ca + Identity.CA_POINT))) {
-            alert.raise(Tls.ALERT_BAD_CERTIFICATE);
+            alert.raise(Tls.ALERT_UNKNOWN_CA); // another CA of the same name: no stored CA signed it
         }
         for (short k = leaf; k <= top; k += X509.FIELDS) {
             if (persistent.clientCerts.isRevoked(buf, f[(short) (k + X509.SERIAL)], f[(short) (k + X509.SERIAL_LENGTH)])) {
