@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from host.card.commands import SeTlsCard
 from host.demo_pki import DemoCa
+from host.iso7816.simulator import free_port
 from host.provision import DEMO_PIN
 from host.provision.lifecycle import set_cas
 from host.se_tls import CardSlot, GenericServer, ServerTLS, SessionInfo, Timeouts, TlsTandem
 from host.tls.record_layer import RecordLayer
-from tests.conftest import free_port
 
 REVOKED_SERIAL = 0x5EC0DE
 
@@ -45,7 +45,8 @@ class Pki:
             subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
             cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer.certificate.subject)
                     .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                    .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+                    .not_valid_before(now - datetime.timedelta(days=1))
+                    .not_valid_after(now + datetime.timedelta(days=1))
                     .sign(issuer.key, hashes.SHA256()))
         else:
             cert = issuer.issue_client_certificate(key.public_key(), name, **dates)  # type: ignore[arg-type]

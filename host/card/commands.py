@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import time
 import logging
 import struct
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -307,7 +307,7 @@ class SeTlsCard:
     def set_time(self, when: datetime.datetime | None = None) -> None:
         """SET TIME: the host's clock (UTC), against which the card checks client certificates'
         validity; needs an unlocked identity. A SELECT or a reset makes the card forget it."""
-        now = (when or datetime.datetime.now(datetime.timezone.utc)).astimezone(datetime.timezone.utc)
+        now = (when or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
         data = now.year.to_bytes(2, "big") + bytes((now.month, now.day, now.hour, now.minute, now.second))
         self._command(Ins.SET_TIME, 0, 0, data, ne=0, what="SET TIME")
 
