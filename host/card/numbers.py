@@ -93,7 +93,7 @@ class SelectTag(enum.IntEnum):
     IDENTITY_SLOTS = 0x84
     SESSION_SLOTS = 0x85     # sessions the card holds at once: handles 0 to n - 1
     HANDSHAKE_SLOTS = 0x86   # handshakes in progress at once
-    CAPABILITIES_2 = 0x87    # more capability bits (Capability2)
+    CAPABILITIES_2 = 0x88    # more capability bits (Capability2); 0x87 is the ticket key id
 
 
 class Capability(enum.IntFlag):

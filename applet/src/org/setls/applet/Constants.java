@@ -50,7 +50,7 @@ interface Constants {
     /** Handshake slots: handshakes in progress at once (Sessions.HANDSHAKES). */
     byte TAG_HANDSHAKE_SLOTS = (byte) 0x86;
     /** More capability bits (CAP2_*): the first byte is full. */
-    byte TAG_CAPABILITIES_2 = (byte) 0x87;
+    byte TAG_CAPABILITIES_2 = (byte) 0x88; // 0x87: the ticket key id (resumption)
     // Capability bits (TAG_CAPABILITIES).
     byte CAP_EXTENDED_LENGTH = 0x01;
     byte CAP_COMMAND_CHAINING = 0x02;
