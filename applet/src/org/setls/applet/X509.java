@@ -281,15 +281,16 @@ final class X509 {
         while (r < q) {
             short extEnd = next(c, r, q, SEQUENCE, alert);
             short oid = contents(c, r, extEnd, SEQUENCE, alert);
-            short s = next(c, oid, extEnd, OID, alert);
+            short oidEnd = next(c, oid, extEnd, OID, alert);
+            short s = oidEnd;
             if (s < extEnd && c[s] == BOOLEAN) {
-                s = next(c, s, extEnd, BOOLEAN, alert);
+                s = next(c, s, extEnd, BOOLEAN, alert); // critical (RFC 5280 4.2.1.9: a CA's basicConstraints is)
             }
             short value = contents(c, s, extEnd, OCTET_STRING, alert);
             if (next(c, s, extEnd, OCTET_STRING, alert) != extEnd) {
                 alert.raise(Tls.ALERT_BAD_CERTIFICATE);
             }
-            if ((short) (s - oid) == (short) BASIC_CONSTRAINTS_OID.length
+            if ((short) (oidEnd - oid) == (short) BASIC_CONSTRAINTS_OID.length
                     && Util.arrayCompare(c, oid, BASIC_CONSTRAINTS_OID, (short) 0, (short) BASIC_CONSTRAINTS_OID.length) == 0) {
                 // BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLen INTEGER OPTIONAL }
                 short bc = contents(c, value, extEnd, SEQUENCE, alert);
