@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_argument("--identity", default=DEMO_IDENTITY, help="identity name in the card")
     cards.add_argument("--export-keys", action="store_true",
                        help="simulated cards: personalise with a policy that allows tandem mode")
+    cards.add_argument("--client-auth", choices=("none", "optional", "required"), default="none",
+                       help="simulated cards: ask clients for a certificate of the demo CA (build/demo/ca.pem; "
+                            "python -m host.provision demo-ca client NAME issues one); real cards: the policy "
+                            "set with python -m host.provision policy --client-auth")
+    cards.add_argument("--no-client-dates", dest="client_dates", action="store_false",
+                       help="simulated cards: do not check client certificates' dates")
     cards.add_argument("--sim-speed", metavar="ROW",
                        help="simulated cards answer at the modeled speed of this card row of "
                             "bench/card-op-costs.csv (e.g. \"NXP JCOP4 J3R180\")")
@@ -267,11 +273,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.sim and not args.reader:
         print("error: say which cards: --sim [N] or --reader NAME", file=sys.stderr)
         return 2
+    if not args.sim and (args.client_auth != "none" or not args.client_dates):
+        print("error: --client-auth and --no-client-dates set up simulated cards; a real card keeps its own "
+              "policy: python -m host.provision policy --client-auth ... --reader NAME", file=sys.stderr)
+        return 2
     try:
         pin = resolve_pin(args)
         with open_cards(sim=args.sim, readers=args.reader, sim_layer=simulator_layer(args)) as cards:
             if args.sim:
-                personalise_simulated(cards, IdentitySpec(args.identity, pin, export_keys=args.export_keys))
+                personalise_simulated(cards, IdentitySpec(args.identity, pin, export_keys=args.export_keys,
+                                                          client_auth=args.client_auth,
+                                                          client_dates=args.client_dates))
             slots = []
             for i, card in enumerate(cards):
                 card.unlock(args.identity, pin)

@@ -125,6 +125,7 @@ class SeTlsCard:
         self.force_transcript_copy = False
         self.clock_refresh = CLOCK_REFRESH_SECONDS
         self._clock_set_at: float | None = None
+        self._clock_selection = -1  # session.selections when SET TIME was last sent
 
     @property
     def session_slots(self) -> int:
@@ -298,11 +299,18 @@ class SeTlsCard:
 
     def refresh_clock(self) -> None:
         """SET TIME when the card has not had the host's time for `clock_refresh` seconds (one
-        APDU a minute at most; the card checks client certificates' dates against it)."""
+        APDU a minute at most; the card checks client certificates' dates against it), or has
+        been selected again since (a re-SELECT clears the card's clock)."""
         now = time.monotonic()
-        if self._clock_set_at is None or now - self._clock_set_at >= self.clock_refresh:
+        if (self._clock_set_at is None or self._clock_selection != self.session.selections
+                or now - self._clock_set_at >= self.clock_refresh):
             self.set_time()
-            self._clock_set_at = now
+
+    @property
+    def has_clock(self) -> bool:
+        """Whether the card holds the host's clock: SET TIME since the applet's last SELECT (a
+        SELECT, a reset or another process reopening the card makes it forget)."""
+        return self._clock_set_at is not None and self._clock_selection == self.session.selections
 
     def set_time(self, when: datetime.datetime | None = None) -> None:
         """SET TIME: the host's clock (UTC), against which the card checks client certificates'
@@ -310,6 +318,7 @@ class SeTlsCard:
         now = (when or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
         data = now.year.to_bytes(2, "big") + bytes((now.month, now.day, now.hour, now.minute, now.second))
         self._command(Ins.SET_TIME, 0, 0, data, ne=0, what="SET TIME")
+        self._clock_set_at, self._clock_selection = time.monotonic(), self.session.selections
 
     def client_subject(self, handle: int | None = None) -> str | None:
         """The commonName of the client the session's handshake authenticated (None: no client

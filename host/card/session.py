@@ -127,10 +127,13 @@ class CardSession:
         self.stats = stats if stats is not None else TraceStats()
         self._want_extended = extended
         self.extended = False
+        self.selections = 0  # SELECTs so far: each one makes the card forget its RAM state (the clock)
         self.caps = self.select()
 
     def select(self) -> CardCapabilities:
-        """(Re)selects the applet, which drops any conversation in progress."""
+        """(Re)selects the applet, which drops any conversation in progress (and the card's copy of
+        the host's clock, SET TIME); counted in `selections`."""
+        self.selections += 1
         command = CommandApdu(Cla.ISO, Ins.SELECT, 0x04, 0x00, self.aid, ne=MAX_SHORT_NE)
         basic = build_stack(self.channel, extended=False, chaining=False, stats=self.stats)
         with self.stats.phase("select"):
