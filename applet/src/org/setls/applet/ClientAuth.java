@@ -153,10 +153,14 @@ final class ClientAuth {
 
     // ---- the handshake --------------------------------------------------------------------------
 
-    /** A new handshake in the active session (after its slot was claimed). */
-    void begin() {
+    /**
+     * A new handshake in the active session (after its slot was claimed) for identity {@code id}:
+     * the third digest runs from the ClientHello only when its policy asks for a certificate (a
+     * handshake without client authentication hashes its messages twice, not three times).
+     */
+    void begin(Identity id) {
         finishedHash().reset();
-        st[ST_STATE] = S_HELLO;
+        st[ST_STATE] = asks(id) ? S_HELLO : S_NONE;
         st[ST_SUBJECT] = 0;
         st[ST_REST] = 0;
         persistent.clientCerts.forget(sessions.current());
@@ -181,6 +185,14 @@ final class ClientAuth {
     /** Whether the identity's policy asks for a certificate (optional or required). */
     static boolean asks(Identity id) {
         return (id.policy() & (byte) (Constants.POLICY_CLIENT_AUTH_OPTIONAL | Constants.POLICY_CLIENT_AUTH_REQUIRED)) != 0;
+    }
+
+    /**
+     * Whether this handshake sends a CertificateRequest: the identity's policy asks, and asked
+     * already when the handshake began (a policy changed meanwhile takes effect at the next one).
+     */
+    boolean asking(Identity id) {
+        return asks(id) && st[ST_STATE] == S_HELLO;
     }
 
     /** No CertificateRequest in this handshake: the third digest stops. */

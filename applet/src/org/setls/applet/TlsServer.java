@@ -211,7 +211,7 @@ final class TlsServer implements MessageHandler {
         transcripts[hs].reset();
         sessionHashes[hs].reset();
         hello.reset();
-        clientAuth.begin();
+        clientAuth.begin(boundIdentity());
     }
 
     /** The session is over: its handshake slot is freed and wiped, its keys forgotten. */
@@ -489,7 +489,7 @@ final class TlsServer implements MessageHandler {
         w = writeServerHello(buf, w);
         w = writeCertificate(buf, w);
         w = writeServerKeyExchange(buf, w);
-        boolean asks = ClientAuth.asks(boundIdentity());
+        boolean asks = clientAuth.asking(boundIdentity());
         if (asks) {
             short request = w;
             buf[w] = Tls.HS_CERTIFICATE_REQUEST;

@@ -206,7 +206,7 @@ class X509Test {
         body[2] = (byte) list.size();
         System.arraycopy(list.toByteArray(), 0, body, 3, list.size());
         try {
-            clientAuth.begin();
+            clientAuth.begin(identity);
             clientAuth.onCertificate(identity, body, (short) 0, (short) body.length);
             return -1;
         } catch (TlsAlert a) {
@@ -436,7 +436,7 @@ class X509Test {
         body[5] = (byte) (cert.length + 1);
         System.arraycopy(cert, 0, body, 6, cert.length);
         try {
-            clientAuth.begin();
+            clientAuth.begin(identity);
             clientAuth.onCertificate(identity, body, (short) 0, (short) body.length);
             fail("accepted a certificate longer than its list");
         } catch (TlsAlert a) {
