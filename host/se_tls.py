@@ -101,6 +101,9 @@ class SessionInfo:
     apdus: int = 0
     bytes_to_card: int = 0
     bytes_from_card: int = 0
+    # The commonName of the client certificate the card verified (None: no client certificate;
+    # "" for one without a commonName), read from the card after the handshake (GET DATA).
+    client_subject: str | None = None
 
     @property
     def suite_name(self) -> str:
@@ -403,8 +406,11 @@ class TlsTandem:
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lease: CardLease,
                          records: RecordReader, info: SessionInfo) -> None:
         slot, handle = lease.slot, lease.handle
+        refresh_clock = getattr(slot.card, "refresh_clock", None)
+        if callable(refresh_clock):
+            await slot.run(refresh_clock)   # the host's clock, for client certificates' dates
         await slot.run(slot.card.begin_conversation, self.identity, handle)
-        flights = FlightAssembler()
+        flights = FlightAssembler(transcript_copy=getattr(slot.card, "transcript_copy_type", None))
         while flights.phase is not FlightPhase.DONE:
             record = records.next_record()
             if record is None:
@@ -430,6 +436,9 @@ class TlsTandem:
                 raise LocalAlert(alert, detail="the card refused the handshake")
             if not info.suite:
                 info.suite = suite_of_server_flight(answer)
+        client_subject = getattr(slot.card, "client_subject", None)
+        if flights.client_certificate and callable(client_subject):
+            info.client_subject = await slot.run(client_subject, handle)
 
 
 Application = Callable[[RecordLayer, SessionInfo], Awaitable[None]]
@@ -755,9 +764,10 @@ class ServerTLS:
             return
         finally:
             handshake_over()   # the address's claim (Admission) ends with the handshake
-        log.info("%s %s card=%s suite=%s record=%s handshake=%.3fs apdus=%d bytes=%d/%d", self.name,
+        log.info("%s %s card=%s suite=%s record=%s handshake=%.3fs apdus=%d bytes=%d/%d client=%s", self.name,
                  info.peer, info.card, info.suite_name, info.record_mode, info.handshake_seconds, info.apdus,
-                 info.bytes_to_card, info.bytes_from_card)
+                 info.bytes_to_card, info.bytes_from_card,
+                 "-" if info.client_subject is None else repr(info.client_subject))
         ended = await self.server.serve(layer, info)   # in card mode the session stays the card's until the end
         if ended is not None and card_lost(ended):
             lease.lose(ended)

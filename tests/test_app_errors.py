@@ -33,7 +33,8 @@ def test_a_body_python_cannot_parse_is_a_bad_payload_not_an_exception(body: byte
 
 
 class ExplodingApp(HttpApp):
-    def respond(self, request: h11.Request, body: bytes) -> object:  # type: ignore[override]
+    def respond(self, request: h11.Request, body: bytes,  # type: ignore[override]
+                client_subject: str | None = None) -> object:
         raise RuntimeError("on purpose")
 
 

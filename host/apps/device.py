@@ -151,6 +151,7 @@ class LastSession:
     apdus: int
     bytes_to_card: int
     bytes_from_card: int
+    client_subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,11 @@ class Status:
     record_mode: str
     last_session: LastSession | None
     plug_on: bool
+    # The commonName of the client certificate the card verified for the session asking (None: none).
+    client_subject: str | None = None
 
     @classmethod
-    def of(cls, tandem: Any, device: Device) -> Status:
+    def of(cls, tandem: Any, device: Device, client_subject: str | None = None) -> Status:
         subject = getattr(tandem, "identity_subject", "")
         if callable(subject):
             subject = subject()
@@ -176,8 +179,9 @@ class Status:
                    last_session=None if last is None else LastSession(
                        peer=last.peer, card=last.card, suite=last.suite_name, record_mode=last.record_mode,
                        handshake_ms=round(last.handshake_seconds * 1000, 1), apdus=last.apdus,
-                       bytes_to_card=last.bytes_to_card, bytes_from_card=last.bytes_from_card),
-                   plug_on=device.plug_on)
+                       bytes_to_card=last.bytes_to_card, bytes_from_card=last.bytes_from_card,
+                       client_subject=getattr(last, "client_subject", None)),
+                   plug_on=device.plug_on, client_subject=client_subject)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

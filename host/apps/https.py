@@ -86,19 +86,21 @@ class HttpApp:
         self.device = device
         self.tandem = tandem
 
-    def respond(self, request: h11.Request, body: bytes) -> HttpResponse:
-        """The response to a complete request; for HEAD, the GET response (the body is not sent)."""
+    def respond(self, request: h11.Request, body: bytes, client_subject: str | None = None) -> HttpResponse:
+        """The response to a complete request; for HEAD, the GET response (the body is not sent).
+        `client_subject`: the commonName of the client certificate the card verified for this
+        session (the status page shows it), None without one."""
         method = request.method.decode("ascii")
         path = request_path(request.target)
         if path in PAGES:
-            return self._page(method, path)
+            return self._page(method, path, client_subject)
         return self._resource("GET" if method == "HEAD" else method, path, body)
 
-    def _page(self, method: str, path: str) -> HttpResponse:
+    def _page(self, method: str, path: str, client_subject: str | None = None) -> HttpResponse:
         if method not in PAGE_METHODS:
             return json_response(405, {"error": f"{method} is not allowed on {path}"},
                                  [("Allow", ", ".join(PAGE_METHODS))])
-        status = Status.of(self.tandem, self.device)
+        status = Status.of(self.tandem, self.device, client_subject)
         if path == "/status.json":
             return json_response(200, status.as_dict())
         return HttpResponse(200, status_page(status).encode(), HTML_TYPE)
@@ -116,7 +118,9 @@ def status_page(status: Status) -> str:
     last = status.last_session
     rows = [("Cards", ", ".join(status.cards) or "none"), ("Identity", status.identity),
             ("Certificate subject", status.subject or "unknown"), ("Record layer", status.record_mode),
-            ("Plug", "on" if status.plug_on else "off")]
+            ("Plug", "on" if status.plug_on else "off"),
+            ("Your client certificate", "none" if status.client_subject is None
+             else f"CN={status.client_subject}" if status.client_subject else "(no commonName)")]
     if last is not None:
         rows += [("Last session", f"{last.peer} on card {last.card}"), ("Cipher suite", last.suite),
                  ("Last handshake", f"{last.handshake_ms} ms, {last.apdus} APDUs, "
@@ -155,9 +159,10 @@ class HttpServerConnection:
     """
 
     def __init__(self, app: HttpApp, max_body: int = MAX_BODY, clock: Callable[[], float] = time.time,
-                 peer: str = "-") -> None:
+                 peer: str = "-", client_subject: str | None = None) -> None:
         self.app = app
         self.peer = peer   # the client's address, in every log line
+        self.client_subject = client_subject
         self.max_body = max_body
         self.clock = clock
         self.closed = False
@@ -221,7 +226,7 @@ class HttpServerConnection:
         """The app's response; whatever it raises is a 500 that ends the connection, one log line
         (the traceback at DEBUG)."""
         try:
-            response = self.app.respond(request, body)
+            response = self.app.respond(request, body, self.client_subject)
         except Exception as exc:
             log.error("%s: HTTP %s %s failed: %s: %s", self.peer, request.method.decode("ascii", "replace"),
                       request_path(request.target), type(exc).__name__, exc)
@@ -290,7 +295,7 @@ def https_application(tandem: Any, device: Device | None = None) -> Application:
     app = HttpApp(device or process_device(), tandem)
 
     async def application(layer: RecordLayer, info: SessionInfo) -> None:
-        connection = HttpServerConnection(app, peer=info.peer)
+        connection = HttpServerConnection(app, peer=info.peer, client_subject=info.client_subject)
         await pump(connection, layer)
         log.info("%s: HTTP session ended after %d response(s)", info.peer, connection.responses)
 

@@ -118,6 +118,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "pin_file": Key(_text, "a file holding the PIN, mode 0600 (systemd: LoadCredential=pin:FILE instead)"),
         "missing": Key(_choice("fail", "wait"), '"wait": start without a card that is absent, "fail": refuse'),
         "export_keys": Key(_bool, "simulated cards: a policy that allows --record-layer host"),
+        "client_auth": Key(_choice("none", "optional", "required"),
+                           "simulated cards: ask clients for a certificate of the demo CA"),
+        "client_dates": Key(_bool, "simulated cards: check client certificates' dates against the host's clock"),
         "sim_speed": Key(_text, "simulated cards answer at the speed of this row of bench/card-op-costs.csv"),
     },
     "servers": {
@@ -164,6 +167,8 @@ class CardsConfig:
     pin_file: str | None = None
     missing: str = "fail"
     export_keys: bool = False
+    client_auth: str = "none"
+    client_dates: bool = True
     sim_speed: str | None = None
 
 

@@ -33,6 +33,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     private final Persistent persistent;
     private final Sessions sessions;
     /** TAG_CAPABILITIES: CAPABILITIES and the signature hashes TlsServer found at install. */
+    private final ClientAuth clientAuth;
     private final byte capabilities;
 
     /**
@@ -62,6 +63,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         personalisation = new Personalisation(persistent, keys, counters, out, operator, input, ecdsa, sessions);
         records = new RecordCommands(tls, cipher, eap, sessions, input, ram);
         capabilities = (byte) (CAPABILITIES | tls.signatureCapabilities());
+        clientAuth = tls.clientAuth();
     }
 
     /** The persistent state, for the in-process JUnit tests (package-private: no APDU reaches it). */
@@ -208,6 +210,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
             case INS_OPERATOR_AUTHENTICATE:
                 operator.authenticate(apdu);
                 break;
+            case INS_SET_TIME:
+                clientAuth.setTime(apdu);
+                break;
             default:
                 ISOException.throwIt(Sw.INS_NOT_SUPPORTED);
         }
@@ -229,6 +234,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         n = Tlv.putByte(buf, n, TAG_IDENTITY_SLOTS, MAX_IDENTITIES);
         n = Tlv.putByte(buf, n, TAG_SESSION_SLOTS, (byte) Sessions.SESSIONS);
         n = Tlv.putByte(buf, n, TAG_HANDSHAKE_SLOTS, (byte) Sessions.HANDSHAKES);
+        n = Tlv.putByte(buf, n, TAG_CAPABILITIES_2, clientAuth.capabilities());
         apdu.setOutgoingAndSend((short) 0, n);
     }
 }
