@@ -9,8 +9,9 @@
    bench/card-op-costs.csv).
 3. The host side: HTTPS requests and 1 KB echo round trips per second over one keep-alive TLS
    connection with the record layer in the card, in the host, and a software TLS server (Python
-   ssl, host.bench.software) for reference; handshakes per second with 1, 2 and 4 cards
-   (host.bench.throughput).
+   ssl, host.bench.software) for reference; handshakes per second on one card at the simulator's
+   speed, and for a pool of 1, 2, 4 and 8 cards paced at the J3R180's modeled speed under 20
+   concurrent clients, with p50/p99 latency and CPU per handshake (host.bench.throughput).
 Writes results.json (host.bench.results), summary.md (host.bench.report) and PNG plots
 (host.bench.plots) into --out. docs/benchmark.md explains the model. This module only parses the
 arguments and runs the parts in order; a failed measurement stops the run with its reason.
@@ -29,7 +30,7 @@ from host.bench.report import Report, summary
 from host.bench.results import MeasurementError, Results, Settings, write_json
 from host.bench.runs import fragmenting_results, sim_benchmark, sim_results
 from host.bench.software import serve_software
-from host.bench.throughput import host_benchmark, ratio_results
+from host.bench.throughput import POOL_CARDS, POOL_CARDS_QUICK, host_benchmark, ratio_results
 from host.card import cost_model
 from host.card.cost_model import Link
 from host.paths import PROJECT_ROOT
@@ -64,7 +65,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise SystemExit("--runs must be at least 1")
     return Settings(runs=runs, out=args.out, costs=args.costs, link=Link(args.bit_rate, args.bits_per_byte),
                     ghash_ms=args.ghash_ms, round_trips=40 if args.quick else 300,
-                    handshakes_per_client=3 if args.quick else 10, host_side=not args.no_host)
+                    handshakes_per_client=3 if args.quick else 10, host_side=not args.no_host,
+                    pool_cards=POOL_CARDS_QUICK if args.quick else POOL_CARDS,
+                    pool_handshakes_per_client=1 if args.quick else 3)
 
 
 def run(settings: Settings) -> Report:

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 PHASE_FLIGHT1 = "flight1"   # begin_conversation + the ClientHello flight
 PHASE_FLIGHT3 = "flight3"   # ClientKeyExchange, ChangeCipherSpec, Finished
 PHASE_RECORD = "record"     # one application-data record each way, protected by the card
+PHASE_RECORD_IN = "record_in"    # the client's record, checked and decrypted by the card (UNPROTECT)
+PHASE_RECORD_OUT = "record_out"  # the server's record, encrypted and sealed by the card (PROTECT)
 FINISHED_SIZE = 4 + 12      # the client Finished message in the transcript (header + verify_data)
 SERVER_NAME = "localhost"   # the demo certificates' DNS name
 

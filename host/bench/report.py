@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from host.bench.client import PHASE_RECORD
+from host.bench.client import PHASE_RECORD, PHASE_RECORD_IN, PHASE_RECORD_OUT
 from host.bench.modeled import (
     COMPONENT_LABELS,
     OTHER_CARD,
@@ -21,7 +21,7 @@ from host.bench.modeled import (
 )
 from host.bench.results import Results, Settings, git_commit
 from host.bench.runs import GCM, PHASES, RECORD_SIZE, SHORT_NAMES, SIM, SUITES, SimRun
-from host.bench.throughput import HTTPS_PATH, KEEP_ALIVE_METRICS, MODE_NAMES
+from host.bench.throughput import HTTPS_PATH, KEEP_ALIVE_METRICS, MODE_NAMES, POOL_CLIENTS, POOL_ROW
 from host.card import cost_model
 
 
@@ -60,6 +60,8 @@ def summary(report: Report) -> str:
                 breakdown_table(report),
                 ["## APDU formats (per handshake; record = 1 KB each way)", ""], format_table(report),
                 [f"## One {RECORD_SIZE} B record each way, record layer in the card", ""], record_table(report),
+                [f"## Card-mode records per KB, each way ({RECORD_SIZE} B of application data per record, "
+                 "extended APDUs)", ""], direction_table(report),
                 host_section(report), targets_section(report), cuts_section(report), notes_section(report)]
     return "\n".join(line for section in sections for line in section)
 
@@ -164,6 +166,36 @@ def record_table(report: Report) -> list[str]:
                   "jcardsim ms", "J3R180 modeled ms", "J3R180 + GHASH assumed", "J3H145 modeled ms"], rows)
 
 
+def direction_table(report: Report) -> list[str]:
+    """Bytes on the line and modeled ms of one 1 KB record to the card (UNPROTECT) and from it
+    (PROTECT), per suite: what card mode costs per KB each way."""
+    rows = []
+    for run in report.sim():
+        ref, other = report.model(run, REFERENCE_CARD), report.model(run, OTHER_CARD)
+        cells = [SHORT_NAMES[run.suite]]
+        for direction in (PHASE_RECORD_IN, PHASE_RECORD_OUT):
+            sent, received = run.phase(direction, "bytes_sent"), run.phase(direction, "bytes_received")
+            blocks = (f"{fmt(run.direction_count('aes_blocks', direction))} / "
+                      f"{fmt(run.direction_count('ghash_blocks', direction))} / "
+                      f"{fmt(run.direction_count('sha256_blocks', direction))}")
+            modeled = (ref.record_in if direction == PHASE_RECORD_IN else ref.record_out) if ref else None
+            slower = (other.record_in if direction == PHASE_RECORD_IN else other.record_out) if other else None
+            ghash = f" (+{fmt(modeled.ghash_assumed)} GHASH assumed)" if modeled and modeled.ghash_blocks else ""
+            cells += [f"{fmt(sent + received)} ({fmt(sent)} + {fmt(received)})", blocks,
+                      fmt(modeled.total if modeled else None) + ghash, fmt(slower.total if slower else None)]
+        rows.append(cells)
+    lines = table(["suite", "to the card: bytes on the line (command + response)", "AES / GHASH / SHA-256 blocks",
+                   "J3R180 ms / KB", "J3H145 ms / KB",
+                   "from the card: bytes on the line (command + response)", "AES / GHASH / SHA-256 blocks",
+                   "J3R180 ms / KB", "J3H145 ms / KB"], rows)
+    return lines + [("To the card is the client's record checked and decrypted by the card (UNPROTECT RECORD); from "
+                     "the card is the server's record encrypted and sealed by it (PROTECT RECORD). The modeled ms are "
+                     "one APDU, the bytes at the reader's line rate and the card's AES and SHA-256 work; GHASH "
+                     "(GCM only) is in bytecode and its per-block cost is an assumption (see Notes). RFC 9325 "
+                     "(section 4.2) recommends AEAD suites only: CCM (native AES, no GHASH) is the card-mode "
+                     "suite the README recommends."), ""]
+
+
 def host_section(report: Report) -> list[str]:
     lines = ["## Host side (same run, jcardsim; simulator time)", ""]
     keep_alive = keep_alive_table(report.results)
@@ -171,8 +203,8 @@ def host_section(report: Report) -> list[str]:
         lines += [(f"Keep-alive throughput over one TLS 1.2 connection ({GCM.openssl_name}, Python `ssl` "
                    f"client): `GET {HTTPS_PATH}` requests (`http.client`) to `python -m host.server --sim --https`, "
                    f"and {RECORD_SIZE} B echo round trips to `--tls-echo`; the software reference is Python `ssl` "
-                   "with an ECDSA P-256 key from the same CA, serving HTTP/1.1 with h11 as host/apps/https.py "
-                   "does."), ""]
+                   "with an ECDSA P-256 key from the same CA, serving the same h11 application (host/apps/https.py's "
+                   "`HttpServerConnection` and status page) over asyncio's TLS streams."), ""]
         lines += keep_alive
     lines += scaling_lines(report)
     return lines
@@ -197,29 +229,50 @@ def keep_alive_table(results: Results) -> list[str]:
 
 def scaling_lines(report: Report) -> list[str]:
     results = report.results
-    scaling = sorted(results.find(kind="scaling", card=SIM), key=lambda r: int(r.metric.rsplit("_", 1)[1]))
-    if not scaling:
-        return []
-    first = scaling[0].value
-    rows = []
-    for r in scaling:
-        cards = r.metric.rsplit("_", 1)[1]
-        cpu = [results.value(kind="scaling-cpu", card=SIM, metric=f"cpu_ms_per_handshake.{what}.cards_{cards}")
+    lines: list[str] = []
+    single = results.value(kind="scaling", card=SIM, metric="handshakes_per_s.cards_1")
+    if single is not None:
+        cpu = [results.value(kind="scaling-cpu", card=SIM, metric=f"cpu_ms_per_handshake.{what}.cards_1")
                for what in ("simulators", "server")]
-        rows.append([cards, str(2 * int(cards)), fmt(r.value, 1), fmt(r.value / first, 2), str(r.runs),
-                     fmt(cpu[0], 1), fmt(cpu[1], 1)])
-    lines = table(["simulated cards", "concurrent clients", "full handshakes / s", "vs 1 card", "handshakes",
-                   "jcardsim CPU ms / handshake", "host.server CPU ms / handshake"], rows)
-    software = results.value(kind="scaling", card="software")
-    if software is not None:
-        lines += [f"Software TLS (Python ssl, same machine, 2 clients): {fmt(software, 1)} full handshakes/s.", ""]
-    gcm = next((r for r in report.sim() if r.suite == GCM), None)
-    single = f" (one handshake takes {fmt(gcm.median(lambda s: s.wall_ms), 0)} ms of simulator time)" if gcm else ""
-    lines += [(f"Each simulated card is a JVM that computes its handshake on the CPU{single}; this machine has "
-               f"{os.cpu_count()} cores, shared with the server and the clients, so once the JVMs' CPU time per "
-               "handshake fills the cores more cards cannot add throughput here: the scaling measured is the "
-               "simulator's. With real readers the card's own time (the modeled figures above) is the bottleneck "
-               "and cards work in parallel; the host server's CPU per handshake bounds how many it can feed."), ""]
+        software = results.value(kind="scaling", card="software")
+        lines += [(f"One card at the simulator's own speed (jcardsim answers in microseconds; 2 clients): "
+                   f"{fmt(single, 1)} full handshakes/s, {fmt(cpu[0], 1)} ms of jcardsim CPU and {fmt(cpu[1], 1)} ms "
+                   f"of host.server CPU per handshake; software TLS (Python ssl, 2 clients): {fmt(software, 1)} "
+                   "full handshakes/s."), ""]
+    return lines + pool_lines(report)
+
+
+def pool_value(results: Results, metric: str, cards: int) -> float | None:
+    return results.value(kind="pool", metric=f"{metric}.cards_{cards}")
+
+
+def pool_lines(report: Report) -> list[str]:
+    """The pool at a real card's pace: handshakes/s, speed-up, latency and CPU per pool size."""
+    results = report.results
+    rates = sorted((int(r.metric.rsplit("_", 1)[1]), r) for r in results.find(kind="pool")
+                   if r.metric.startswith("handshakes_per_s."))
+    if not rates:
+        return []
+    rows = []
+    for cards, r in rates:
+        def v(metric: str, digits: int = 1, n: int = cards) -> str:
+            return fmt(pool_value(results, metric, n), digits)
+        rows.append([str(cards), fmt(r.value, 2), v("speedup_vs_1_card", 2), v("handshake_latency_ms.p50", 0),
+                     v("handshake_latency_ms.p99", 0), str(r.runs), v("handshakes_refused", 0),
+                     v("cpu_ms_per_handshake.server"), v("cpu_ms_per_handshake.simulators"),
+                     v("cpu_ms_per_handshake.clients"), v("cpu_cores_busy.server", 2),
+                     v("cpu_cores_busy.simulators", 2)])
+    lines = [f"### The card pool at the {POOL_ROW}'s pace ({POOL_CLIENTS} concurrent clients)", "",
+             (f"`python -m host.server --sim N --sim-speed \"{POOL_ROW}\" --tls-echo PORT --backlog "
+              f"{2 * POOL_CLIENTS}`: each simulated card answers every APDU no sooner than its modeled time on "
+              f"that card (host.card.sim_speed, GHASH at the assumed cost), so a handshake takes what it takes on "
+              f"the card. {POOL_CLIENTS} client threads (Python ssl) each do full handshakes one after another, "
+              "after a warm-up pass; latency is the client's, from TCP connect to handshake done (waiting for a "
+              "free card included). CPU per handshake: the host server process (its own, the host's cost), the "
+              "jcardsim JVMs (the simulator's, which a real card would not put on the host), and the clients."), ""]
+    lines += table(["cards", "full handshakes / s", "vs 1 card", "latency p50 ms", "latency p99 ms", "handshakes",
+                    "refused", "host.server CPU ms / hs", "jcardsim CPU ms / hs", "clients CPU ms / hs",
+                    "server cores busy", "jcardsim cores busy"], rows)
     return lines
 
 

@@ -31,13 +31,15 @@ class Settings:
     round_trips: int          # echo round trips, and HTTPS requests, per keep-alive measurement
     handshakes_per_client: int
     host_side: bool = True
+    pool_cards: tuple[int, ...] = (1, 2, 4, 8)   # simulated cards paced at a real card's speed
+    pool_handshakes_per_client: int = 3         # per client of the pool's load
 
 
 @dataclass
 class Result:
     """One measurement; written with the run's commit, timestamp and machine."""
 
-    kind: str       # sim | model | host | scaling | scaling-failures | scaling-cpu | target
+    kind: str       # sim | model | host | scaling | scaling-failures | scaling-cpu | pool | target
     suite: str
     mode: str       # APDU format (sim, model) or where records are protected (host)
     card: str       # jcardsim, a card row of the cost table, or software
