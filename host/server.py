@@ -29,7 +29,7 @@ from host.card.sim_speed import paced_simulator
 from host.iso7816.channel import Channel, ChannelError
 from host.logs import RateLimit
 from host.logs import setup as setup_logging
-from host.provision import DEMO_IDENTITY, DEMO_PIN, IdentitySpec, personalise_simulated
+from host.provision import DEFAULT_SUITES, DEMO_IDENTITY, DEMO_PIN, IdentitySpec, parse_suites, personalise_simulated
 from host.se_tls import Admission, Application, CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem
 
 log = logging.getLogger("host.server")
@@ -126,6 +126,17 @@ def card_count(text: str) -> int:
     return count
 
 
+def suite_list(text: str) -> tuple[int, ...]:
+    """argparse type of --suites: `c02b,c0ac` or OpenSSL names, at least one."""
+    try:
+        suites = parse_suites(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}: give hex codes or OpenSSL names, e.g. c02b,c0ac") from None
+    if not suites:
+        raise argparse.ArgumentTypeError("give at least one suite, e.g. c02b")
+    return suites
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m host.server",
                                      description="TLS servers whose handshake runs in a Java Card secure element.")
@@ -138,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_argument("--identity", default=DEMO_IDENTITY, help="identity name in the card")
     cards.add_argument("--export-keys", action="store_true",
                        help="simulated cards: personalise with a policy that allows tandem mode")
+    cards.add_argument("--suites", type=suite_list, default=DEFAULT_SUITES, metavar="LIST",
+                       help="simulated cards: the identity's cipher suites, server's order, e.g. c02b,c0ac,c023 "
+                            "(default: the AEAD suites GCM, CCM, CCM_8; CBC-SHA256 only if listed)")
     cards.add_argument("--sim-speed", metavar="ROW",
                        help="simulated cards answer at the modeled speed of this card row of "
                             "bench/card-op-costs.csv (e.g. \"NXP JCOP4 J3R180\")")
@@ -271,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         pin = resolve_pin(args)
         with open_cards(sim=args.sim, readers=args.reader, sim_layer=simulator_layer(args)) as cards:
             if args.sim:
-                personalise_simulated(cards, IdentitySpec(args.identity, pin, export_keys=args.export_keys))
+                personalise_simulated(cards, IdentitySpec(args.identity, pin, export_keys=args.export_keys,
+                                                          suites=args.suites))
             slots = []
             for i, card in enumerate(cards):
                 card.unlock(args.identity, pin)

@@ -39,6 +39,7 @@ log = logging.getLogger("host.bench")
 
 DEFAULT_OUT = PROJECT_ROOT / "bench"
 DEFAULT_COSTS = cost_model.COSTS_CSV
+DEFAULT_BASELINE = DEFAULT_OUT / "baseline.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ghash-ms", type=float, default=cost_model.ASSUMED_GHASH_BLOCK_MS,
                         help="ASSUMED cost of one software GHASH block on a real card (reported apart)")
     parser.add_argument("--no-host", action="store_true", help="skip the host-side servers (part 3)")
+    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE if DEFAULT_BASELINE.exists() else None,
+                        help="an earlier results.json: summary.md compares this run with it (before/after, with "
+                             f"the commit of each; default {DEFAULT_BASELINE.relative_to(PROJECT_ROOT)} if present)")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--serve-software", type=int, nargs=2, metavar=("ECHO", "HTTPS"), help=argparse.SUPPRESS)
     parser.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
@@ -67,7 +71,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     ghash_ms=args.ghash_ms, round_trips=40 if args.quick else 300,
                     handshakes_per_client=3 if args.quick else 10, host_side=not args.no_host,
                     pool_cards=POOL_CARDS_QUICK if args.quick else POOL_CARDS,
-                    pool_handshakes_per_client=1 if args.quick else 3)
+                    pool_handshakes_per_client=1 if args.quick else 3, baseline=args.baseline)
 
 
 def run(settings: Settings) -> Report:

@@ -3,6 +3,7 @@ row and where it goes, the APDU formats, one record each way, the host side, the
 would cut the time, and notes on the method (docs/benchmark.md)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
@@ -62,7 +63,8 @@ def summary(report: Report) -> str:
                 [f"## One {RECORD_SIZE} B record each way, record layer in the card", ""], record_table(report),
                 [f"## Card-mode records per KB, each way ({RECORD_SIZE} B of application data per record, "
                  "extended APDUs)", ""], direction_table(report),
-                host_section(report), targets_section(report), cuts_section(report), notes_section(report)]
+                host_section(report), before_after_section(report), targets_section(report), cuts_section(report),
+                notes_section(report)]
     return "\n".join(line for section in sections for line in section)
 
 
@@ -274,6 +276,68 @@ def pool_lines(report: Report) -> list[str]:
                     "refused", "host.server CPU ms / hs", "jcardsim CPU ms / hs", "clients CPU ms / hs",
                     "server cores busy", "jcardsim cores busy"], rows)
     return lines
+
+
+# The figures of the before/after table: (label, kind, mode or None, card prefix or None, metric, digits).
+BEFORE_AFTER: list[tuple[str, str, str | None, str | None, str, int]] = [
+    *[(f"J3R180 full handshake, {name}, extended APDUs, ms (modeled)", "target", None, None,
+       "full_handshake_ms", 0) for name in ("GCM", "CCM_8", "CCM", "CBC-SHA256")],
+    *[(f"pool at the J3R180's pace, {n} card(s), {POOL_CLIENTS} clients: handshakes/s", "pool", None, None,
+       f"handshakes_per_s.cards_{n}", 2) for n in (1, 2, 4, 8)],
+    *[(f"pool, {n} cards: speed-up vs 1 card", "pool", None, None, f"speedup_vs_1_card.cards_{n}", 2)
+      for n in (2, 4, 8)],
+    *[(f"pool, {n} card(s): latency {q}, ms", "pool", None, None, f"handshake_latency_ms.{q}.cards_{n}", 0)
+      for n in (1, 4, 8) for q in ("p50", "p99")],
+    *[(f"pool, {n} card(s): {what} CPU ms per handshake", "pool", None, None,
+       f"cpu_ms_per_handshake.{key}.cards_{n}", 1) for n in (1, 4) for what, key in
+      (("host.server", "server"), ("jcardsim", "simulators"))],
+    ("tandem (host records): 1 KB echo round trips/s", "host", "host", None, "echo_round_trips_per_s", 0),
+    ("software TLS: 1 KB echo round trips/s", "host", "software", None, "echo_round_trips_per_s", 0),
+    ("tandem / software, 1 KB echo", "host", "host", None, "echo_rate_vs_software", 3),
+    ("tandem (host records): HTTPS requests/s", "host", "host", None, "https_requests_per_s", 0),
+    ("software TLS: HTTPS requests/s", "host", "software", None, "https_requests_per_s", 0),
+    ("tandem / software, HTTPS", "host", "host", None, "https_rate_vs_software", 3),
+    ("card records (jcardsim): 1 KB echo round trips/s", "host", "card", None, "echo_round_trips_per_s", 0),
+    *[(f"card mode, {name}: J3R180 ms per KB {way} (modeled, GHASH excluded)", "model", "extended",
+       "NXP JCOP4 J3R180", f"{phase}.total_ms", 0) for name in ("GCM", "CCM", "CBC-SHA256")
+      for way, phase in (("to the card", PHASE_RECORD_IN), ("from the card", PHASE_RECORD_OUT))],
+]
+SHORT_TO_OPENSSL = {short: suite.openssl_name for suite, short in SHORT_NAMES.items()}
+
+
+def figure(records: Sequence[dict[str, object]], kind: str, mode: str | None, card: str | None, metric: str,
+           suite: str | None) -> tuple[float, str] | None:
+    for r in records:
+        if (r["kind"] == kind and r["metric"] == metric and (mode is None or r["mode"] == mode)
+                and (card is None or str(r["card"]).startswith(card)) and (suite is None or r["suite"] == suite)):
+            return float(str(r["value"])), str(r.get("commit", "this run"))
+    return None
+
+
+def before_after_section(report: Report) -> list[str]:
+    """Every figure of issue 14 in this run beside an earlier run's (--baseline), with each commit."""
+    import json
+
+    path = report.settings.baseline
+    if path is None or not path.exists():
+        return []
+    before: list[dict[str, object]] = json.loads(path.read_text(encoding="utf-8"))
+    now = [{**dataclasses.asdict(r), "commit": git_commit()} for r in report.results.items]
+    rows, commits = [], {"before": "", "after": ""}
+    for label, kind, mode, card, metric, digits in BEFORE_AFTER:
+        suite = next((SHORT_TO_OPENSSL[name] for name in SHORT_TO_OPENSSL if f", {name}" in label), None)
+        cells = []
+        for which, records in (("before", before), ("after", now)):
+            found = figure(records, kind, mode, card, metric, suite)
+            if found is not None:
+                commits[which] = found[1]
+            cells.append(fmt(found[0] if found else None, digits))
+        rows.append([label, *cells])
+    lines = ["## Before / after (issue 14)", "",
+             (f"Before: `{path.name}`, commit `{commits['before'][:12]}`; after: this run, commit "
+              f"`{commits['after'][:12]}`. Both on this 2-core machine shared with other work (see the load "
+              "note); n/a: not measured by that run."), ""]
+    return lines + table(["figure", "before", "after"], rows)
 
 
 def resumption_sketch(report: Report) -> str:

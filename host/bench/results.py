@@ -33,6 +33,7 @@ class Settings:
     host_side: bool = True
     pool_cards: tuple[int, ...] = (1, 2, 4, 8)   # simulated cards paced at a real card's speed
     pool_handshakes_per_client: int = 3         # per client of the pool's load
+    baseline: Path | None = None                # an earlier results.json: the summary's before/after table
 
 
 @dataclass
