@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -79,6 +80,7 @@ def run(settings: Settings) -> Report:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     results = Results()
+    load_average(results, "start")
     costs = card_costs(settings.costs)
     with logging_redirect_tqdm():
         runs, fragmenting = sim_benchmark(settings)
@@ -87,10 +89,22 @@ def run(settings: Settings) -> Report:
         modeled = model_runs(runs, costs, settings)
         model_results(modeled, results)
         target_results(modeled, results)
+        load_average(results, "before_host_side")
         if settings.host_side:
             host_benchmark(settings, results)
         ratio_results(results)
+    load_average(results, "end")
     return Report(runs, modeled, results, settings)
+
+
+def load_average(results: Results, when: str) -> None:
+    """The machine's 1-minute load average (other work on the shared cores skews the wall-clock
+    figures of the host side; the modeled figures are counts and do not depend on it)."""
+    try:
+        one_minute = os.getloadavg()[0]
+    except OSError:
+        return
+    results.add("load", "-", "-", "machine", f"loadavg_1min.{when}", one_minute, "runnable processes", 1)
 
 
 def main(argv: list[str] | None = None) -> int:

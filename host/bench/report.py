@@ -427,6 +427,12 @@ def notes_section(report: Report) -> list[str]:
     lines = ["## Notes", ""]
     lines.append("- jcardsim wall times are simulator times on this machine (client included), not card times; "
                  "the modeled times are counts x published per-operation costs (docs/benchmark.md).")
+    loads = {r.metric.split(".", 1)[1]: r.value for r in report.results.find(kind="load")}
+    if loads:
+        lines.append(f"- Load of this {os.cpu_count()}-core machine (1-minute load average, other engineers' work "
+                     "included): " + ", ".join(f"{fmt(v, 2)} at {k.replace('_', ' ')}" for k, v in loads.items())
+                     + "; the wall-clock figures of the host side (keep-alive rates, handshakes/s, latency) move "
+                     "with it, the modeled figures do not.")
     lines += fragmenting_lines(report.results)
     refused = report.results.find(kind="scaling-failures")
     if refused:

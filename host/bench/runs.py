@@ -58,10 +58,10 @@ class Sample:
     traffic: dict[str, Traffic]   # per phase; PHASE_RECORD is the sum of the two directions
     counts: dict[str, int]
     record_counts: dict[str, int]   # both directions
-    direction_counts: dict[str, dict[str, int]]   # PHASE_RECORD_IN / PHASE_RECORD_OUT -> counts
     wall_ms: float
     record_wall_ms: float
     trace: HandshakeTrace
+    direction_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # PHASE_RECORD_IN/OUT -> counts
 
 
 @dataclass
@@ -115,7 +115,7 @@ def one_handshake(card: SeTlsCard, cafile: str, run: SimRun) -> Sample:
         traffic[PHASE_RECORD].add(traffic[direction])
         for name, value in directions[direction].items():
             record_counts[name] = record_counts.get(name, 0) + value
-    return Sample(traffic, counts, record_counts, directions, wall * 1000, record_wall * 1000, trace)
+    return Sample(traffic, counts, record_counts, wall * 1000, record_wall * 1000, trace, directions)
 
 
 def record_round(card: SeTlsCard, client: MemoryTlsClient,
