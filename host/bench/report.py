@@ -20,7 +20,7 @@ from host.bench.modeled import (
     TARGET_RESUMED_MS,
     Modeled,
 )
-from host.bench.results import Results, Settings, git_commit
+from host.bench.results import Result, Results, Settings, git_commit
 from host.bench.runs import GCM, PHASES, RECORD_SIZE, SHORT_NAMES, SIM, SUITES, SimRun
 from host.bench.throughput import HTTPS_PATH, KEEP_ALIVE_METRICS, MODE_NAMES, POOL_CLIENTS, POOL_ROW
 from host.card import cost_model
@@ -275,7 +275,28 @@ def pool_lines(report: Report) -> list[str]:
     lines += table(["cards", "full handshakes / s", "vs 1 card", "latency p50 ms", "latency p99 ms", "handshakes",
                     "refused", "host.server CPU ms / hs", "jcardsim CPU ms / hs", "clients CPU ms / hs",
                     "server cores busy", "jcardsim cores busy"], rows)
-    return lines
+    return lines + pool_limit_lines(report, dict(rates))
+
+
+def pool_limit_lines(report: Report, rates: dict[int, Result]) -> list[str]:
+    """What bounds the pool: the card's time per handshake, and how many cards the host could feed."""
+    gcm = next((r for r in report.sim() if r.suite == GCM), None)
+    m = report.model(gcm, REFERENCE_CARD) if gcm else None
+    one, server = rates.get(1), pool_value(report.results, "cpu_ms_per_handshake.server", 1)
+    if one is None or m is None or not one.value:
+        return []
+    per_handshake = 1000 / one.value
+    lines = [(f"What limits it: one card completes a handshake every {fmt(per_handshake)} ms under this load, "
+              f"against {fmt(m.handshake.total_with_ghash)} ms modeled for the handshake itself (GCM, GHASH at the "
+              "assumed cost): the rest is the card's share of each session's end (in card mode the close_notify "
+              "is a PROTECT RECORD command, one more paced APDU) and the time the card's handshake slot waits "
+              "for the client's second flight. The cards work in parallel (one worker thread per card, "
+              "sleeping while its card computes), so the pool scales with the cards.")]
+    if server:
+        lines[0] += (f" The host server spends {fmt(server, 1)} ms of CPU per handshake: one core would feed "
+                     f"about {fmt(1000 / server)} handshakes/s, {fmt(1000 / server / one.value)} cards at this pace; "
+                     "the jcardsim JVMs' CPU is the simulator's, which real cards do not put on the host.")
+    return lines + [""]
 
 
 # The figures of the before/after table: (label, kind, mode or None, card prefix or None, metric, digits).
@@ -438,6 +459,16 @@ def notes_section(report: Report) -> list[str]:
     if refused:
         lines.append(f"- Handshakes the servers refused during the throughput runs (not in the rates): "
                      f"{fmt(sum(r.value for r in refused))} of {sum(r.runs for r in refused)}.")
+    lines.append("- CBC-SHA256's record check in the card (RecordCipher.unprotectCbc, read for issue 14, not changed): "
+                 "the padding bytes (the last min(n, 256)) are all read and masked in or out arithmetically, the MAC "
+                 "is compared over all 32 bytes with an OR-accumulator, the one branch is on the result, and the "
+                 "MAC costs as many SHA-256 compression blocks whatever the padding length (HmacSha256.burn feeds "
+                 "the missing blocks). Residual: burn() feeds them in one `update()` call per block, 0 to 4 calls "
+                 "depending on the padding length, while the MAC over the real data is one call; the time still "
+                 "depends on the padding length by that many calls' fixed cost (the J3R180's fixed cost of a whole "
+                 "digest call is ~0.8 ms against 1.4 ms per block; an `update()`'s share of it is not published). "
+                 "One `update()` over extra x 64 bytes (any buffer) would make the call count constant: not "
+                 "constant-time in the strict sense today. CBC-SHA256 is off by default in new identities.")
     lines.append("- The card's `apdus` counter includes the GET COUNTERS that reads it (wire APDUs + 1); the "
                  "tables use the host's count of APDUs on the wire.")
     lines.append("- Session handle (several sessions per card, docs/apdu.md): 0 extra APDUs; 1 byte per PROCESS EAP "
