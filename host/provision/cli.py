@@ -436,8 +436,10 @@ def human(command: str, result: Result) -> str:
         return "\n".join(lines)
     if "public_key_pem" in result:
         what = "staged key (serving key unchanged until load-chain)" if result["staged"] else "key"
+        suites = (f"\nsuites (new identity, AEAD only; CBC-SHA256 with policy --suites): {', '.join(result['suites'])}"
+                  if "suites" in result else "")
         return (f"identity slot {result['slot']}: new {what} generated in the card\n{result['public_key_pem']}"
-                f"SPKI SHA-256: {result['spki_sha256']}")
+                f"SPKI SHA-256: {result['spki_sha256']}{suites}")
     if "csr_pem" in result:
         head = f"certification request for {result['subject']}, signed by the card"
         return head + (f": {result['out']}" if result["out"] else "\n" + result["csr_pem"].rstrip())
