@@ -206,7 +206,10 @@ def host_section(report: Report) -> list[str]:
                    f"client): `GET {HTTPS_PATH}` requests (`http.client`) to `python -m host.server --sim --https`, "
                    f"and {RECORD_SIZE} B echo round trips to `--tls-echo`; the software reference is Python `ssl` "
                    "with an ECDSA P-256 key from the same CA, serving the same h11 application (host/apps/https.py's "
-                   "`HttpServerConnection` and status page) over asyncio's TLS streams."), ""]
+                   "`HttpServerConnection` and status page) over asyncio's TLS streams. The three servers run side by "
+                   f"side and are measured in turn, {report.settings.keep_alive_rounds} round(s) of "
+                   f"{report.settings.round_trips} each (the order rotated each round), so that other work on the "
+                   "machine weighs on all three alike; each figure is the median of its rounds."), ""]
         lines += keep_alive
     lines += scaling_lines(report)
     return lines
@@ -226,7 +229,8 @@ def keep_alive_table(results: Results) -> list[str]:
             cells.append(fmt(value, 1) + ratio)
         rows.append(cells)
     runs = results.find(kind="host", metric=columns[0])[0].runs
-    return table(["record layer", *(f"{KEEP_ALIVE_METRICS[m]} ({runs} per figure)" for m in columns)], rows)
+    return table(["record layer", *(f"{KEEP_ALIVE_METRICS[m]} ({runs} per figure, median of the rounds)"
+                                    for m in columns)], rows)
 
 
 def scaling_lines(report: Report) -> list[str]:

@@ -272,11 +272,11 @@ def server_cpu(server: ServerProcess) -> tuple[float, float]:
 
 @dataclass
 class HostStep:
-    """One server to start and what to measure on it."""
+    """Servers to start side by side and what to measure on them (all stopped afterwards)."""
 
     name: str
-    start: Callable[[], ServerProcess]
-    measure: Callable[[ServerProcess], None]
+    starts: list[Callable[[], ServerProcess]]
+    measure: Callable[[list[ServerProcess]], None]
 
 
 def host_benchmark(settings: Settings, results: Results) -> None:
@@ -287,30 +287,45 @@ def host_benchmark(settings: Settings, results: Results) -> None:
     with tempfile.TemporaryDirectory(prefix="setls-bench-sw-") as tmp:
         steps = host_steps(settings, results, context, Path(tmp))
         for step in tqdm(steps, desc="host-side servers", unit="server", file=sys.stderr):
+            servers: list[ServerProcess] = []
             try:
-                server = step.start()
-            except (RuntimeError, OSError) as exc:
-                raise MeasurementError(f"{step.name}: the server did not start: {exc}") from exc
-            try:
-                step.measure(server)
-            except (OSError, RuntimeError, ssl.SSLError, http.client.HTTPException) as exc:
-                raise MeasurementError(f"{step.name}: {exc}") from exc
+                for start in step.starts:
+                    try:
+                        servers.append(start())
+                    except (RuntimeError, OSError) as exc:
+                        raise MeasurementError(f"{step.name}: a server did not start: {exc}") from exc
+                try:
+                    step.measure(servers)
+                except (OSError, RuntimeError, ssl.SSLError, http.client.HTTPException) as exc:
+                    raise MeasurementError(f"{step.name}: {exc}") from exc
             finally:
-                stop_process(server)
+                for server in servers:
+                    stop_process(server)
 
 
 def host_steps(settings: Settings, results: Results, context: ssl.SSLContext, tmp: Path) -> list[HostStep]:
     suite = GCM.openssl_name
 
-    def keep_alive(mode: str, card: str) -> Callable[[ServerProcess], None]:
-        def measure(server: ServerProcess) -> None:
-            rate = echo_rate(server.port, context, settings.round_trips)
-            results.add("host", suite, mode, card, "echo_round_trips_per_s", rate,
-                        f"{RECORD_SIZE} B echo round trips/s", settings.round_trips)
-            rate = https_rate(server.https_port, context, settings.round_trips)
-            results.add("host", suite, mode, card, "https_requests_per_s", rate,
-                        f"GET {HTTPS_PATH} requests/s", settings.round_trips)
-        return measure
+    modes = (("card", SIM), ("host", SIM), ("software", "software"))
+
+    def keep_alive(servers: list[ServerProcess]) -> None:
+        """Rounds that take the three servers in turn (card, host, software; each round's order
+        rotated), so that what else the machine runs weighs on all three alike; each rate is the
+        median of its rounds."""
+        rates: dict[tuple[str, str], list[float]] = {}
+        for r in range(settings.keep_alive_rounds):
+            for i in range(len(modes)):
+                k = (i + r) % len(modes)
+                mode, server = modes[k][0], servers[k]
+                rates.setdefault((mode, "echo"), []).append(echo_rate(server.port, context, settings.round_trips))
+                rates.setdefault((mode, "https"), []).append(https_rate(server.https_port, context,
+                                                                        settings.round_trips))
+        runs = settings.keep_alive_rounds * settings.round_trips
+        for mode, card in modes:
+            results.add("host", suite, mode, card, "echo_round_trips_per_s", statistics.median(rates[mode, "echo"]),
+                        f"{RECORD_SIZE} B echo round trips/s (median of {settings.keep_alive_rounds} rounds)", runs)
+            results.add("host", suite, mode, card, "https_requests_per_s", statistics.median(rates[mode, "https"]),
+                        f"GET {HTTPS_PATH} requests/s (median of {settings.keep_alive_rounds} rounds)", runs)
 
     def scaling(cards: int, card: str, mode: str) -> Callable[[ServerProcess], None]:
         def measure(server: ServerProcess) -> None:
@@ -354,24 +369,24 @@ def host_steps(settings: Settings, results: Results, context: ssl.SSLContext, tm
             add("cpu_cores_busy.simulators", (after[1] - before[1]) / load.elapsed, "cores")
         return measure
 
-    def both(*measures: Callable[[ServerProcess], None]) -> Callable[[ServerProcess], None]:
-        def measure(server: ServerProcess) -> None:
-            for m in measures:
-                m(server)
-        return measure
+    def on_first(measure: Callable[[ServerProcess], None], servers: list[ServerProcess]) -> None:
+        measure(servers[0])
+
+    def keep_alive_and_handshakes(servers: list[ServerProcess]) -> None:
+        keep_alive(servers)
+        scaling(1, SIM, "card")(servers[0])
+        scaling(1, "software", "software")(servers[2])
 
     def software() -> ServerProcess:
         return software_server(*software_identity(tmp))
 
-    steps = [HostStep("record layer in the card, 1 card", functools.partial(card_server, 1, "card", https=True),
-                      both(keep_alive("card", SIM), scaling(1, SIM, "card"))),
-             HostStep("record layer in the host, 1 card", functools.partial(card_server, 1, "host", https=True),
-                      keep_alive("host", SIM)),
-             HostStep("software TLS (Python ssl)", software,
-                      both(keep_alive("software", "software"), scaling(1, "software", "software")))]
+    steps = [HostStep("keep-alive: record layer in the card, in the host, software TLS (Python ssl)",
+                      [functools.partial(card_server, 1, "card", https=True),
+                       functools.partial(card_server, 1, "host", https=True), software],
+                      keep_alive_and_handshakes)]
     for cards in settings.pool_cards:
-        steps.append(HostStep(f"{cards} card(s) paced as the {POOL_ROW}", functools.partial(paced_server, cards),
-                              pool(cards)))
+        steps.append(HostStep(f"{cards} card(s) paced as the {POOL_ROW}", [functools.partial(paced_server, cards)],
+                              functools.partial(on_first, pool(cards))))
     return steps
 
 
