@@ -70,7 +70,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise SystemExit("--runs must be at least 1")
     return Settings(runs=runs, out=args.out, costs=args.costs, link=Link(args.bit_rate, args.bits_per_byte),
                     ghash_ms=args.ghash_ms, round_trips=40 if args.quick else 300,
-                    keep_alive_rounds=1 if args.quick else 5,
+                    keep_alive_rounds=1 if args.quick else 9,
                     handshakes_per_client=3 if args.quick else 10, host_side=not args.no_host,
                     pool_cards=POOL_CARDS_QUICK if args.quick else POOL_CARDS,
                     pool_handshakes_per_client=1 if args.quick else 3, baseline=args.baseline)

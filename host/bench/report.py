@@ -223,14 +223,20 @@ def keep_alive_table(results: Results) -> list[str]:
     for mode, name in MODE_NAMES.items():
         cells = [name]
         for metric in columns:
+            short = metric.split("_", 1)[0]   # echo, https
             value = results.value(kind="host", metric=metric, mode=mode)
-            software = results.value(kind="host", metric=metric, mode="software")
-            ratio = f" ({value / software:.3f} x software)" if value is not None and software else ""
-            cells.append(fmt(value, 1) + ratio)
+            ratio = results.value(kind="host", metric=f"{short}_rate_vs_software", mode=mode)
+            cpu = results.value(kind="host", metric=f"{short}_server_cpu_us_per_exchange", mode=mode)
+            cells.append(fmt(value, 1) + (f" ({ratio:.3f} x software)" if ratio is not None else "")
+                         + (f"; server CPU {fmt(cpu)} µs each" if cpu is not None else ""))
         rows.append(cells)
     runs = results.find(kind="host", metric=columns[0])[0].runs
-    return table(["record layer", *(f"{KEEP_ALIVE_METRICS[m]} ({runs} per figure, median of the rounds)"
-                                    for m in columns)], rows)
+    lines = table(["record layer", *(f"{KEEP_ALIVE_METRICS[m]} ({runs} per figure, median of the rounds)"
+                                     for m in columns)], rows)
+    return lines + [("The ratios are the median of each round's ratio (the two servers measured one right after "
+                     "the other); the server CPU per exchange (from /proc, warm-up included) is the cost of the "
+                     "record layer and the application together, which the load of the machine moves less than "
+                     "the rates."), ""]
 
 
 def scaling_lines(report: Report) -> list[str]:
@@ -322,6 +328,12 @@ BEFORE_AFTER: list[tuple[str, str, str | None, str | None, str, int]] = [
     ("tandem (host records): HTTPS requests/s", "host", "host", None, "https_requests_per_s", 0),
     ("software TLS: HTTPS requests/s", "host", "software", None, "https_requests_per_s", 0),
     ("tandem / software, HTTPS", "host", "host", None, "https_rate_vs_software", 3),
+    ("tandem: server CPU µs per 1 KB echo round trip", "host", "host", None, "echo_server_cpu_us_per_exchange", 0),
+    ("software TLS: server CPU µs per 1 KB echo round trip", "host", "software", None,
+     "echo_server_cpu_us_per_exchange", 0),
+    ("tandem: server CPU µs per HTTPS request", "host", "host", None, "https_server_cpu_us_per_exchange", 0),
+    ("software TLS: server CPU µs per HTTPS request", "host", "software", None,
+     "https_server_cpu_us_per_exchange", 0),
     ("card records (jcardsim): 1 KB echo round trips/s", "host", "card", None, "echo_round_trips_per_s", 0),
     *[(f"card mode, {name}: J3R180 ms per KB {way} (modeled, GHASH excluded)", "model", "extended",
        "NXP JCOP4 J3R180", f"{phase}.total_ms", 0) for name in ("GCM", "CCM", "CBC-SHA256")

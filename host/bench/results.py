@@ -31,7 +31,7 @@ class Settings:
     round_trips: int          # echo round trips, and HTTPS requests, per keep-alive measurement
     handshakes_per_client: int
     host_side: bool = True
-    keep_alive_rounds: int = 5   # rounds of keep-alive measurements, the three servers in turn
+    keep_alive_rounds: int = 9   # rounds of keep-alive measurements, the three servers in turn
     pool_cards: tuple[int, ...] = (1, 2, 4, 8)   # simulated cards paced at a real card's speed
     pool_handshakes_per_client: int = 3         # per client of the pool's load
     baseline: Path | None = None                # an earlier results.json: the summary's before/after table

@@ -313,19 +313,32 @@ def host_steps(settings: Settings, results: Results, context: ssl.SSLContext, tm
         rotated), so that what else the machine runs weighs on all three alike; each rate is the
         median of its rounds."""
         rates: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], float] = {}
         for r in range(settings.keep_alive_rounds):
             for i in range(len(modes)):
                 k = (i + r) % len(modes)
                 mode, server = modes[k][0], servers[k]
-                rates.setdefault((mode, "echo"), []).append(echo_rate(server.port, context, settings.round_trips))
-                rates.setdefault((mode, "https"), []).append(https_rate(server.https_port, context,
-                                                                        settings.round_trips))
-        runs = settings.keep_alive_rounds * settings.round_trips
+                for name, rate_of, port in (("echo", echo_rate, server.port), ("https", https_rate, server.https_port)):
+                    before = cpu_seconds(server.process.pid)
+                    rates.setdefault((mode, name), []).append(rate_of(port, context, settings.round_trips))
+                    cpu[mode, name] = cpu.get((mode, name), 0.0) + cpu_seconds(server.process.pid) - before
+        rounds = settings.keep_alive_rounds
+        runs = rounds * settings.round_trips
         for mode, card in modes:
-            results.add("host", suite, mode, card, "echo_round_trips_per_s", statistics.median(rates[mode, "echo"]),
-                        f"{RECORD_SIZE} B echo round trips/s (median of {settings.keep_alive_rounds} rounds)", runs)
-            results.add("host", suite, mode, card, "https_requests_per_s", statistics.median(rates[mode, "https"]),
-                        f"GET {HTTPS_PATH} requests/s (median of {settings.keep_alive_rounds} rounds)", runs)
+            for name, metric, what in (("echo", "echo_round_trips_per_s", f"{RECORD_SIZE} B echo round trips/s"),
+                                       ("https", "https_requests_per_s", f"GET {HTTPS_PATH} requests/s")):
+                results.add("host", suite, mode, card, metric, statistics.median(rates[mode, name]),
+                            f"{what} (median of {rounds} rounds)", runs)
+                # Warm-up exchanges included: the server's CPU per exchange, a figure the load moves less.
+                results.add("host", suite, mode, card, f"{name}_server_cpu_us_per_exchange",
+                            1e6 * cpu[mode, name] / (rounds * (settings.round_trips + WARM_UP)),
+                            "server CPU us per round trip / request (/proc)", runs)
+        for mode, card in modes[:2]:
+            for name in ("echo", "https"):
+                # Round by round: the two servers measured one right after the other.
+                ratios = [a / b for a, b in zip(rates[mode, name], rates["software", name], strict=True)]
+                results.add("host", suite, mode, card, f"{name}_rate_vs_software", statistics.median(ratios),
+                            f"ratio (median of {rounds} rounds' ratios)", runs)
 
     def scaling(cards: int, card: str, mode: str) -> Callable[[ServerProcess], None]:
         def measure(server: ServerProcess) -> None:
@@ -402,7 +415,8 @@ def ratio_results(results: Results) -> None:
         rates = {r.mode: r for r in results.find(kind="host", metric=metric)}
         software = rates.get("software")
         for mode in ("card", "host"):
-            if mode in rates and software is not None:
+            if mode in rates and software is not None and not results.find(
+                    kind="host", mode=mode, metric=f"{name}_rate_vs_software"):
                 r = rates[mode]
                 results.add("host", r.suite, mode, r.card, f"{name}_rate_vs_software", r.value / software.value,
                             "ratio", r.runs)
