@@ -245,9 +245,10 @@ class _BoundedWrites(RecordLayer):
     """Every send waits for the client to take the bytes at most the idle timeout; past it the
     connection is cut (nothing more could reach the client) and ClientNotReading is raised."""
 
-    async def send(self, records: bytes) -> None:
+    async def _drain(self) -> None:
         try:
-            await asyncio.wait_for(super().send(records), self.idle_timeout)
+            async with asyncio.timeout(self.idle_timeout):
+                await super()._drain()
         except TimeoutError:
             self._writer.transport.abort()
             raise ClientNotReading(f"the client read nothing for {self.idle_timeout:.0f} s") from None

@@ -36,7 +36,7 @@ from host.card.sim_speed import paced_simulator
 from host.iso7816.channel import Channel, ChannelError
 from host.logs import RateLimit
 from host.logs import setup as setup_logging
-from host.provision import DEMO_PIN, IdentitySpec, personalise_simulated
+from host.provision import DEFAULT_SUITES, DEMO_PIN, IdentitySpec, parse_suites, personalise_simulated
 from host.se_tls import Admission, Application, CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem
 from host.service import config as configuration
 from host.service.config import ConfigError, ServerConfig
@@ -147,6 +147,22 @@ def card_count(text: str) -> int:
     return count
 
 
+def simulated_suites(config: ServerConfig) -> tuple[int, ...]:
+    """The simulated cards' suites: cards.suites (checked by check_config), else the AEAD suites."""
+    return suite_list(config.cards.suites) if config.cards.suites is not None else DEFAULT_SUITES
+
+
+def suite_list(text: str) -> tuple[int, ...]:
+    """argparse type of --suites: `c02b,c0ac` or OpenSSL names, at least one."""
+    try:
+        suites = parse_suites(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}: give hex codes or OpenSSL names, e.g. c02b,c0ac") from None
+    if not suites:
+        raise argparse.ArgumentTypeError("give at least one suite, e.g. c02b")
+    return suites
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The options; an option left out is None, so that the configuration file's value stands."""
     defaults = ServerConfig()
@@ -174,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "set with python -m host.provision policy --client-auth")
     cards.add_argument("--no-client-dates", dest="client_dates", action="store_const", const=False,
                        help="simulated cards: do not check client certificates' dates")
+    cards.add_argument("--suites", metavar="LIST",
+                       help="simulated cards: the identity's cipher suites, server's order, e.g. c02b,c0ac,c023 "
+                            "(default: the AEAD suites GCM, CCM, CCM_8; CBC-SHA256 only if listed)")
     cards.add_argument("--sim-speed", metavar="ROW",
                        help="simulated cards answer at the modeled speed of this card row of "
                             "bench/card-op-costs.csv (e.g. \"NXP JCOP4 J3R180\")")
@@ -217,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 # The options that override a key of the configuration file.
 OVERRIDES = {
     "sim": "cards.sim", "reader": "cards.readers", "identity": "cards.identity", "export_keys": "cards.export_keys",
-    "client_auth": "cards.client_auth", "client_dates": "cards.client_dates",
+    "client_auth": "cards.client_auth", "client_dates": "cards.client_dates", "suites": "cards.suites",
     "sim_speed": "cards.sim_speed", "bind": "servers.bind", "tls_echo": "servers.tls_echo", "https": "servers.https",
     "coaps_tcp": "servers.coaps_tcp", "record_layer": "servers.record_layer", "metrics_port": "metrics.port",
     "hello_timeout": "limits.hello_timeout", "per_address": "limits.per_address",
@@ -252,6 +271,14 @@ def check_config(config: ServerConfig, cli_pin: str | None) -> str:
                           f"(servers.tls_echo, servers.https or servers.coaps_tcp{where})")
     if cards.sim_speed and not cards.sim:
         raise ConfigError("--sim-speed paces simulated cards: give --sim as well")
+    if cards.suites is not None:
+        try:
+            suite_list(cards.suites)
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"--suites (cards.suites{where}): {exc}") from None
+        if not cards.sim:
+            raise ConfigError("--suites sets up simulated cards; a real card keeps its own: "
+                              "python -m host.provision policy --suites ... --reader NAME")
     if not cards.sim and (cards.client_auth != "none" or not cards.client_dates):
         raise ConfigError("--client-auth and --no-client-dates set up simulated cards; a real card keeps its own "
                           "policy: python -m host.provision policy --client-auth ... --reader NAME")
@@ -432,7 +459,8 @@ def run(config: ServerConfig, cli_pin: str | None, limit: RateLimit, notifier: N
             personalise_simulated(cards[:config.cards.sim],   # open_pool opens them first
                                   IdentitySpec(identity, pin.value, export_keys=config.cards.export_keys,
                                                client_auth=config.cards.client_auth,
-                                               client_dates=config.cards.client_dates))
+                                               client_dates=config.cards.client_dates,
+                                               suites=simulated_suites(config)))
         # Simulated cards are new each run: their refusals are kept in memory only.
         refused = RefusedPins(state_directory(config.service.state_directory) if config.cards.readers else None)
         slots = []

@@ -31,7 +31,7 @@ from host.card.errors import (
 )
 from host.card.numbers import AppletStatus, DataTag, Ins, KeyChoice
 from host.demo_pki import DemoCa, certificate_list, ensure_demo_operator_key
-from host.provision import DEMO_PIN, IdentitySpec, demo_operator, initialise_demo, personalise
+from host.provision import DEFAULT_SUITES, DEMO_PIN, IdentitySpec, demo_operator, initialise_demo, personalise
 from host.provision.cli import EXIT_NOT_CONFIRMED, EXIT_OK, EXIT_REFUSED, main
 from host.provision.csr import certification_request_info, parse_san, parse_subject
 from host.tls.records import RecordReader
@@ -443,6 +443,18 @@ def test_dns_ip_and_bare_sans_are_accepted() -> None:
     assert parse_san("IP:::1") == parse_san("::1")
     assert parse_san("IP:192.0.2.1") == parse_san("192.0.2.1")
     assert parse_san("localhost") == x509.DNSName("localhost")
+
+
+def test_a_new_identity_offers_the_aead_suites_and_a_new_key_keeps_the_operators_choice(
+        card: SeTlsCard, env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cli(card, "init")
+    cli(card, "keygen")
+    assert card.status(0).suites == DEFAULT_SUITES
+    assert 0xC023 not in DEFAULT_SUITES   # CBC-SHA256 is off by default (RFC 9325 4.2)
+    assert "suites (new identity" in capsys.readouterr().out
+    cli(card, "policy", "--suites", "c02b,c023")
+    cli(card, "keygen")
+    assert card.status(0).suites == (0xC02B, 0xC023)
 
 
 def test_keygen_prints_the_public_key_and_its_fingerprint(card: SeTlsCard, env: Path,

@@ -174,6 +174,28 @@ def test_a_client_that_sends_11_mb_to_echo_and_never_reads_is_cut_off_and_frees_
         client.close()
 
 
+def test_in_tandem_mode_a_client_that_never_reads_is_cut_off_and_others_are_served(
+        server_factory: ServerFactory) -> None:
+    # The host's record layer writes without waiting while the kernel takes the bytes, and waits
+    # at most the idle timeout once it does not.
+    server = server_factory("--sim", "--tls-echo", "0", "--record-layer", "host", "--export-keys",
+                            "--idle-timeout", str(IDLE_TIMEOUT))
+    client = RawTlsClient("127.0.0.1", server.ports["tls-echo"], timeout=30)
+    client.handshake()
+    chunk, sent = os.urandom(16000), 0
+    try:
+        while sent < 11_000_000:
+            client.send_data(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass   # cut off while still sending
+    try:
+        wait_for_log(server, "read nothing for", 1, timeout=IDLE_TIMEOUT + 30)
+        assert echoed(server.ports["tls-echo"])
+    finally:
+        client.close()
+
+
 def test_pipelined_gets_never_read_are_cut_off_too(servers: ServerProcess) -> None:
     before = count_in_log(servers, "read nothing for")
     raw = socket.socket()

@@ -27,8 +27,9 @@ HANDSHAKE_FAILURE, ILLEGAL_PARAMETER, BAD_RECORD_MAC, DECRYPT_ERROR = 40, 47, 20
 
 @pytest.fixture(scope="module", params=["card", "host"])
 def echo_server(request: pytest.FixtureRequest, server_factory: ServerFactory) -> ServerProcess:
+    # Every suite the card has, CBC-SHA256 included (a new identity offers the AEAD suites only).
     return server_factory("--sim", "--tls-echo", "0", "--record-layer", request.param, "--export-keys",
-                          "--handshake-timeout", "20")
+                          "--handshake-timeout", "20", "--suites", ",".join(f"{s:04x}" for s in SUITES.values()))
 
 
 def ca_file() -> str:
@@ -109,6 +110,22 @@ def test_client_offering_only_rsa_suites_gets_handshake_failure(echo_server: Ser
     client = RawTlsClient("127.0.0.1", echo_server.ports["tls-echo"])
     with pytest.raises(AlertReceived) as alert:
         client.handshake(suites=[0xC02F, 0x009C])
+    assert alert.value.description == HANDSHAKE_FAILURE
+    client.close()
+
+
+def test_new_identity_refuses_a_client_offering_only_cbc_sha256(server_factory: ServerFactory) -> None:
+    # RFC 9325 4.2: AEAD only by default; CBC-SHA256 is there only when the operator lists it.
+    server = server_factory("--sim", "--tls-echo", "0")
+    result = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{server.ports['tls-echo']}", "-tls1_2",
+                             "-cipher", "ECDHE-ECDSA-AES128-SHA256", "-CAfile", ca_file(), "-servername", "localhost"],
+                            input=b"", capture_output=True, timeout=60, check=False)
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    assert result.returncode != 0, output
+    assert "alert handshake failure" in output, output
+    client = RawTlsClient("127.0.0.1", server.ports["tls-echo"])
+    with pytest.raises(AlertReceived) as alert:
+        client.handshake(suites=[SUITES["ECDHE-ECDSA-AES128-SHA256"]])
     assert alert.value.description == HANDSHAKE_FAILURE
     client.close()
 

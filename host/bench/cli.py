@@ -9,8 +9,9 @@
    bench/card-op-costs.csv).
 3. The host side: HTTPS requests and 1 KB echo round trips per second over one keep-alive TLS
    connection with the record layer in the card, in the host, and a software TLS server (Python
-   ssl, host.bench.software) for reference; handshakes per second with 1, 2 and 4 cards
-   (host.bench.throughput).
+   ssl, host.bench.software) for reference; handshakes per second on one card at the simulator's
+   speed, and for a pool of 1, 2, 4 and 8 cards paced at the J3R180's modeled speed under 20
+   concurrent clients, with p50/p99 latency and CPU per handshake (host.bench.throughput).
 Writes results.json (host.bench.results), summary.md (host.bench.report) and PNG plots
 (host.bench.plots) into --out. docs/benchmark.md explains the model. This module only parses the
 arguments and runs the parts in order; a failed measurement stops the run with its reason.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from host.bench.report import Report, summary
 from host.bench.results import MeasurementError, Results, Settings, write_json
 from host.bench.runs import fragmenting_results, sim_benchmark, sim_results
 from host.bench.software import serve_software
-from host.bench.throughput import host_benchmark, ratio_results
+from host.bench.throughput import POOL_CARDS, POOL_CARDS_QUICK, host_benchmark, ratio_results
 from host.card import cost_model
 from host.card.cost_model import Link
 from host.paths import PROJECT_ROOT
@@ -39,6 +41,7 @@ log = logging.getLogger("host.bench")
 
 DEFAULT_OUT = PROJECT_ROOT / "bench"
 DEFAULT_COSTS = cost_model.COSTS_CSV
+DEFAULT_BASELINE = DEFAULT_OUT / "baseline.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ghash-ms", type=float, default=cost_model.ASSUMED_GHASH_BLOCK_MS,
                         help="ASSUMED cost of one software GHASH block on a real card (reported apart)")
     parser.add_argument("--no-host", action="store_true", help="skip the host-side servers (part 3)")
+    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE if DEFAULT_BASELINE.exists() else None,
+                        help="an earlier results.json: summary.md compares this run with it (before/after, with "
+                             f"the commit of each; default {DEFAULT_BASELINE.relative_to(PROJECT_ROOT)} if present)")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--serve-software", type=int, nargs=2, metavar=("ECHO", "HTTPS"), help=argparse.SUPPRESS)
     parser.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
@@ -65,7 +71,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise SystemExit("--runs must be at least 1")
     return Settings(runs=runs, out=args.out, costs=args.costs, link=Link(args.bit_rate, args.bits_per_byte),
                     ghash_ms=args.ghash_ms, round_trips=40 if args.quick else 300,
-                    handshakes_per_client=3 if args.quick else 10, host_side=not args.no_host)
+                    keep_alive_rounds=1 if args.quick else 9,
+                    handshakes_per_client=3 if args.quick else 10, host_side=not args.no_host,
+                    pool_cards=POOL_CARDS_QUICK if args.quick else POOL_CARDS,
+                    pool_handshakes_per_client=1 if args.quick else 3, baseline=args.baseline)
 
 
 def run(settings: Settings) -> Report:
@@ -73,6 +82,7 @@ def run(settings: Settings) -> Report:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     results = Results()
+    load_average(results, "start")
     costs = card_costs(settings.costs)
     with logging_redirect_tqdm():
         runs, fragmenting, client_auth = sim_benchmark(settings)
@@ -83,10 +93,22 @@ def run(settings: Settings) -> Report:
         target_results(modeled, results)
         client_auth_modeled = model_client_auth(client_auth, costs, settings)
         client_auth_results(client_auth, client_auth_modeled, results)
+        load_average(results, "before_host_side")
         if settings.host_side:
             host_benchmark(settings, results)
         ratio_results(results)
+    load_average(results, "end")
     return Report(runs, modeled, results, settings, client_auth_modeled)
+
+
+def load_average(results: Results, when: str) -> None:
+    """The machine's 1-minute load average (other work on the shared cores skews the wall-clock
+    figures of the host side; the modeled figures are counts and do not depend on it)."""
+    try:
+        one_minute = os.getloadavg()[0]
+    except OSError:
+        return
+    results.add("load", "-", "-", "machine", f"loadavg_1min.{when}", one_minute, "runnable processes", 1)
 
 
 def main(argv: list[str] | None = None) -> int:

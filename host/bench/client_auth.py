@@ -11,7 +11,7 @@ import ssl
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -21,13 +21,12 @@ from tqdm import tqdm
 
 from host.bench.client import HandshakeError, MemoryTlsClient, client_context, drive_handshake
 from host.bench.results import MeasurementError, Results, Settings
-from host.bench.runs import GCM, HANDSHAKE_PHASES, IDENTITY, PHASES, Sample, SimRun, record_round
+from host.bench.runs import GCM, HANDSHAKE_PHASES, IDENTITY, Sample, SimRun, record_sample
 from host.card import cost_model
 from host.card.commands import SeTlsCard
 from host.card.cost_model import Breakdown, UnitCosts, Workload
 from host.card.numbers import Counter
 from host.demo_pki import DemoCa
-from host.iso7816.layers import Traffic
 from host.provision import demo_operator
 from host.provision.lifecycle import set_cas
 
@@ -95,9 +94,7 @@ def one_client_auth_handshake(card: SeTlsCard, cafile: str, cert: str, key: str,
     if card.client_subject() != "bench-client":
         raise MeasurementError(f"client auth ({variant}): the card did not report the client's subject")
     counts = card.counters(reset=True)
-    record_counts, record_wall = record_round(card, client, f"client auth ({variant})")
-    traffic = {name: replace(stats.phases.get(name, Traffic())) for name in PHASES}
-    return Sample(traffic, counts, record_counts, wall * 1000, record_wall * 1000, trace), trace.transcript_copy_bytes
+    return record_sample(card, client, counts, wall, trace, f"client auth ({variant})"), trace.transcript_copy_bytes
 
 
 def client_auth_benchmark(card: SeTlsCard, ca: DemoCa, cafile: str, directory: Path,

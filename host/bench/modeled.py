@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.bench.client import PHASE_RECORD
+from host.bench.client import PHASE_RECORD, PHASE_RECORD_IN, PHASE_RECORD_OUT
 from host.bench.results import Results, Settings
 from host.bench.runs import CBC_SHA256, SimRun, adder
 from host.card import cost_model
@@ -42,6 +42,16 @@ def record_workload(run: SimRun) -> Workload:
                     run.phase(PHASE_RECORD, "bytes_sent") + run.phase(PHASE_RECORD, "bytes_received"))
 
 
+def direction_workload(run: SimRun, direction: str) -> Workload:
+    """One record in one direction (PHASE_RECORD_IN: to the card, UNPROTECT; PHASE_RECORD_OUT:
+    from the card, PROTECT)."""
+    counts = {name: run.direction_count(name, direction) for name in (counter.key for counter in Counter)}
+    return Workload(counts, cost_model.digest_calls(counts["hmac"], 0),
+                    cost_model.aes_calls(counts["aes_blocks"], run.suite == CBC_SHA256, 1),
+                    run.phase(direction, "apdus"),
+                    run.phase(direction, "bytes_sent") + run.phase(direction, "bytes_received"))
+
+
 def card_costs(path: Path) -> list[UnitCosts]:
     """The unit costs of every card row the model can price (the others are logged and left out)."""
     rows = cost_model.load_costs(path)
@@ -61,19 +71,26 @@ class Modeled:
     run: SimRun
     costs: UnitCosts
     handshake: Breakdown
-    record: Breakdown
+    record: Breakdown       # one record each way
+    record_in: Breakdown    # the client's record through the card (UNPROTECT)
+    record_out: Breakdown   # the server's record from the card (PROTECT)
 
 
 def model_runs(runs: Sequence[SimRun], costs: Sequence[UnitCosts], settings: Settings) -> list[Modeled]:
-    return [Modeled(run, card, cost_model.model(handshake_workload(run), card, settings.link, settings.ghash_ms),
-                    cost_model.model(record_workload(run), card, settings.link, settings.ghash_ms))
+    def price(work: Workload, card: UnitCosts) -> Breakdown:
+        return cost_model.model(work, card, settings.link, settings.ghash_ms)
+
+    return [Modeled(run, card, price(handshake_workload(run), card), price(record_workload(run), card),
+                    price(direction_workload(run, PHASE_RECORD_IN), card),
+                    price(direction_workload(run, PHASE_RECORD_OUT), card))
             for run in runs for card in costs]
 
 
 def model_results(modeled: Sequence[Modeled], results: Results) -> None:
     for m in modeled:
         add = adder(results, "model", m.run, m.costs.card)
-        for what, breakdown in (("handshake", m.handshake), ("record", m.record)):
+        for what, breakdown in (("handshake", m.handshake), ("record", m.record), (PHASE_RECORD_IN, m.record_in),
+                                (PHASE_RECORD_OUT, m.record_out)):
             for component, ms in breakdown.components().items():
                 add(f"{what}.{component}_ms", ms, "ms (modeled)")
             add(f"{what}.total_ms", breakdown.total, "ms (modeled)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from host.bench.modeled import COMPONENT_LABELS, TARGET_FULL_MS, Modeled
 from host.bench.results import Results
-from host.bench.runs import PHASES, RECORD_SIZE, SHORT_NAMES, SIM, SimRun
+from host.bench.runs import PHASES, RECORD_SIZE, SHORT_NAMES, SimRun
 from host.bench.throughput import KEEP_ALIVE_METRICS, MODE_NAMES
 
 
@@ -79,32 +79,21 @@ def plot_phases(runs: Sequence[SimRun], path: Path) -> None:
 def plot_scaling(results: Results, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    points = sorted((int(r.metric.rsplit("_", 1)[1]), r.value) for r in results.find(kind="scaling", card=SIM))
+    points = sorted((int(r.metric.rsplit("_", 1)[1]), r.value) for r in results.find(kind="pool")
+                    if r.metric.startswith("handshakes_per_s."))
     fig, ax = plt.subplots(figsize=(5.5, 4))
     if points:
         xs, ys = zip(*points)
-        ax.plot(xs, ys, marker="o", label="simulated cards (clients = 2 x cards)")
+        ax.plot(xs, ys, marker="o", label="simulated cards at the J3R180's pace")
         ax.plot(xs, [ys[0] * x / xs[0] for x in xs], linestyle=":", color="grey", label="linear")
-        bound = [b for b in (cpu_bound(results, x) for x in xs) if b is not None]
-        if len(bound) == len(xs):
-            ax.plot(xs, bound, linestyle="--", color="red", label="CPU bound: cores / CPU per handshake")
         ax.set_xticks(list(xs))
         ax.legend(fontsize=8)
-    ax.set_xlabel("simulated cards")
-    ax.set_ylabel("full handshakes / s (simulator time)")
-    ax.set_title(f"Handshake throughput, {os.cpu_count()} CPU cores")
+    ax.set_xlabel("cards in the pool")
+    ax.set_ylabel("full handshakes / s")
+    ax.set_title(f"Card pool, 20 clients, {os.cpu_count()} CPU cores")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def cpu_bound(results: Results, cards: int) -> float | None:
-    """Handshakes/s the machine's cores allow, given the CPU the simulators and server used."""
-    used = [results.value(kind="scaling-cpu", card=SIM, metric=f"cpu_ms_per_handshake.{what}.cards_{cards}")
-            for what in ("simulators", "server")]
-    if any(u is None for u in used) or not sum(u or 0.0 for u in used):
-        return None
-    return 1000.0 * (os.cpu_count() or 1) / sum(u or 0.0 for u in used)
 
 
 def plot_host(results: Results, path: Path) -> None:

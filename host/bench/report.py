@@ -3,6 +3,7 @@ row and where it goes, the APDU formats, one record each way, the host side, the
 would cut the time, and notes on the method (docs/benchmark.md)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
@@ -10,7 +11,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from host.bench.client import PHASE_RECORD
+from host.bench.client import PHASE_RECORD, PHASE_RECORD_IN, PHASE_RECORD_OUT
 from host.bench.client_auth import LABELS, TARGET_CLIENT_AUTH_MS, ClientAuthModeled
 from host.bench.modeled import (
     COMPONENT_LABELS,
@@ -20,9 +21,9 @@ from host.bench.modeled import (
     TARGET_RESUMED_MS,
     Modeled,
 )
-from host.bench.results import Results, Settings, git_commit
+from host.bench.results import Result, Results, Settings, git_commit
 from host.bench.runs import GCM, PHASES, RECORD_SIZE, SHORT_NAMES, SIM, SUITES, SimRun
-from host.bench.throughput import HTTPS_PATH, KEEP_ALIVE_METRICS, MODE_NAMES
+from host.bench.throughput import HTTPS_PATH, KEEP_ALIVE_METRICS, MODE_NAMES, POOL_CLIENTS, POOL_ROW
 from host.card import cost_model
 
 
@@ -62,8 +63,11 @@ def summary(report: Report) -> str:
                 breakdown_table(report),
                 ["## APDU formats (per handshake; record = 1 KB each way)", ""], format_table(report),
                 [f"## One {RECORD_SIZE} B record each way, record layer in the card", ""], record_table(report),
-                client_auth_section(report),
-                host_section(report), targets_section(report), cuts_section(report), notes_section(report)]
+                [f"## Card-mode records per KB, each way ({RECORD_SIZE} B of application data per record, "
+                 "extended APDUs)", ""], direction_table(report),
+                client_auth_section(report), host_section(report), before_after_section(report),
+                targets_section(report), cuts_section(report),
+                notes_section(report)]
     return "\n".join(line for section in sections for line in section)
 
 
@@ -167,6 +171,36 @@ def record_table(report: Report) -> list[str]:
                   "jcardsim ms", "J3R180 modeled ms", "J3R180 + GHASH assumed", "J3H145 modeled ms"], rows)
 
 
+def direction_table(report: Report) -> list[str]:
+    """Bytes on the line and modeled ms of one 1 KB record to the card (UNPROTECT) and from it
+    (PROTECT), per suite: what card mode costs per KB each way."""
+    rows = []
+    for run in report.sim():
+        ref, other = report.model(run, REFERENCE_CARD), report.model(run, OTHER_CARD)
+        cells = [SHORT_NAMES[run.suite]]
+        for direction in (PHASE_RECORD_IN, PHASE_RECORD_OUT):
+            sent, received = run.phase(direction, "bytes_sent"), run.phase(direction, "bytes_received")
+            blocks = (f"{fmt(run.direction_count('aes_blocks', direction))} / "
+                      f"{fmt(run.direction_count('ghash_blocks', direction))} / "
+                      f"{fmt(run.direction_count('sha256_blocks', direction))}")
+            modeled = (ref.record_in if direction == PHASE_RECORD_IN else ref.record_out) if ref else None
+            slower = (other.record_in if direction == PHASE_RECORD_IN else other.record_out) if other else None
+            ghash = f" (+{fmt(modeled.ghash_assumed)} GHASH assumed)" if modeled and modeled.ghash_blocks else ""
+            cells += [f"{fmt(sent + received)} ({fmt(sent)} + {fmt(received)})", blocks,
+                      fmt(modeled.total if modeled else None) + ghash, fmt(slower.total if slower else None)]
+        rows.append(cells)
+    lines = table(["suite", "to the card: bytes on the line (command + response)", "AES / GHASH / SHA-256 blocks",
+                   "J3R180 ms / KB", "J3H145 ms / KB",
+                   "from the card: bytes on the line (command + response)", "AES / GHASH / SHA-256 blocks",
+                   "J3R180 ms / KB", "J3H145 ms / KB"], rows)
+    return lines + [("To the card is the client's record checked and decrypted by the card (UNPROTECT RECORD); from "
+                     "the card is the server's record encrypted and sealed by it (PROTECT RECORD). The modeled ms are "
+                     "one APDU, the bytes at the reader's line rate and the card's AES and SHA-256 work; GHASH "
+                     "(GCM only) is in bytecode and its per-block cost is an assumption (see Notes). RFC 9325 "
+                     "(section 4.2) recommends AEAD suites only: CCM (native AES, no GHASH) is the card-mode "
+                     "suite the README recommends."), ""]
+
+
 def host_section(report: Report) -> list[str]:
     lines = ["## Host side (same run, jcardsim; simulator time)", ""]
     keep_alive = keep_alive_table(report.results)
@@ -174,8 +208,11 @@ def host_section(report: Report) -> list[str]:
         lines += [(f"Keep-alive throughput over one TLS 1.2 connection ({GCM.openssl_name}, Python `ssl` "
                    f"client): `GET {HTTPS_PATH}` requests (`http.client`) to `python -m host.server --sim --https`, "
                    f"and {RECORD_SIZE} B echo round trips to `--tls-echo`; the software reference is Python `ssl` "
-                   "with an ECDSA P-256 key from the same CA, serving HTTP/1.1 with h11 as host/apps/https.py "
-                   "does."), ""]
+                   "with an ECDSA P-256 key from the same CA, serving the same h11 application (host/apps/https.py's "
+                   "`HttpServerConnection` and status page) over asyncio's TLS streams. The three servers run side by "
+                   f"side and are measured in turn, {report.settings.keep_alive_rounds} round(s) of "
+                   f"{report.settings.round_trips} each (the order rotated each round), so that other work on the "
+                   "machine weighs on all three alike; each figure is the median of its rounds."), ""]
         lines += keep_alive
     lines += scaling_lines(report)
     return lines
@@ -189,41 +226,158 @@ def keep_alive_table(results: Results) -> list[str]:
     for mode, name in MODE_NAMES.items():
         cells = [name]
         for metric in columns:
+            short = metric.split("_", 1)[0]   # echo, https
             value = results.value(kind="host", metric=metric, mode=mode)
-            software = results.value(kind="host", metric=metric, mode="software")
-            ratio = f" ({value / software:.3f} x software)" if value is not None and software else ""
-            cells.append(fmt(value, 1) + ratio)
+            ratio = results.value(kind="host", metric=f"{short}_rate_vs_software", mode=mode)
+            cpu = results.value(kind="host", metric=f"{short}_server_cpu_us_per_exchange", mode=mode)
+            cells.append(fmt(value, 1) + (f" ({ratio:.3f} x software)" if ratio is not None else "")
+                         + (f"; server CPU {fmt(cpu)} µs each" if cpu is not None else ""))
         rows.append(cells)
     runs = results.find(kind="host", metric=columns[0])[0].runs
-    return table(["record layer", *(f"{KEEP_ALIVE_METRICS[m]} ({runs} per figure)" for m in columns)], rows)
+    lines = table(["record layer", *(f"{KEEP_ALIVE_METRICS[m]} ({runs} per figure, median of the rounds)"
+                                     for m in columns)], rows)
+    return lines + [("The ratios are the median of each round's ratio (the two servers measured one right after "
+                     "the other); the server CPU per exchange (from /proc, warm-up included) is the cost of the "
+                     "record layer and the application together, which the load of the machine moves less than "
+                     "the rates."), ""]
 
 
 def scaling_lines(report: Report) -> list[str]:
     results = report.results
-    scaling = sorted(results.find(kind="scaling", card=SIM), key=lambda r: int(r.metric.rsplit("_", 1)[1]))
-    if not scaling:
-        return []
-    first = scaling[0].value
-    rows = []
-    for r in scaling:
-        cards = r.metric.rsplit("_", 1)[1]
-        cpu = [results.value(kind="scaling-cpu", card=SIM, metric=f"cpu_ms_per_handshake.{what}.cards_{cards}")
+    lines: list[str] = []
+    single = results.value(kind="scaling", card=SIM, metric="handshakes_per_s.cards_1")
+    if single is not None:
+        cpu = [results.value(kind="scaling-cpu", card=SIM, metric=f"cpu_ms_per_handshake.{what}.cards_1")
                for what in ("simulators", "server")]
-        rows.append([cards, str(2 * int(cards)), fmt(r.value, 1), fmt(r.value / first, 2), str(r.runs),
-                     fmt(cpu[0], 1), fmt(cpu[1], 1)])
-    lines = table(["simulated cards", "concurrent clients", "full handshakes / s", "vs 1 card", "handshakes",
-                   "jcardsim CPU ms / handshake", "host.server CPU ms / handshake"], rows)
-    software = results.value(kind="scaling", card="software")
-    if software is not None:
-        lines += [f"Software TLS (Python ssl, same machine, 2 clients): {fmt(software, 1)} full handshakes/s.", ""]
+        software = results.value(kind="scaling", card="software")
+        lines += [(f"One card at the simulator's own speed (jcardsim answers in microseconds; 2 clients): "
+                   f"{fmt(single, 1)} full handshakes/s, {fmt(cpu[0], 1)} ms of jcardsim CPU and {fmt(cpu[1], 1)} ms "
+                   f"of host.server CPU per handshake; software TLS (Python ssl, 2 clients): {fmt(software, 1)} "
+                   "full handshakes/s."), ""]
+    return lines + pool_lines(report)
+
+
+def pool_value(results: Results, metric: str, cards: int) -> float | None:
+    return results.value(kind="pool", metric=f"{metric}.cards_{cards}")
+
+
+def pool_lines(report: Report) -> list[str]:
+    """The pool at a real card's pace: handshakes/s, speed-up, latency and CPU per pool size."""
+    results = report.results
+    rates = sorted((int(r.metric.rsplit("_", 1)[1]), r) for r in results.find(kind="pool")
+                   if r.metric.startswith("handshakes_per_s."))
+    if not rates:
+        return []
+    rows = []
+    for cards, r in rates:
+        def v(metric: str, digits: int = 1, n: int = cards) -> str:
+            return fmt(pool_value(results, metric, n), digits)
+        rows.append([str(cards), fmt(r.value, 2), v("speedup_vs_1_card", 2), v("handshake_latency_ms.p50", 0),
+                     v("handshake_latency_ms.p99", 0), str(r.runs), v("handshakes_refused", 0),
+                     v("cpu_ms_per_handshake.server"), v("cpu_ms_per_handshake.simulators"),
+                     v("cpu_ms_per_handshake.clients"), v("cpu_cores_busy.server", 2),
+                     v("cpu_cores_busy.simulators", 2)])
+    lines = [f"### The card pool at the {POOL_ROW}'s pace ({POOL_CLIENTS} concurrent clients)", "",
+             (f"`python -m host.server --sim N --sim-speed \"{POOL_ROW}\" --tls-echo PORT --backlog "
+              f"{2 * POOL_CLIENTS}`: each simulated card answers every APDU no sooner than its modeled time on "
+              f"that card (host.card.sim_speed, GHASH at the assumed cost), so a handshake takes what it takes on "
+              f"the card. {POOL_CLIENTS} client threads (Python ssl) each do full handshakes one after another, "
+              "after a warm-up pass; latency is the client's, from TCP connect to handshake done (waiting for a "
+              "free card included). CPU per handshake: the host server process (its own, the host's cost), the "
+              "jcardsim JVMs (the simulator's, which a real card would not put on the host), and the clients."), ""]
+    lines += table(["cards", "full handshakes / s", "vs 1 card", "latency p50 ms", "latency p99 ms", "handshakes",
+                    "refused", "host.server CPU ms / hs", "jcardsim CPU ms / hs", "clients CPU ms / hs",
+                    "server cores busy", "jcardsim cores busy"], rows)
+    return lines + pool_limit_lines(report, dict(rates))
+
+
+def pool_limit_lines(report: Report, rates: dict[int, Result]) -> list[str]:
+    """What bounds the pool: the card's time per handshake, and how many cards the host could feed."""
     gcm = next((r for r in report.sim() if r.suite == GCM), None)
-    single = f" (one handshake takes {fmt(gcm.median(lambda s: s.wall_ms), 0)} ms of simulator time)" if gcm else ""
-    lines += [(f"Each simulated card is a JVM that computes its handshake on the CPU{single}; this machine has "
-               f"{os.cpu_count()} cores, shared with the server and the clients, so once the JVMs' CPU time per "
-               "handshake fills the cores more cards cannot add throughput here: the scaling measured is the "
-               "simulator's. With real readers the card's own time (the modeled figures above) is the bottleneck "
-               "and cards work in parallel; the host server's CPU per handshake bounds how many it can feed."), ""]
-    return lines
+    m = report.model(gcm, REFERENCE_CARD) if gcm else None
+    one, server = rates.get(1), pool_value(report.results, "cpu_ms_per_handshake.server", 1)
+    if one is None or m is None or not one.value:
+        return []
+    per_handshake = 1000 / one.value
+    lines = [(f"What limits it: one card completes a handshake every {fmt(per_handshake)} ms under this load, "
+              f"against {fmt(m.handshake.total_with_ghash)} ms modeled for the handshake itself (GCM, GHASH at the "
+              "assumed cost): the rest is the card's share of each session's end (in card mode the close_notify "
+              "is a PROTECT RECORD command, one more paced APDU) and the time the card's handshake slot waits "
+              "for the client's second flight. The cards work in parallel (one worker thread per card, "
+              "sleeping while its card computes), so the pool scales with the cards.")]
+    if server:
+        lines[0] += (f" The host server spends {fmt(server, 1)} ms of CPU per handshake: one core would feed "
+                     f"about {fmt(1000 / server)} handshakes/s, {fmt(1000 / server / one.value)} cards at this pace; "
+                     "the jcardsim JVMs' CPU is the simulator's, which real cards do not put on the host.")
+    return lines + [""]
+
+
+# The figures of the before/after table: (label, kind, mode or None, card prefix or None, metric, digits).
+BEFORE_AFTER: list[tuple[str, str, str | None, str | None, str, int]] = [
+    *[(f"J3R180 full handshake, {name}, extended APDUs, ms (modeled)", "target", None, None,
+       "full_handshake_ms", 0) for name in ("GCM", "CCM_8", "CCM", "CBC-SHA256")],
+    *[(f"pool at the J3R180's pace, {n} card(s), {POOL_CLIENTS} clients: handshakes/s", "pool", None, None,
+       f"handshakes_per_s.cards_{n}", 2) for n in (1, 2, 4, 8)],
+    *[(f"pool, {n} cards: speed-up vs 1 card", "pool", None, None, f"speedup_vs_1_card.cards_{n}", 2)
+      for n in (2, 4, 8)],
+    *[(f"pool, {n} card(s): latency {q}, ms", "pool", None, None, f"handshake_latency_ms.{q}.cards_{n}", 0)
+      for n in (1, 4, 8) for q in ("p50", "p99")],
+    *[(f"pool, {n} card(s): {what} CPU ms per handshake", "pool", None, None,
+       f"cpu_ms_per_handshake.{key}.cards_{n}", 1) for n in (1, 4) for what, key in
+      (("host.server", "server"), ("jcardsim", "simulators"))],
+    ("tandem (host records): 1 KB echo round trips/s", "host", "host", None, "echo_round_trips_per_s", 0),
+    ("software TLS: 1 KB echo round trips/s", "host", "software", None, "echo_round_trips_per_s", 0),
+    ("tandem / software, 1 KB echo", "host", "host", None, "echo_rate_vs_software", 3),
+    ("tandem (host records): HTTPS requests/s", "host", "host", None, "https_requests_per_s", 0),
+    ("software TLS: HTTPS requests/s", "host", "software", None, "https_requests_per_s", 0),
+    ("tandem / software, HTTPS", "host", "host", None, "https_rate_vs_software", 3),
+    ("tandem: server CPU µs per 1 KB echo round trip", "host", "host", None, "echo_server_cpu_us_per_exchange", 0),
+    ("software TLS: server CPU µs per 1 KB echo round trip", "host", "software", None,
+     "echo_server_cpu_us_per_exchange", 0),
+    ("tandem: server CPU µs per HTTPS request", "host", "host", None, "https_server_cpu_us_per_exchange", 0),
+    ("software TLS: server CPU µs per HTTPS request", "host", "software", None,
+     "https_server_cpu_us_per_exchange", 0),
+    ("card records (jcardsim): 1 KB echo round trips/s", "host", "card", None, "echo_round_trips_per_s", 0),
+    *[(f"card mode, {name}: J3R180 ms per KB {way} (modeled, GHASH excluded)", "model", "extended",
+       "NXP JCOP4 J3R180", f"{phase}.total_ms", 0) for name in ("GCM", "CCM", "CBC-SHA256")
+      for way, phase in (("to the card", PHASE_RECORD_IN), ("from the card", PHASE_RECORD_OUT))],
+]
+SHORT_TO_OPENSSL = {short: suite.openssl_name for suite, short in SHORT_NAMES.items()}
+
+
+def figure(records: Sequence[dict[str, object]], kind: str, mode: str | None, card: str | None, metric: str,
+           suite: str | None) -> tuple[float, str] | None:
+    for r in records:
+        if (r["kind"] == kind and r["metric"] == metric and (mode is None or r["mode"] == mode)
+                and (card is None or str(r["card"]).startswith(card)) and (suite is None or r["suite"] == suite)):
+            return float(str(r["value"])), str(r.get("commit", "this run"))
+    return None
+
+
+def before_after_section(report: Report) -> list[str]:
+    """Every figure of issue 14 in this run beside an earlier run's (--baseline), with each commit."""
+    import json
+
+    path = report.settings.baseline
+    if path is None or not path.exists():
+        return []
+    before: list[dict[str, object]] = json.loads(path.read_text(encoding="utf-8"))
+    now = [{**dataclasses.asdict(r), "commit": git_commit()} for r in report.results.items]
+    rows, commits = [], {"before": "", "after": ""}
+    for label, kind, mode, card, metric, digits in BEFORE_AFTER:
+        suite = next((SHORT_TO_OPENSSL[name] for name in SHORT_TO_OPENSSL if f", {name}" in label), None)
+        cells = []
+        for which, records in (("before", before), ("after", now)):
+            found = figure(records, kind, mode, card, metric, suite)
+            if found is not None:
+                commits[which] = found[1]
+            cells.append(fmt(found[0] if found else None, digits))
+        rows.append([label, *cells])
+    lines = ["## Before / after (issue 14)", "",
+             (f"Before: `{path.name}`, commit `{commits['before'][:12]}`; after: this run, commit "
+              f"`{commits['after'][:12]}`. Both on this 2-core machine shared with other work (see the load "
+              "note); n/a: not measured by that run."), ""]
+    return lines + table(["figure", "before", "after"], rows)
 
 
 def client_auth_section(report: Report) -> list[str]:
@@ -353,11 +507,27 @@ def notes_section(report: Report) -> list[str]:
     lines = ["## Notes", ""]
     lines.append("- jcardsim wall times are simulator times on this machine (client included), not card times; "
                  "the modeled times are counts x published per-operation costs (docs/benchmark.md).")
+    loads = {r.metric.split(".", 1)[1]: r.value for r in report.results.find(kind="load")}
+    if loads:
+        lines.append(f"- Load of this {os.cpu_count()}-core machine (1-minute load average, other engineers' work "
+                     "included): " + ", ".join(f"{fmt(v, 2)} at {k.replace('_', ' ')}" for k, v in loads.items())
+                     + "; the wall-clock figures of the host side (keep-alive rates, handshakes/s, latency) move "
+                     "with it, the modeled figures do not.")
     lines += fragmenting_lines(report.results)
     refused = report.results.find(kind="scaling-failures")
     if refused:
         lines.append(f"- Handshakes the servers refused during the throughput runs (not in the rates): "
                      f"{fmt(sum(r.value for r in refused))} of {sum(r.runs for r in refused)}.")
+    lines.append("- CBC-SHA256's record check in the card (RecordCipher.unprotectCbc, read for issue 14, not changed): "
+                 "the padding bytes (the last min(n, 256)) are all read and masked in or out arithmetically, the MAC "
+                 "is compared over all 32 bytes with an OR-accumulator, the one branch is on the result, and the "
+                 "MAC costs as many SHA-256 compression blocks whatever the padding length (HmacSha256.burn feeds "
+                 "the missing blocks). Residual: burn() feeds them in one `update()` call per block, 0 to 4 calls "
+                 "depending on the padding length, while the MAC over the real data is one call; the time still "
+                 "depends on the padding length by that many calls' fixed cost (the J3R180's fixed cost of a whole "
+                 "digest call is ~0.8 ms against 1.4 ms per block; an `update()`'s share of it is not published). "
+                 "One `update()` over extra x 64 bytes (any buffer) would make the call count constant: not "
+                 "constant-time in the strict sense today. CBC-SHA256 is off by default in new identities.")
     lines.append("- The card's `apdus` counter includes the GET COUNTERS that reads it (wire APDUs + 1); the "
                  "tables use the host's count of APDUs on the wire.")
     lines.append("- Session handle (several sessions per card, docs/apdu.md): 0 extra APDUs; 1 byte per PROCESS EAP "

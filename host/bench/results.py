@@ -31,13 +31,17 @@ class Settings:
     round_trips: int          # echo round trips, and HTTPS requests, per keep-alive measurement
     handshakes_per_client: int
     host_side: bool = True
+    keep_alive_rounds: int = 9   # rounds of keep-alive measurements, the three servers in turn
+    pool_cards: tuple[int, ...] = (1, 2, 4, 8)   # simulated cards paced at a real card's speed
+    pool_handshakes_per_client: int = 3         # per client of the pool's load
+    baseline: Path | None = None                # an earlier results.json: the summary's before/after table
 
 
 @dataclass
 class Result:
     """One measurement; written with the run's commit, timestamp and machine."""
 
-    kind: str       # sim | model | host | scaling | scaling-failures | scaling-cpu | target
+    kind: str       # sim | model | host | scaling | scaling-failures | scaling-cpu | pool | target
     suite: str
     mode: str       # APDU format (sim, model) or where records are protected (host)
     card: str       # jcardsim, a card row of the cost table, or software
@@ -67,7 +71,9 @@ def git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+        # The benchmark's own outputs do not make the tree dirty (summary.md is written after results.json).
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)bench/results.json", ":(exclude)bench/summary.md"], cwd=PROJECT_ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

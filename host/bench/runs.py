@@ -22,6 +22,8 @@ from host.bench.client import (
     PHASE_FLIGHT1,
     PHASE_FLIGHT3,
     PHASE_RECORD,
+    PHASE_RECORD_IN,
+    PHASE_RECORD_OUT,
     HandshakeError,
     HandshakeTrace,
     MemoryTlsClient,
@@ -47,6 +49,7 @@ SHORT_NAMES = dict(zip(SUITES, ("GCM", "CCM_8", "CCM", "CBC-SHA256"), strict=Tru
 APDU_FORMATS = {"extended": None, "short": False}   # name -> CardSession(extended=...)
 HANDSHAKE_PHASES = (PHASE_FLIGHT1, PHASE_FLIGHT3)
 PHASES = (*HANDSHAKE_PHASES, PHASE_RECORD)
+RECORD_DIRECTIONS = (PHASE_RECORD_IN, PHASE_RECORD_OUT)   # to the card / from the card, one record each
 IDENTITY, PIN = "server", "2468"
 RECORD_SIZE = 1024
 SIM = "jcardsim"
@@ -56,12 +59,13 @@ SIM = "jcardsim"
 class Sample:
     """One handshake and one record each way, on the simulator."""
 
-    traffic: dict[str, Traffic]
+    traffic: dict[str, Traffic]   # per phase; PHASE_RECORD is the sum of the two directions
     counts: dict[str, int]
-    record_counts: dict[str, int]
+    record_counts: dict[str, int]   # both directions
     wall_ms: float
     record_wall_ms: float
     trace: HandshakeTrace
+    direction_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # PHASE_RECORD_IN/OUT -> counts
 
 
 @dataclass
@@ -85,6 +89,10 @@ class SimRun:
     def count(self, name: str, record: bool = False) -> float:
         return self.median(lambda s: float((s.record_counts if record else s.counts)[name]))
 
+    def direction_count(self, name: str, direction: str) -> float:
+        """`name` counted for one record in one direction (PHASE_RECORD_IN or PHASE_RECORD_OUT)."""
+        return self.median(lambda s: float(s.direction_counts[direction][name]))
+
 
 def one_handshake(card: SeTlsCard, cafile: str, run: SimRun) -> Sample:
     """A full handshake (counters reset before, read after), then 1 KB each way via the card;
@@ -103,24 +111,45 @@ def one_handshake(card: SeTlsCard, cafile: str, run: SimRun) -> Sample:
     if trace.suite != run.suite:
         raise MeasurementError(f"{where}: the card chose {trace.suite_name}")
     counts = card.counters(reset=True)
-    record_counts, record_wall = record_round(card, client, where)
-    traffic = {name: replace(stats.phases.get(name, Traffic())) for name in PHASES}
-    return Sample(traffic, counts, record_counts, wall * 1000, record_wall * 1000, trace)
+    return record_sample(card, client, counts, wall, trace, where)
 
 
-def record_round(card: SeTlsCard, client: MemoryTlsClient, where: str) -> tuple[dict[str, int], float]:
-    """One RECORD_SIZE application-data record each way through the card's record layer."""
+def record_sample(card: SeTlsCard, client: MemoryTlsClient, counts: dict[str, int], wall: float,
+                  trace: HandshakeTrace, where: str) -> Sample:
+    """The Sample of a handshake just done (`counts`: its counters, `wall`: its seconds), with one
+    record each way measured now (record_round)."""
+    directions, record_wall = record_round(card, client, where)
+    stats = card.session.stats
+    traffic = {name: replace(stats.phases.get(name, Traffic())) for name in (*HANDSHAKE_PHASES, *RECORD_DIRECTIONS)}
+    traffic[PHASE_RECORD] = Traffic()
+    record_counts: dict[str, int] = {}
+    for direction in RECORD_DIRECTIONS:
+        traffic[PHASE_RECORD].add(traffic[direction])
+        for name, value in directions[direction].items():
+            record_counts[name] = record_counts.get(name, 0) + value
+    return Sample(traffic, counts, record_counts, wall * 1000, record_wall * 1000, trace, directions)
+
+
+def record_round(card: SeTlsCard, client: MemoryTlsClient,
+                 where: str) -> tuple[dict[str, dict[str, int]], float]:
+    """One RECORD_SIZE application-data record each way through the card's record layer: the
+    card's counters of each direction (read and reset after each) and the wall time of both."""
     data = os.urandom(RECORD_SIZE)
     sent = client.protect(data)
+    stats = card.session.stats
     start = time.perf_counter()
-    with card.session.stats.phase(PHASE_RECORD):
+    with stats.phase(PHASE_RECORD_IN):
         content_type, plain = card.unprotect(sent)
-        answer = card.protect(ContentType.APPLICATION_DATA, plain)
     wall = time.perf_counter() - start
-    counts = card.counters()
+    counts_in = card.counters(reset=True)
+    start = time.perf_counter()
+    with stats.phase(PHASE_RECORD_OUT):
+        answer = card.protect(ContentType.APPLICATION_DATA, plain)
+    wall += time.perf_counter() - start
+    counts_out = card.counters()
     if content_type != ContentType.APPLICATION_DATA or client.unprotect(answer, RECORD_SIZE) != data:
         raise MeasurementError(f"{where}: the card's record layer did not echo the record")
-    return counts, wall
+    return {PHASE_RECORD_IN: counts_in, PHASE_RECORD_OUT: counts_out}, wall
 
 
 def prepare_card(card: SeTlsCard, suite: int) -> int:
@@ -209,7 +238,7 @@ def fragmenting_results(fragmenting: FragmentingClient, results: Results) -> Non
 def sim_results(runs: Sequence[SimRun], results: Results) -> None:
     for run in runs:
         add = adder(results, "sim", run, SIM)
-        for phase in PHASES:
+        for phase in (*PHASES, *RECORD_DIRECTIONS):
             add(f"apdus.{phase}", run.phase(phase, "apdus"), "APDUs")
             add(f"bytes_to_card.{phase}", run.phase(phase, "bytes_sent"), "bytes")
             add(f"bytes_from_card.{phase}", run.phase(phase, "bytes_received"), "bytes")

@@ -1,24 +1,35 @@
 """The software TLS reference the card is compared with (docs/benchmark.md, part 3): TLS 1.2 in
 Python's `ssl` with an ECDSA P-256 key made on the host and certified by the demo CA, serving 1 KB
-echoes and HTTP/1.1 on h11 as host/apps/https.py does. The benchmark runs it as a subprocess
+echoes and HTTP/1.1 with the same h11 application as the card's servers (host/apps/https.py's
+`HttpServerConnection`, `HttpApp` and status page, with a status that names no card), so the
+comparison measures the TLS record layers and nothing else. The benchmark runs it as a subprocess
 (`python -m host.bench --serve-software ECHO HTTPS --cert … --key …`), which prints 'ready'."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from host.apps.device import process_device
+from host.apps.https import HttpApp, HttpServerConnection
 from host.demo_pki import DEMO_DIR, DemoCa
+from host.se_tls import SessionInfo
 from host.tls.numbers import CipherSuite
 
-SOFTWARE_STATUS = json.dumps({
-    "cards": [], "identity": "software", "subject": "O=SE-TLS demo,CN=software TLS baseline",
-    "record_mode": "software", "last_session": {
-        "peer": "127.0.0.1:00000", "card": "none",
-        "suite": CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256.openssl_name, "record_mode": "software",
-        "handshake_ms": 0.0, "apdus": 0, "bytes_to_card": 0, "bytes_from_card": 0}}).encode() + b"\n"
+
+@dataclass
+class SoftwareStatus:
+    """What the status page reads of a TlsTandem, for the software server (no card)."""
+
+    identity: str = "software"
+    identity_subject: str = "O=SE-TLS demo,CN=software TLS baseline"
+    record_mode: str = "software"
+    slots: list[object] = field(default_factory=list)
+    last_session: SessionInfo = field(default_factory=lambda: SessionInfo(
+        "127.0.0.1:00000", "none", CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "software"))
 
 
 def software_identity(directory: Path) -> tuple[Path, Path]:
@@ -47,28 +58,29 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def _http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """HTTP/1.1 keep-alive on h11, as host/apps/https.py serves it: every GET gets SOFTWARE_STATUS."""
-    import h11
-
-    connection = h11.Connection(h11.SERVER)
-    try:
-        while True:
-            event = connection.next_event()
-            if event is h11.NEED_DATA:
-                connection.receive_data(await reader.read(65536))
-            elif isinstance(event, h11.EndOfMessage):
-                headers = [("Content-Type", "application/json"), ("Content-Length", str(len(SOFTWARE_STATUS)))]
-                writer.write(connection.send(h11.Response(status_code=200, headers=headers))
-                             + connection.send(h11.Data(data=SOFTWARE_STATUS)) + connection.send(h11.EndOfMessage()))
-                await writer.drain()
-                connection.start_next_cycle()
-            elif isinstance(event, h11.ConnectionClosed):
-                break
-    except (ConnectionError, ssl.SSLError, h11.ProtocolError):
-        pass
-    finally:
-        writer.close()
+def _http_server(app: HttpApp) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """HTTP/1.1 keep-alive on the card servers' `HttpServerConnection` (the loop of
+        host/apps/pump.py over TLS streams)."""
+        connection = HttpServerConnection(app)
+        try:
+            while True:
+                out = connection.data_to_send()
+                if out:
+                    writer.write(out)
+                    await writer.drain()
+                if connection.closed:
+                    break
+                data = await reader.read(65536)
+                if data:
+                    connection.receive_data(data)
+                else:
+                    connection.receive_eof()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+    return serve
 
 
 async def serve_software(echo_port: int, https_port: int, cert: Path, key: Path) -> None:
@@ -78,7 +90,8 @@ async def serve_software(echo_port: int, https_port: int, cert: Path, key: Path)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
     servers = [await asyncio.start_server(_echo, "127.0.0.1", echo_port, ssl=context),
-               await asyncio.start_server(_http, "127.0.0.1", https_port, ssl=context)]
+               await asyncio.start_server(_http_server(HttpApp(process_device(), SoftwareStatus())), "127.0.0.1",
+                                          https_port, ssl=context)]
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

@@ -27,7 +27,8 @@ from host.provision.csr import parse_san
 from host.provision.lifecycle import ensure_initialised, generate_key, load_chain, request_certificate, set_cas
 from host.tls.numbers import CipherSuite
 
-__all__ = ["DEMO_IDENTITY", "DEMO_PIN", "DEMO_PUK", "IdentitySpec", "demo_operator", "initialise_demo",
+__all__ = ["APPLET_SUITES", "DEFAULT_SUITES", "DEMO_IDENTITY", "DEMO_PIN", "DEMO_PUK", "IdentitySpec",
+           "demo_operator", "initialise_demo",
            "parse_suites", "personalise", "personalise_simulated"]
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,28 @@ DEMO_IDENTITY = "server"
 DEMO_SANS = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
 
 
+# The suites a new identity offers, in the server's order: AEAD only (RFC 9325 4.2 recommends
+# AEAD suites for TLS 1.2). The applet installs an identity with CBC-SHA256 last in its list
+# (MAC-then-encrypt, RFC 5246 6.2.3.2); it stays available to an operator who sets it
+# (`python -m host.provision policy --suites ...`), and the card checks its MAC and padding
+# without a branch on either (RecordCipher.unprotectCbc). GCM first: what clients offer first.
+DEFAULT_SUITES: tuple[int, ...] = (CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256.value,
+                                   CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM.value,
+                                   CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8.value)
+# What the applet gives an identity at install (Identity.java), CBC-SHA256 included.
+APPLET_SUITES: tuple[int, ...] = (CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256.value,
+                                  CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8.value,
+                                  CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM.value,
+                                  CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256.value)
+
+
 @dataclass
 class IdentitySpec:
     name: str = DEMO_IDENTITY
     pin: str = DEMO_PIN
     slot: int = 0
     export_keys: bool = True
-    suites: tuple[int, ...] = ()
+    suites: tuple[int, ...] = DEFAULT_SUITES
     client_auth: str = "none"  # none, optional, required: client certificates of the demo CA
     client_dates: bool = True  # client certificates' dates checked against the host's clock
 

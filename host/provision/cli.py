@@ -39,7 +39,7 @@ from host.card.numbers import MAX_IDENTITIES, Capability, Policy
 from host.card.operator import OperatorKey, OperatorKeyError, public_point_from_pem, spki_sha256
 from host.demo_pki import DEMO_DIR, DemoCa, ensure_demo_operator_key
 from host.iso7816.channel import ChannelError
-from host.provision import parse_suites
+from host.provision import APPLET_SUITES, DEFAULT_SUITES, parse_suites
 from host.provision.csr import parse_san, parse_subject
 from host.provision.lifecycle import (
     KeyInfo,
@@ -318,8 +318,14 @@ def cmd_info(card: SeTlsCard, args: argparse.Namespace) -> Result:
 
 
 def cmd_keygen(card: SeTlsCard, args: argparse.Namespace) -> Result:
+    """A key for the identity; a new identity (one that still has the applet's install-time suite
+    list) is given DEFAULT_SUITES: AEAD only, CBC-SHA256 off until the operator sets it."""
     operator_session(card, args)
-    return {"slot": args.slot, **key_result(generate_key(card, args.slot, args.staged), args.staged)}
+    result = {"slot": args.slot, **key_result(generate_key(card, args.slot, args.staged), args.staged)}
+    if not args.staged and card.status(args.slot).suites == APPLET_SUITES:
+        card.put_suites(args.slot, DEFAULT_SUITES)
+        result["suites"] = [_suite_name(s) for s in DEFAULT_SUITES]
+    return result
 
 
 def cmd_csr(card: SeTlsCard, args: argparse.Namespace) -> Result:
@@ -513,8 +519,10 @@ def human(command: str, result: Result) -> str:
         return "\n".join(lines)
     if "public_key_pem" in result:
         what = "staged key (serving key unchanged until load-chain)" if result["staged"] else "key"
+        suites = (f"\nsuites (new identity, AEAD only; CBC-SHA256 with policy --suites): {', '.join(result['suites'])}"
+                  if "suites" in result else "")
         return (f"identity slot {result['slot']}: new {what} generated in the card\n{result['public_key_pem']}"
-                f"SPKI SHA-256: {result['spki_sha256']}")
+                f"SPKI SHA-256: {result['spki_sha256']}{suites}")
     if "csr_pem" in result:
         head = f"certification request for {result['subject']}, signed by the card"
         return head + (f": {result['out']}" if result["out"] else "\n" + result["csr_pem"].rstrip())

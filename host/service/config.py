@@ -120,6 +120,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "export_keys": Key(_bool, "simulated cards: a policy that allows --record-layer host"),
         "client_auth": Key(_choice("none", "optional", "required"),
                            "simulated cards: ask clients for a certificate of the demo CA"),
+        "suites": Key(_text, "simulated cards: the identity's cipher suites in the server's order, e.g. \"c02b,c0ac\""),
         "client_dates": Key(_bool, "simulated cards: check client certificates' dates against the host's clock"),
         "sim_speed": Key(_text, "simulated cards answer at the speed of this row of bench/card-op-costs.csv"),
     },
@@ -169,6 +170,7 @@ class CardsConfig:
     export_keys: bool = False
     client_auth: str = "none"
     client_dates: bool = True
+    suites: str | None = None
     sim_speed: str | None = None
 
 

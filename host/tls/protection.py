@@ -20,6 +20,9 @@ from host.tls.numbers import MAX_PLAINTEXT, TLS12, AlertDescription, CipherSuite
 from host.tls.records import Record, RecordError
 
 _KIND_GCM, _KIND_CCM, _KIND_CCM_8, _KIND_CBC = 1, 2, 3, 4
+_AAD = struct.Struct(">QBHH")               # seq_num, type, version, length (RFC 5246 6.2.3.3)
+_SEQ = struct.Struct(">Q")
+_HEADER_AND_NONCE = struct.Struct(">BHHQ")  # record header and the explicit nonce (the sequence number)
 
 
 @dataclass
@@ -72,22 +75,30 @@ class HostRecordProtection:
         elif suite != CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256:
             raise ValueError(f"unknown cipher suite {suite:#06x}")
 
+        # The AEAD nonces (RFC 5288 3, RFC 6655 3): salt (the exported 4-byte IV) and the 8-byte
+        # explicit nonce, which is the sequence number; one buffer per direction, rewritten in place.
+        self._write_nonce = bytearray(keys.server_iv.ljust(4, b"\0") + bytes(8))
+        self._read_nonce = bytearray(keys.client_iv.ljust(4, b"\0") + bytes(8))
+
     @property
     def is_aead(self) -> bool:
         return self.keys.suite != CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
 
     @staticmethod
     def _aad(seq: int, content_type: int, length: int) -> bytes:
-        return struct.pack(">QBHH", seq, content_type, TLS12, length)
+        return _AAD.pack(seq, content_type, TLS12, length)
 
     def protect(self, content_type: int, data: bytes) -> bytes:
+        """One protected record (header included) carrying `data` (at most 2^14 bytes)."""
         seq = self.keys.write_seq
         self.keys.write_seq += 1
-        aad = self._aad(seq, content_type, len(data))
+        aad = _AAD.pack(seq, content_type, TLS12, len(data))
         if self._write_aead is not None:
-            explicit = struct.pack(">Q", seq)
-            sealed = self._write_aead.encrypt(self.keys.server_iv + explicit, data, aad)
-            return Record(content_type, TLS12, explicit + sealed).encode()
+            nonce = self._write_nonce
+            _SEQ.pack_into(nonce, 4, seq)
+            sealed = self._write_aead.encrypt(nonce, data, aad)
+            header = _HEADER_AND_NONCE.pack(content_type, TLS12, 8 + len(sealed), seq)
+            return header + sealed
         mac = hmac.new(self.keys.server_mac_key, aad + data, hashlib.sha256).digest()
         body = data + mac
         pad = 15 - len(body) % 16
@@ -104,9 +115,12 @@ class HostRecordProtection:
         if self._read_aead is not None:
             if len(fragment) < 8 + self._tag:
                 raise RecordError("record too short for its AEAD", AlertDescription.BAD_RECORD_MAC)
-            aad = self._aad(seq, record.content_type, len(fragment) - 8 - self._tag)
+            aad = _AAD.pack(seq, record.content_type, TLS12, len(fragment) - 8 - self._tag)
+            nonce = self._read_nonce
+            nonce[4:] = fragment[:8]
             try:
-                plain = self._read_aead.decrypt(self.keys.client_iv + fragment[:8], fragment[8:], aad)
+                with memoryview(fragment) as view:   # the ciphertext and tag, not copied
+                    plain = self._read_aead.decrypt(nonce, view[8:], aad)
             except InvalidTag:
                 raise RecordError("record does not authenticate", AlertDescription.BAD_RECORD_MAC) from None
         else:

@@ -66,12 +66,15 @@ class RecordLayer(abc.ABC):
         self._handshake = bytearray()
 
     async def recv(self) -> Record | None:
-        """The next record from the client, None at the end of the stream."""
-        while (record := self._records.next_record()) is None:
-            data = await asyncio.wait_for(self._reader.read(65536), self.idle_timeout)
+        """The next record from the client, None at the end of the stream; TimeoutError after
+        `idle_timeout` seconds without one. (`asyncio.timeout`, not `wait_for`: no task per read.)"""
+        records = self._records
+        while (record := records.next_record()) is None:
+            async with asyncio.timeout(self.idle_timeout):
+                data = await self._reader.read(65536)
             if not data:
                 return None
-            self._records.feed(data)
+            records.feed(data)
         return record
 
     @abc.abstractmethod
@@ -115,13 +118,22 @@ class RecordLayer(abc.ABC):
 
     async def encrypt(self, data: bytes) -> bytes:
         """Protected records carrying data, cut at the 16 KB record limit."""
-        out = b""
-        for i in range(0, max(len(data), 1), MAX_PLAINTEXT):
-            out += await self._protect(ContentType.APPLICATION_DATA, data[i:i + MAX_PLAINTEXT])
-        return out
+        if len(data) <= MAX_PLAINTEXT:
+            return await self._protect(ContentType.APPLICATION_DATA, data)
+        return b"".join([await self._protect(ContentType.APPLICATION_DATA, data[i:i + MAX_PLAINTEXT])
+                         for i in range(0, len(data), MAX_PLAINTEXT)])
 
     async def send(self, records: bytes) -> None:
-        self._writer.write(records)
+        """Writes the records; waits for the client to take them only when the kernel did not
+        take them all at once (one write, and no wait, per flight in the common case)."""
+        writer = self._writer
+        writer.write(records)
+        transport = writer.transport
+        if transport.get_write_buffer_size() or transport.is_closing():
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Waits until the transport's buffer is below its limit (ConnectionError if it is gone)."""
         await self._writer.drain()
 
     async def close(self, alert: AlertDescription = AlertDescription.CLOSE_NOTIFY) -> None:
@@ -197,3 +209,11 @@ class HostRecordLayer(RecordLayer):
 
     async def _protect(self, content_type: int, data: bytes) -> bytes:
         return self._protection.protect(content_type, data)
+
+    async def encrypt(self, data: bytes) -> bytes:
+        """As RecordLayer.encrypt, without a coroutine per record: the host protects at once."""
+        protect = self._protection.protect
+        if len(data) <= MAX_PLAINTEXT:
+            return protect(ContentType.APPLICATION_DATA, data)
+        return b"".join([protect(ContentType.APPLICATION_DATA, data[i:i + MAX_PLAINTEXT])
+                         for i in range(0, len(data), MAX_PLAINTEXT)])

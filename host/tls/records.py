@@ -37,6 +37,10 @@ class RecordError(Exception):
         self.alert = alert
 
 
+_RECORD_HEADER = struct.Struct(">BHH")   # type, version, length (RFC 5246 6.2.1)
+_CONTENT_TYPES = frozenset(int(t) for t in ContentType)
+
+
 @dataclass(frozen=True)
 class Record:
     content_type: int
@@ -49,7 +53,7 @@ class Record:
         return content_type, version, length
 
     def encode(self) -> bytes:
-        return struct.pack(">BHH", self.content_type, self.version, len(self.fragment)) + self.fragment
+        return _RECORD_HEADER.pack(self.content_type, self.version, len(self.fragment)) + self.fragment
 
     @property
     def is_alert(self) -> bool:
@@ -75,19 +79,22 @@ class RecordReader:
         return len(self._buffer)
 
     def next_record(self) -> Record | None:
-        if len(self._buffer) < RECORD_HEADER_SIZE:
+        buffer = self._buffer
+        if len(buffer) < RECORD_HEADER_SIZE:
             return None
-        content_type, version, length = Record.parse_header(bytes(self._buffer[:RECORD_HEADER_SIZE]))
-        if content_type not in ContentType.__members__.values():
+        content_type, version, length = _RECORD_HEADER.unpack_from(buffer)
+        if content_type not in _CONTENT_TYPES:
             raise RecordError(f"unknown record content type {content_type}", AlertDescription.UNEXPECTED_MESSAGE)
         if version >> 8 != 3:
             raise RecordError(f"not a TLS record (version {version:#06x})", AlertDescription.PROTOCOL_VERSION)
         if length > MAX_CIPHERTEXT:
             raise RecordError(f"record of {length} bytes exceeds 2^14+2048", AlertDescription.RECORD_OVERFLOW)
-        if len(self._buffer) < RECORD_HEADER_SIZE + length:
+        end = RECORD_HEADER_SIZE + length
+        if len(buffer) < end:
             return None
-        fragment = bytes(self._buffer[RECORD_HEADER_SIZE:RECORD_HEADER_SIZE + length])
-        del self._buffer[:RECORD_HEADER_SIZE + length]
+        with memoryview(buffer) as view:   # one copy of the fragment, none of the rest
+            fragment = bytes(view[RECORD_HEADER_SIZE:end])
+        del buffer[:end]
         return Record(content_type, version, fragment)
 
 
