@@ -24,13 +24,26 @@ from host.apps.echo import echo_application
 from host.card.commands import CardOpenError, SeTlsCard, open_cards
 from host.card.cost_model import MissingCost
 from host.card.errors import CardRefusedError
+from host.card.keeper import ChannelKeeper, ReaderKeeper
 from host.card.numbers import Policy
 from host.card.sim_speed import paced_simulator
 from host.iso7816.channel import Channel, ChannelError
 from host.logs import RateLimit
 from host.logs import setup as setup_logging
+from host.metrics import DEFAULT_ADDRESS as METRICS_ADDRESS
+from host.metrics import PoolMetrics, serve_metrics
 from host.provision import DEMO_IDENTITY, DEMO_PIN, IdentitySpec, personalise_simulated
-from host.se_tls import Admission, Application, CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem
+from host.se_tls import (
+    Admission,
+    Application,
+    CardFacts,
+    CardSlot,
+    CardSupervisor,
+    GenericServer,
+    ServerTLS,
+    Timeouts,
+    TlsTandem,
+)
 
 log = logging.getLogger("host.server")
 PIN_ENV = "SETLS_PIN"
@@ -162,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time a session may stay silent, or leave what is sent unread")
     limits.add_argument("--backlog", type=positive(int), default=16,
                         help="connections with a ClientHello waiting for a card")
+    ops = parser.add_argument_group("operations")
+    ops.add_argument("--metrics-port", type=tcp_port, metavar="PORT",
+                     help="Prometheus metrics at http://ADDR:PORT/metrics (default: none)")
+    ops.add_argument("--metrics-bind", default=METRICS_ADDRESS, metavar="ADDR",
+                     help=f"address of the metrics endpoint (default {METRICS_ADDRESS}: this machine only)")
+    ops.add_argument("--card-check", type=positive(float), default=2.0, metavar="S",
+                     help="an idle card is probed this often; a lost one is reopened this often")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -191,6 +211,15 @@ def check_identity(card: SeTlsCard, args: argparse.Namespace) -> None:
         raise CardOpenError(f"the PIN of identity {args.identity!r} on card {card.name} is not verified")
 
 
+def card_keeper(card: SeTlsCard, args: argparse.Namespace, pin: str) -> ChannelKeeper:
+    """What probes the unlocked `card` and reopens it after a removal or reset (host.card.keeper)."""
+    key = card.public_key(card.slot or 0)
+    reader = card.session.channel.reader
+    if reader:
+        return ReaderKeeper(reader, args.identity, pin, key)
+    return ChannelKeeper(args.identity, pin, key)
+
+
 def simulator_layer(args: argparse.Namespace) -> Callable[[Channel], Channel] | None:
     if not args.sim_speed:
         return None
@@ -214,6 +243,16 @@ async def serve(args: argparse.Namespace, slots: list[CardSlot], subject: str,
     timeouts = Timeouts(handshake=args.handshake_timeout, idle=args.idle_timeout, hello=args.hello_timeout)
     tandem = TlsTandem(slots, identity=args.identity, record_mode=args.record_layer, timeouts=timeouts,
                        identity_subject=subject)
+    metrics = PoolMetrics()
+    metrics.attach(tandem)
+    if args.metrics_port is not None:
+        try:
+            metrics_server, _ = serve_metrics(metrics, args.metrics_port, args.metrics_bind)
+        except OSError as exc:
+            raise CardOpenError(f"cannot serve metrics on {endpoint(args.metrics_bind, args.metrics_port)}: "
+                                f"{listen_error(exc)}") from None
+    supervisor = CardSupervisor(tandem, interval=args.card_check)
+    supervising = asyncio.ensure_future(supervisor.run())
     admission: Admission[asyncio.StreamWriter] = Admission(per_address=args.per_address)
     listeners = []
     apps = application_servers(args, tandem)
@@ -241,6 +280,9 @@ async def serve(args: argparse.Namespace, slots: list[CardSlot], subject: str,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    supervising.cancel()
+    if args.metrics_port is not None:
+        metrics_server.shutdown()
     for listener in listeners:
         listener.close()
     if limit is not None:
@@ -270,13 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pin = resolve_pin(args)
         with open_cards(sim=args.sim, readers=args.reader, sim_layer=simulator_layer(args)) as cards:
-            if args.sim:
-                personalise_simulated(cards, IdentitySpec(args.identity, pin, export_keys=args.export_keys))
+            if args.sim:   # the simulated cards come first; the readers' cards are personalised already
+                personalise_simulated(cards[:args.sim], IdentitySpec(args.identity, pin,
+                                                                     export_keys=args.export_keys))
             slots = []
             for i, card in enumerate(cards):
                 card.unlock(args.identity, pin)
                 check_identity(card, args)
-                slots.append(CardSlot(f"{i}:{card.name}", card))
+                keeper = card_keeper(card, args, pin)
+                slots.append(CardSlot(f"{i}:{card.name}", card, keeper, CardFacts(**keeper.facts(card))))
             subject = cards[0].certificate_subject(cards[0].slot or 0)
             log.info("identity %r: %s, PIN verified on %d card(s)", args.identity, subject, len(cards))
             try:
