@@ -30,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from host.se_tls import PoolEvents, TlsTandem
-from host.tls.numbers import AlertDescription
+from host.tls.numbers import ALERT_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,8 @@ DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 def alert_name(description: int) -> str:
-    try:
-        return AlertDescription(description).name.lower()
-    except ValueError:
-        return f"alert_{description}"
+    """The alert's RFC name (`alert_N` for a number no RFC names)."""
+    return ALERT_NAMES.get(description, f"alert_{description}")
 
 
 class PoolMetrics(PoolEvents):
