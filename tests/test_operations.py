@@ -119,7 +119,7 @@ def test_metrics_count_handshakes_alerts_sessions_and_card_traffic(server: tuple
     assert value(after, "setls_handshakes_total", outcome="ok", suite=suite, record_mode="card") >= 2
     assert value(after, "setls_handshakes_total", outcome="bad_client_hello") >= 1
     assert value(after, "setls_handshake_duration_seconds_count", record_mode="card") >= 2
-    assert value(after, "setls_alerts_received_total", description="unknown_ca") >= 1, [k for k in after if "alert" in k[0]]
+    assert value(after, "setls_alerts_received_total", description="unknown_ca") >= 1
     assert value(after, "setls_alerts_sent_total", description="close_notify") >= 2
     assert sum(value(after, "setls_alerts_sent_total", description=d)
                for d in ("unexpected_message", "decode_error", "protocol_version", "record_overflow")) >= 1
