@@ -838,9 +838,9 @@ class ServerTLS:
             self.server.events = self.tandem.events
 
     def _alert(self, writer: asyncio.StreamWriter, description: AlertDescription) -> None:
-        """A fatal alert in the clear (before the handshake ends), counted."""
-        writer.write(alert_record(description))
+        """A fatal alert in the clear (before the handshake ends), counted (before it goes out)."""
         self.tandem.events.alert_sent(description)
+        writer.write(alert_record(description))
 
     @property
     def waiting(self) -> int:
@@ -902,8 +902,8 @@ class ServerTLS:
             return None
         except RecordError as exc:
             log.info("%s %s: %s: alert %s sent", self.name, peer, exc, exc.alert.name.lower())
-            self._alert(writer, exc.alert)
             self.tandem.handshake_ended("bad_client_hello", peer)
+            self._alert(writer, exc.alert)
             return None
         if first.alert:
             log.info("%s %s: the client sent an alert instead of a ClientHello", self.name, peer)
@@ -920,8 +920,8 @@ class ServerTLS:
             # A fatal internal_error (RFC 5246 7.2.2: a failure unrelated to the peer) rather than
             # a bare close: the client can tell "busy" from a broken network.
             log.warning("%s backlog full (%d): connection from %s closed", self.name, self.backlog, peer)
-            self._alert(writer, AlertDescription.INTERNAL_ERROR)
             self.tandem.handshake_ended("backlog_full", peer)
+            self._alert(writer, AlertDescription.INTERNAL_ERROR)
             return None
         self.queued.add(reader)
         acquire = asyncio.ensure_future(self.tandem.acquire(self.tandem.timeouts.backlog_wait))
@@ -946,8 +946,8 @@ class ServerTLS:
             self.tandem.handshake_ended("timeout", peer)
         except NoCardError as exc:
             log.warning("%s %s: no card can serve: %s: alert internal_error sent", self.name, peer, exc)
-            self._alert(writer, AlertDescription.INTERNAL_ERROR)
             self.tandem.handshake_ended("no_card", peer)
+            self._alert(writer, AlertDescription.INTERNAL_ERROR)
         except ConnectionError as exc:
             log.info("%s %s: client closed the connection during the handshake (waiting for a card): %s",
                      self.name, peer, exc)

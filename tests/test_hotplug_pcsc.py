@@ -136,7 +136,8 @@ def test_a_pcscd_restart_is_noticed_and_with_no_card_left_clients_get_a_fatal_al
         for _ in range(2):
             with pytest.raises(ssl.SSLError, match="internal error"):
                 echo_session(echo)
-        assert value(scrape(metrics), "setls_handshakes_total", outcome="no_card") >= 2
+        wait_for(lambda: value(scrape(metrics), "setls_handshakes_total", outcome="no_card") >= 2, 5,
+                 "the refused handshakes counted")
         assert server.lines().count("no card left") == 1
         assert "Traceback" not in server.lines()
     finally:

@@ -264,8 +264,9 @@ def test_killed_cards_leave_the_pool_their_sessions_close_and_the_last_one_gone_
             echo_session(echo)
         with pytest.raises(ssl.SSLError, match="internal error"):
             echo_session(echo)
-        assert value(scrape(metrics), "setls_handshakes_total", outcome="no_card") >= 2
-        assert value(scrape(metrics), "setls_alerts_sent_total", description="internal_error") >= 2
+        wait_for(lambda: value(scrape(metrics), "setls_handshakes_total", outcome="no_card") >= 2
+                 and value(scrape(metrics), "setls_alerts_sent_total", description="internal_error") >= 2, 5,
+                 "the refused handshakes counted")
         assert server.lines().count("no card left") == 1
         assert "Traceback" not in server.lines()
     finally:
