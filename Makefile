@@ -9,7 +9,8 @@ CARD_SUITE := tests/test_card_tls.py tests/test_tls_e2e.py tests/test_tls_confor
               tests/test_server_faults.py
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup classes applet pin-ant-javacard subset-check lint test test-java test-python test-reader demo install-card bench clean
+.PHONY: setup classes applet pin-ant-javacard subset-check lint test test-java test-python test-reader demo install-card \
+        install-service bench clean
 
 setup:
 	@./scripts/setup.sh
@@ -61,6 +62,12 @@ demo: classes
 ## READER=name, UPGRADE=1 to replace an installed applet (deletes its keys). No secret on gp's command line.
 install-card:
 	@python3 scripts/install_card.py
+
+## The systemd service (packaging/): unit, /etc/setls/setls.toml, polkit rule; DESTDIR= stages them.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+install-service:
+	@PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" DESTDIR="$(DESTDIR)" ./scripts/install-service.sh
 
 bench: classes
 	@$(PY) -m host.bench $(if $(QUICK),--quick,)

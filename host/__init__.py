@@ -16,7 +16,10 @@ Layers, bottom up; a module imports only from its own package and those below it
   host.apps         device model, HTTPS (h11), CoAP over TLS, echo, the one pump loop
   host.provision    `python -m host.provision`: the card's lifecycle (init, keygen, CSRs the card signs,
                     chains, CAs, PSKs, policy, PIN/PUK, wipe); with host.demo_pki for the demo CA
-  host.logs         logging for daemons: a rate limit that counts and summarises repeated lines
+  host.logs         logging for daemons: a rate limit that counts and summarises repeated lines;
+                    text or one JSON object per line
+  host.service      the server as a device service: its TOML configuration, sd_notify and the
+                    watchdog, a PIN that is never blocked (imports card, and provision's demo names)
   host.server       `python -m host.server`: the servers on simulated cards or readers
   host.bench        `python -m host.bench`: measurement, cost model, plots, report
 """

@@ -7,10 +7,13 @@ summary line says how many were left out. `flush()` writes the summaries of the 
 have ended (the server calls it every interval, so a flood that stopped is still summarised).
 DEBUG records (asked for with -v) always pass.
 
-`setup(verbose)` installs it on the root handler; `python -m host.server` uses it.
+`setup(verbose)` installs it on the root handler; `python -m host.server` uses it. With
+`log_format="json"` each record is one JSON object on one line (`JsonFormatter`: time, level,
+logger, message, and the exception when there is one) for log shippers; text is the default.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -74,10 +77,32 @@ class RateLimit(logging.Filter):
                 window.example, extra={_SUMMARY: True})
 
 
-def setup(verbose: bool = False, interval: float = INTERVAL, burst: int = BURST) -> RateLimit:
-    """The root handler on stderr, with the rate limit; returns the limit (to flush it)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=FORMAT)
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line: `time` (ISO 8601, UTC, milliseconds), `level`,
+    `logger`, `message` (arguments merged), `exception` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                    + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup(verbose: bool = False, interval: float = INTERVAL, burst: int = BURST, log_format: str = "text",
+          level: int | None = None) -> RateLimit:
+    """The root handler on stderr (text or one JSON object per line), with the rate limit; returns
+    the limit (to flush it). `level` overrides `verbose` (DEBUG) / INFO."""
+    chosen = level if level is not None else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=chosen, format=FORMAT)
     limit = RateLimit(interval, burst)
     for handler in logging.getLogger().handlers:
         handler.addFilter(limit)
+        if log_format == "json":
+            handler.setFormatter(JsonFormatter())
     return limit

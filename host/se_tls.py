@@ -1021,14 +1021,27 @@ class CardSupervisor:
         self.interval = interval
         self.probe_timeout = probe_timeout
         self.reopen_timeout = reopen_timeout
-        self.rounds = 0                       # completed rounds (a sign of life for a watchdog)
+        self.rounds = 0                       # completed rounds
+        self._last_round: float | None = None
         self._why_not: dict[str, str] = {}    # card -> the last reason it could not be reopened
 
     async def run(self) -> None:
         """Checks the pool every interval, until cancelled."""
+        self._last_round = time.monotonic()
         while True:
             await self.check()
+            self._last_round = time.monotonic()
             await asyncio.sleep(self.interval)
+
+    def stalled(self) -> str | None:
+        """None while the supervisor completes its rounds (a watchdog's liveness check, whatever
+        the number of cards), else why not. A round waits at most for its probes' and reopenings'
+        timeouts."""
+        if self._last_round is None:
+            return "not started"
+        late = time.monotonic() - self._last_round
+        bound = self.interval + self.probe_timeout + 2 * self.reopen_timeout
+        return f"no round for {late:.0f} s" if late > bound else None
 
     async def check(self) -> None:
         """One round over every card."""

@@ -3,15 +3,21 @@
     python -m host.server --sim --tls-echo 8444
     python -m host.server --reader "Virtual PCD 00 00" --pin 1234 --https 8443 --coaps-tcp 5684
     python -m host.server --sim 2 --sim-speed "NXP JCOP4 J3R180" --https 8443   # at a real card's pace
+    python -m host.server --config /etc/setls/setls.toml [--check]               # as a service
 
 Settings the cards would refuse later are refused at start, in one sentence that names the fix.
+The settings come from a `ServerConfig` (host.service.config): the built-in defaults, then the
+TOML file of `--config`, then every option given on the command line. Under systemd (Type=notify)
+the server sends READY=1 once it listens, the cards' state in STATUS=, and WATCHDOG=1 pings
+(host.service.notify). Exit status: 0 stopped, 2 usage or environment, 77 the PIN was refused or
+not tried (host.service.pin: the service never blocks a PIN), 78 a wrong configuration file.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
-import getpass
 import ipaddress
 import logging
 import os
@@ -19,6 +25,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from host.apps.echo import echo_application
 from host.card.commands import CardOpenError, SeTlsCard, open_cards
@@ -30,9 +37,8 @@ from host.card.sim_speed import paced_simulator
 from host.iso7816.channel import Channel, ChannelError
 from host.logs import RateLimit
 from host.logs import setup as setup_logging
-from host.metrics import DEFAULT_ADDRESS as METRICS_ADDRESS
 from host.metrics import PoolMetrics, serve_metrics
-from host.provision import DEMO_IDENTITY, DEMO_PIN, IdentitySpec, personalise_simulated
+from host.provision import DEMO_PIN, IdentitySpec, personalise_simulated
 from host.se_tls import (
     Admission,
     Application,
@@ -44,9 +50,23 @@ from host.se_tls import (
     Timeouts,
     TlsTandem,
 )
+from host.service import config as configuration
+from host.service.config import ConfigError, ServerConfig
+from host.service.notify import Liveness, Notifier, watchdog, watchdog_interval
+from host.service.pin import (
+    EXIT_CONFIG,
+    EXIT_PIN_REFUSED,
+    PIN_ENV,
+    PinRefusal,
+    RefusedPins,
+    describe_pin_source,
+    find_pin,
+    read_pin_file,
+    state_directory,
+    unlock,
+)
 
 log = logging.getLogger("host.server")
-PIN_ENV = "SETLS_PIN"
 DEFAULT_BIND = ("127.0.0.1", "::1")   # both loopbacks: clients resolve localhost to either first
 WILDCARDS = {"0.0.0.0": 4, "::": 6}
 
@@ -140,16 +160,25 @@ def card_count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The options; an option left out is None, so that the configuration file's value stands."""
+    defaults = ServerConfig()
     parser = argparse.ArgumentParser(prog="python -m host.server",
-                                     description="TLS servers whose handshake runs in a Java Card secure element.")
+                                     description="TLS servers whose handshake runs in a Java Card secure element.",
+                                     epilog="Every option overrides the --config file. Exit status: 0 stopped, "
+                                            "2 usage or environment, 77 PIN refused or not tried (the server "
+                                            "never blocks a PIN), 78 wrong configuration file.")
+    parser.add_argument("--config", metavar="FILE", help="a TOML configuration (packaging/setls.toml)")
+    parser.add_argument("--check", action="store_true",
+                        help="check the configuration and print the effective one (PIN redacted), then exit")
     cards = parser.add_argument_group("cards")
-    cards.add_argument("--sim", nargs="?", type=card_count, const=1, default=0, metavar="N",
+    cards.add_argument("--sim", nargs="?", type=card_count, const=1, metavar="N",
                        help="start N simulated cards (jcardsim), personalised with the demo identity")
-    cards.add_argument("--reader", action="append", default=[], metavar="NAME",
+    cards.add_argument("--reader", action="append", metavar="NAME",
                        help="PC/SC reader (repeat for a pool of cards)")
-    cards.add_argument("--pin", help=f"the identity's PIN (else ${PIN_ENV}, else a prompt; demo cards: {DEMO_PIN})")
-    cards.add_argument("--identity", default=DEMO_IDENTITY, help="identity name in the card")
-    cards.add_argument("--export-keys", action="store_true",
+    cards.add_argument("--pin", help=f"the identity's PIN (shown in the process list: else the systemd credential "
+                                     f"'pin', cards.pin_file, ${PIN_ENV}, a prompt; demo cards: {DEMO_PIN})")
+    cards.add_argument("--identity", help=f"identity name in the card (default {defaults.cards.identity})")
+    cards.add_argument("--export-keys", action="store_const", const=True,
                        help="simulated cards: personalise with a policy that allows tandem mode")
     cards.add_argument("--sim-speed", metavar="ROW",
                        help="simulated cards answer at the modeled speed of this card row of "
@@ -161,74 +190,132 @@ def build_parser() -> argparse.ArgumentParser:
     servers.add_argument("--tls-echo", type=tcp_port, metavar="PORT", help="TLS echo server")
     servers.add_argument("--https", type=tcp_port, metavar="PORT", help="HTTPS server")
     servers.add_argument("--coaps-tcp", type=tcp_port, metavar="PORT", help="CoAP over TLS (RFC 8323)")
-    servers.add_argument("--record-layer", choices=("card", "host"), default="card",
-                         help="who protects records after the handshake (host = tandem mode)")
+    servers.add_argument("--record-layer", choices=("card", "host"),
+                         help="who protects records after the handshake (host = tandem mode; default card)")
+    servers.add_argument("--metrics-port", type=tcp_port, metavar="PORT",
+                         help="the Prometheus endpoint's port (on metrics.bind, 127.0.0.1 by default)")
+    servers.add_argument("--metrics-bind", metavar="ADDR",
+                         help=f"the Prometheus endpoint's address (default {defaults.metrics.bind}: this machine "
+                              f"only)")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--hello-timeout", type=positive(float), default=5.0, metavar="S",
-                        help="time a connection has to send its ClientHello; no card is taken before it")
-    limits.add_argument("--per-address", type=positive(int), default=32, metavar="N",
-                        help="connections per client address still sending their ClientHello (past it the "
-                             "oldest is closed)")
-    limits.add_argument("--handshake-timeout", type=positive(float), default=15.0, metavar="S",
-                        help="time a handshake may hold a card")
-    limits.add_argument("--idle-timeout", type=positive(float), default=30.0, metavar="S",
-                        help="time a session may stay silent, or leave what is sent unread")
-    limits.add_argument("--backlog", type=positive(int), default=16,
-                        help="connections with a ClientHello waiting for a card")
-    ops = parser.add_argument_group("operations")
-    ops.add_argument("--metrics-port", type=tcp_port, metavar="PORT",
-                     help="Prometheus metrics at http://ADDR:PORT/metrics (default: none)")
-    ops.add_argument("--metrics-bind", default=METRICS_ADDRESS, metavar="ADDR",
-                     help=f"address of the metrics endpoint (default {METRICS_ADDRESS}: this machine only)")
-    ops.add_argument("--card-check", type=positive(float), default=2.0, metavar="S",
-                     help="an idle card is probed this often; a lost one is reopened this often")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    lim = defaults.limits
+    limits.add_argument("--hello-timeout", type=positive(float), metavar="S",
+                        help=f"time a connection has to send its ClientHello; no card is taken before it "
+                             f"(default {lim.hello_timeout:g})")
+    limits.add_argument("--per-address", type=positive(int), metavar="N",
+                        help=f"connections per client address still sending their ClientHello (past it the "
+                             f"oldest is closed; default {lim.per_address})")
+    limits.add_argument("--handshake-timeout", type=positive(float), metavar="S",
+                        help=f"time a handshake may hold a card (default {lim.handshake_timeout:g})")
+    limits.add_argument("--idle-timeout", type=positive(float), metavar="S",
+                        help=f"time a session may stay silent, or leave what is sent unread "
+                             f"(default {lim.idle_timeout:g})")
+    limits.add_argument("--backlog", type=positive(int),
+                        help=f"connections with a ClientHello waiting for a card (default {lim.backlog})")
+    cards.add_argument("--card-check", type=positive(float), metavar="S",
+                       help=f"an idle card is probed, a lost one reopened, this often "
+                            f"(default {defaults.cards.check_interval:g})")
+    logs = parser.add_argument_group("logging")
+    logs.add_argument("--log-format", choices=("text", "json"),
+                      help="text (default): one line per connection and event; json: one JSON object per line")
+    logs.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     return parser
 
 
-def resolve_pin(args: argparse.Namespace) -> str:
-    if args.pin:
-        return str(args.pin)
-    if os.environ.get(PIN_ENV):
-        return os.environ[PIN_ENV]
-    if args.sim:
-        return DEMO_PIN
-    if sys.stdin.isatty():
-        return getpass.getpass(f"PIN of identity {args.identity!r}: ")
-    raise CardOpenError(f"no PIN: give --pin, set {PIN_ENV}, or run in a terminal")
+# The options that override a key of the configuration file.
+OVERRIDES = {
+    "sim": "cards.sim", "reader": "cards.readers", "identity": "cards.identity", "export_keys": "cards.export_keys",
+    "sim_speed": "cards.sim_speed", "bind": "servers.bind", "tls_echo": "servers.tls_echo", "https": "servers.https",
+    "coaps_tcp": "servers.coaps_tcp", "record_layer": "servers.record_layer", "metrics_port": "metrics.port",
+    "metrics_bind": "metrics.bind", "card_check": "cards.check_interval",
+    "hello_timeout": "limits.hello_timeout", "per_address": "limits.per_address",
+    "handshake_timeout": "limits.handshake_timeout", "idle_timeout": "limits.idle_timeout",
+    "backlog": "limits.backlog", "log_format": "logging.format",
+}
 
 
-def check_identity(card: SeTlsCard, args: argparse.Namespace) -> None:
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    """The defaults, then the file of --config, then each option given (ConfigError for the file)."""
+    config = configuration.read(args.config) if args.config else ServerConfig()
+    for option, dotted in OVERRIDES.items():
+        value = getattr(args, option)
+        if value is not None:
+            config.set(dotted, value)
+    if args.verbose:
+        config.logging.level = "debug"
+    return config
+
+
+def check_config(config: ServerConfig, cli_pin: str | None) -> str:
+    """Refuses, in one sentence, a configuration that cannot run (ConfigError); returns where the
+    PIN will come from. Reads no card."""
+    cards = config.cards
+    where = f" in {config.source}" if config.source else ""
+    if not cards.sim and not cards.readers:
+        raise ConfigError(f"say which cards: --sim [N] or --reader NAME (cards.sim or cards.readers{where})")
+    if not (config.servers.https or config.servers.coaps_tcp or config.servers.tls_echo):
+        raise ConfigError(f"no server to run: give --tls-echo, --https or --coaps-tcp "
+                          f"(servers.tls_echo, servers.https or servers.coaps_tcp{where})")
+    if cards.sim_speed and not cards.sim:
+        raise ConfigError("--sim-speed paces simulated cards: give --sim as well")
+    for address in config.servers.bind or []:
+        try:
+            bind_addresses(address)
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"servers.bind{where}: {exc}") from None
+    if cards.pin_file and not cli_pin:
+        try:
+            read_pin_file(Path(cards.pin_file), "file")
+        except CardOpenError as exc:
+            raise ConfigError(f"cards.pin_file{where}: {exc}") from None
+    return describe_pin_source(cli_pin, cards.pin_file, bool(cards.sim))
+
+
+def check_identity(card: SeTlsCard, config: ServerConfig) -> None:
     """Refuses, in one sentence, a setting this card would refuse once clients come (the identity
     is unlocked already: key, chain and PIN are checked)."""
     status = card.status(card.slot or 0)
-    if args.record_layer == "host" and not status.policy & Policy.EXPORT_KEYS:
-        fix = "add --export-keys" if args.sim else "allow it with python -m host.provision policy --export-keys yes"
+    identity = config.cards.identity
+    if config.servers.record_layer == "host" and not status.policy & Policy.EXPORT_KEYS:
+        fix = ("add --export-keys" if config.cards.sim
+               else "allow it with python -m host.provision policy --export-keys yes")
         raise CardOpenError(f"--record-layer host needs the session keys, and the policy of identity "
-                            f"{args.identity!r} on card {card.name} does not allow their export: {fix}, "
+                            f"{identity!r} on card {card.name} does not allow their export: {fix}, "
                             f"or use --record-layer card")
     if not status.pin_verified:
-        raise CardOpenError(f"the PIN of identity {args.identity!r} on card {card.name} is not verified")
+        raise CardOpenError(f"the PIN of identity {identity!r} on card {card.name} is not verified")
 
 
-def card_keeper(card: SeTlsCard, args: argparse.Namespace, pin: str) -> ChannelKeeper:
-    """What probes the unlocked `card` and reopens it after a removal or reset (host.card.keeper)."""
-    key = card.public_key(card.slot or 0)
+def card_keeper(card: SeTlsCard, identity: str, pin: str, refused: RefusedPins, key: bytes) -> ChannelKeeper:
+    """What probes the unlocked `card` and reopens it after a removal or reset (host.card.keeper),
+    unlocking it with the PIN guard of host.service.pin, for the identity key `key` only."""
+    def guarded(reopened: SeTlsCard, expected: bytes | None) -> bytes:
+        return unlock(reopened, identity, pin, refused, expected_key=expected)
     reader = card.session.channel.reader
     if reader:
-        return ReaderKeeper(reader, args.identity, pin, key)
-    return ChannelKeeper(args.identity, pin, key)
+        return ReaderKeeper(reader, guarded, key)
+    return ChannelKeeper(guarded, key)
 
 
-def simulator_layer(args: argparse.Namespace) -> Callable[[Channel], Channel] | None:
-    if not args.sim_speed:
+def simulator_layer(config: ServerConfig) -> Callable[[Channel], Channel] | None:
+    if not config.cards.sim_speed:
         return None
-    if not args.sim:
-        raise CardOpenError("--sim-speed paces simulated cards: give --sim as well")
     try:
-        return paced_simulator(args.sim_speed)
+        return paced_simulator(config.cards.sim_speed)
     except MissingCost as exc:
         raise CardOpenError(f"--sim-speed: {exc}") from None
+
+
+def cards_status(slots: list[CardSlot], missing: dict[str, str]) -> str:
+    """The cards' state for STATUS= and the log: how many serve, and why the others do not."""
+    serving = [slot for slot in slots if not slot.lost]
+    total = len(slots) + len(missing)
+    reasons = [f"{slot.name} lost: {slot.lost}" for slot in slots if slot.lost]
+    reasons += [f"{name}: {reason}" for name, reason in missing.items()]
+    text = f"{len(serving)} of {total} card(s) serving"
+    if not serving:
+        text += ", no card: clients are refused"
+    return text + ("; " + "; ".join(reasons) if reasons else "")
 
 
 async def flush_logs(limit: RateLimit) -> None:
@@ -238,101 +325,189 @@ async def flush_logs(limit: RateLimit) -> None:
         limit.flush()
 
 
-async def serve(args: argparse.Namespace, slots: list[CardSlot], subject: str,
-                limit: RateLimit | None = None) -> None:
-    timeouts = Timeouts(handshake=args.handshake_timeout, idle=args.idle_timeout, hello=args.hello_timeout)
-    tandem = TlsTandem(slots, identity=args.identity, record_mode=args.record_layer, timeouts=timeouts,
+async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit: RateLimit | None = None,
+                missing: dict[str, str] | None = None, notifier: Notifier | None = None,
+                liveness: Liveness | None = None) -> None:
+    """Listens, says READY=1 (and prints `ready`), pings the watchdog, and serves until SIGINT or
+    SIGTERM. `missing`: cards that are not there (name -> why), for STATUS=; `liveness`: the
+    checks the watchdog asks before each ping (the card supervisor registers its own)."""
+    missing = missing or {}
+    notifier = notifier or Notifier({})
+    liveness = liveness or Liveness()
+    limits = config.limits
+    record_layer = config.servers.record_layer
+    timeouts = Timeouts(handshake=limits.handshake_timeout, idle=limits.idle_timeout, hello=limits.hello_timeout)
+    tandem = TlsTandem(slots, identity=config.cards.identity, record_mode=record_layer, timeouts=timeouts,
                        identity_subject=subject)
     metrics = PoolMetrics()
     metrics.attach(tandem)
-    if args.metrics_port is not None:
+    metrics_server = None
+    if config.metrics.port is not None:
         try:
-            metrics_server, _ = serve_metrics(metrics, args.metrics_port, args.metrics_bind)
+            metrics_server, _ = serve_metrics(metrics, config.metrics.port, config.metrics.bind)
         except OSError as exc:
-            raise CardOpenError(f"cannot serve metrics on {endpoint(args.metrics_bind, args.metrics_port)}: "
+            raise CardOpenError(f"cannot serve metrics on {endpoint(config.metrics.bind, config.metrics.port)}: "
                                 f"{listen_error(exc)}") from None
-    supervisor = CardSupervisor(tandem, interval=args.card_check)
+    supervisor = CardSupervisor(tandem, interval=config.cards.check_interval)
     supervising = asyncio.ensure_future(supervisor.run())
-    admission: Admission[asyncio.StreamWriter] = Admission(per_address=args.per_address)
+    liveness.register("card supervisor", supervisor.stalled)
+    admission: Admission[asyncio.StreamWriter] = Admission(per_address=limits.per_address)
     listeners = []
-    apps = application_servers(args, tandem)
+    apps = application_servers(config, tandem)
     if not apps:
         raise CardOpenError("no server to run: give --tls-echo, --https or --coaps-tcp")
+    bind = config.servers.bind
+    endpoints = []
     for name, port, app in apps:
-        server = ServerTLS(tandem, GenericServer(app), backlog=args.backlog, name=name, admission=admission)
-        for address in listen_addresses(args.bind):   # one at a time, to name the one that fails
+        server = ServerTLS(tandem, GenericServer(app), backlog=limits.backlog, name=name, admission=admission)
+        for address in listen_addresses(bind):   # one at a time, to name the one that fails
             try:
                 listener = await server.start(address, port)
             except OSError as exc:
-                if args.bind is None and address == "::1" and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                if bind is None and address == "::1" and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     log.warning("%s: no IPv6 loopback here (%s): IPv4 only", name, listen_error(exc))
                     continue
                 raise CardOpenError(f"cannot listen on {endpoint(address, port)}: {listen_error(exc)}") from None
             listeners.append(listener)
             for sock in listener.sockets:
                 log.info("%s listening on %s (record layer in the %s)", name, endpoint(*sock.getsockname()[:2]),
-                         args.record_layer)
+                         record_layer)
+        endpoints.append(f"{name} :{port}")
+    tasks = []
     if limit is not None:
-        flushing = asyncio.ensure_future(flush_logs(limit))
+        tasks.append(asyncio.ensure_future(flush_logs(limit)))
+
+    def status() -> str:
+        return f"{', '.join(endpoints)}; {cards_status(slots, missing)}"
+
+    log.info("cards: %s", cards_status(slots, missing))
+    notifier.ready(status())
     print("ready", flush=True)
+    interval = watchdog_interval()
+    if interval is not None:
+        tasks.append(asyncio.ensure_future(watchdog(notifier, interval, liveness)))
+    if notifier.enabled:
+        tasks.append(asyncio.ensure_future(report_status(notifier, status, interval or STATUS_INTERVAL)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    notifier.stopping()
     supervising.cancel()
-    if args.metrics_port is not None:
+    if metrics_server is not None:
         metrics_server.shutdown()
     for listener in listeners:
         listener.close()
+    for task in tasks:
+        task.cancel()
     if limit is not None:
-        flushing.cancel()
         limit.flush(force=True)
 
 
-def application_servers(args: argparse.Namespace, tandem: TlsTandem) -> list[tuple[str, int, Application]]:
+STATUS_INTERVAL = 5.0   # seconds between STATUS= checks without a watchdog
+
+
+async def report_status(notifier: Notifier, status: Callable[[], str], interval: float) -> None:
+    """STATUS= whenever the cards' state changed (a lost card), checked every `interval` seconds."""
+    while True:
+        await asyncio.sleep(interval)
+        notifier.status(status())
+
+
+def application_servers(config: ServerConfig, tandem: TlsTandem) -> list[tuple[str, int, Application]]:
     apps: list[tuple[str, int, Application]] = []
-    if args.tls_echo:
-        apps.append(("tls-echo", args.tls_echo, echo_application))
-    if args.https:
+    servers = config.servers
+    if servers.tls_echo:
+        apps.append(("tls-echo", servers.tls_echo, echo_application))
+    if servers.https:
         from host.apps.https import https_application
-        apps.append(("https", args.https, https_application(tandem)))
-    if args.coaps_tcp:
+        apps.append(("https", servers.https, https_application(tandem)))
+    if servers.coaps_tcp:
         from host.apps.coap_tcp import coap_tcp_application
-        apps.append(("coaps+tcp", args.coaps_tcp, coap_tcp_application(tandem)))
+        apps.append(("coaps+tcp", servers.coaps_tcp, coap_tcp_application(tandem)))
     return apps
+
+
+def open_pool(stack: contextlib.ExitStack, config: ServerConfig) -> tuple[list[SeTlsCard], dict[str, str]]:
+    """Opens the cards: the simulated ones together, each reader on its own; with
+    cards.missing = "wait" a reader without its card is left out (name -> why) instead of refused."""
+    cards: list[SeTlsCard] = []
+    missing: dict[str, str] = {}
+    if config.cards.sim:
+        cards += stack.enter_context(open_cards(sim=config.cards.sim, sim_layer=simulator_layer(config)))
+    for reader in config.cards.readers:
+        try:
+            cards += stack.enter_context(open_cards(readers=[reader]))
+        except CardOpenError as exc:
+            if config.cards.missing != "wait":
+                raise
+            log.warning("card in %r not there (%s): starting without it", reader, exc)
+            missing[reader] = str(exc)
+    return cards, missing
+
+
+def run(config: ServerConfig, cli_pin: str | None, limit: RateLimit, notifier: Notifier) -> None:
+    """Opens and unlocks the cards, then serves (the exceptions are main()'s to answer)."""
+    simulated = bool(config.cards.sim)
+    identity = config.cards.identity
+    with contextlib.ExitStack() as stack:
+        cards, missing = open_pool(stack, config)
+        pin = find_pin(cli_pin, config.cards.pin_file, simulated, DEMO_PIN, identity) if cards else None
+        if pin is not None:
+            log.info("PIN of identity %r from %s", identity, pin.source)
+        if simulated and pin is not None:
+            personalise_simulated(cards[:config.cards.sim],   # open_pool opens them first
+                                  IdentitySpec(identity, pin.value, export_keys=config.cards.export_keys))
+        # Simulated cards are new each run: their refusals are kept in memory only.
+        refused = RefusedPins(state_directory(config.service.state_directory) if config.cards.readers else None)
+        slots = []
+        for i, card in enumerate(cards):
+            assert pin is not None
+            key = unlock(card, identity, pin.value, refused)
+            check_identity(card, config)
+            keeper = card_keeper(card, identity, pin.value, refused, key)
+            slots.append(CardSlot(f"{i}:{card.name}", card, keeper, CardFacts(**keeper.facts(card))))
+        subject = cards[0].certificate_subject(cards[0].slot or 0) if cards else ""
+        if cards:
+            log.info("identity %r: %s, PIN verified on %d card(s)", identity, subject, len(cards))
+        try:
+            asyncio.run(serve(config, slots, subject, limit, missing, notifier))
+        finally:
+            for slot in slots:
+                slot.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    limit = setup_logging(args.verbose)
-    if not args.sim and not args.reader:
-        print("error: say which cards: --sim [N] or --reader NAME", file=sys.stderr)
-        return 2
+    notifier = Notifier()
     try:
-        pin = resolve_pin(args)
-        with open_cards(sim=args.sim, readers=args.reader, sim_layer=simulator_layer(args)) as cards:
-            if args.sim:   # the simulated cards come first; the readers' cards are personalised already
-                personalise_simulated(cards[:args.sim], IdentitySpec(args.identity, pin,
-                                                                     export_keys=args.export_keys))
-            slots = []
-            for i, card in enumerate(cards):
-                card.unlock(args.identity, pin)
-                check_identity(card, args)
-                keeper = card_keeper(card, args, pin)
-                slots.append(CardSlot(f"{i}:{card.name}", card, keeper, CardFacts(**keeper.facts(card))))
-            subject = cards[0].certificate_subject(cards[0].slot or 0)
-            log.info("identity %r: %s, PIN verified on %d card(s)", args.identity, subject, len(cards))
-            try:
-                asyncio.run(serve(args, slots, subject, limit))
-            finally:
-                for slot in slots:
-                    slot.shutdown()
+        config = server_config(args)
+        pin_source = check_config(config, args.pin)
+    except ConfigError as exc:   # a wrong file: 78 (the unit does not restart); a wrong command line: usage, 2
+        print(f"error: {exc}", file=sys.stderr)
+        notifier.send(STATUS=f"configuration error: {exc}"[:400])
+        return EXIT_CONFIG if args.config else 2
+    if args.check:
+        print(config.render(pin_source), end="")
+        print(f"# configuration OK{': ' + config.source if config.source else ''}", file=sys.stderr)
+        return 0
+    limit = setup_logging(log_format=config.logging.format,
+                          level=getattr(logging, config.logging.level.upper()))
+    try:
+        run(config, args.pin, limit, notifier)
+    except PinRefusal as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        notifier.send(STATUS=str(exc))
+        return EXIT_PIN_REFUSED
     except (CardOpenError, CardRefusedError, ChannelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        notifier.send(STATUS=f"error: {exc}")
         return 2
     except KeyboardInterrupt:
         pass
+    finally:
+        notifier.close()
     return 0
 
 

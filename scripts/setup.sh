@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(openjdk-17-jdk-headless ant maven pcscd libpcsclite-dev swig vsmartcard-vpcd
-              pcsc-tools openssl curl chromium python3-venv)
+              pcsc-tools openssl curl chromium python3-venv
+              systemd)   # systemd-analyze verify checks the unit (~10 MB; installing it starts nothing)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

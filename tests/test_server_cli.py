@@ -3,6 +3,7 @@ PC/SC reader (the pcscd + vpcd virtual reader, with jcardsim as the card), and e
 can hit answered with a sentence, not a traceback."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -15,18 +16,20 @@ from tls12_client import RawTlsClient
 
 from host.iso7816.channel import ChannelError
 from host.iso7816.simulator import VPCD_PORT, attach_to_pcscd, card_present, vpcd_reader_name
+from host.service.pin import EXIT_PIN_REFUSED
 
 pytestmark = pytest.mark.timeout(300)
 PIN = "8642"
 
 
-def run(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(module: str, *args: str, timeout: float = 120,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
-def assert_sentence(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert result.returncode == 2, result
+def assert_sentence(result: subprocess.CompletedProcess[str], *words: str, code: int = 2) -> None:
+    assert result.returncode == code, result
     assert "Traceback" not in result.stderr, result.stderr
     for word in words:
         assert word in result.stderr, result.stderr
@@ -53,7 +56,7 @@ def reader(applet_classes: Path) -> Iterator[str]:
 
 @pytest.fixture()
 def reader_to_block(applet_classes: Path) -> Iterator[str]:
-    """A card of its own (vpcd's second reader), since the test blocks its PIN."""
+    """A card of its own (vpcd's second reader), since the test uses its PIN tries."""
     yield from personalised_card(applet_classes, VPCD_PORT + 1)
 
 
@@ -92,15 +95,21 @@ def test_port_in_use_is_reported(reader: str) -> None:
                         f"cannot listen on 127.0.0.1:{port}")
 
 
-def test_wrong_pin_tells_the_tries_left_then_blocks(reader_to_block: str) -> None:
+def test_a_wrong_pin_tells_the_tries_left_and_the_server_never_blocks_it(reader_to_block: str,
+                                                                        tmp_path: Path) -> None:
     reader = reader_to_block
-    assert_sentence(run("host.server", "--reader", reader, "--pin", "0000", "--tls-echo", "1"),
-                    "wrong PIN", "2 tries left")
+    env = {**os.environ, "STATE_DIRECTORY": str(tmp_path)}
+    assert_sentence(run("host.server", "--reader", reader, "--pin", "0000", "--tls-echo", "1", env=env),
+                    "wrong PIN", "2 tries left", code=EXIT_PIN_REFUSED)
     # The right PIN resets the counter (OwnerPIN), so the server starts again.
     server = start_server(["--reader", reader, "--pin", PIN, "--tls-echo", "0"])
     stop_server(server)
-    for left in (2, 1):
-        assert_sentence(run("host.server", "--reader", reader, "--pin", "0000", "--tls-echo", "1"),
-                        f"{left} tries left" if left > 1 else "1 try left")
-    assert_sentence(run("host.server", "--reader", reader, "--pin", "0000", "--tls-echo", "1"), "blocked")
-    assert_sentence(run("host.server", "--reader", reader, "--pin", PIN, "--tls-echo", "1"), "blocked")
+    assert_sentence(run("host.server", "--reader", reader, "--pin", "0000", "--tls-echo", "1", env=env),
+                    "2 tries left", code=EXIT_PIN_REFUSED)
+    assert_sentence(run("host.server", "--reader", reader, "--pin", "0000", "--tls-echo", "1", env=env),
+                    "refused before, not sent again", code=EXIT_PIN_REFUSED)
+    assert_sentence(run("host.server", "--reader", reader, "--pin", "1111", "--tls-echo", "1", env=env),
+                    "1 try left", code=EXIT_PIN_REFUSED)
+    for pin in ("2222", PIN):   # the last try is a person's: the server sends no PIN at all
+        assert_sentence(run("host.server", "--reader", reader, "--pin", pin, "--tls-echo", "1", env=env),
+                        "1 try left, which the service never uses", "change-pin", code=EXIT_PIN_REFUSED)

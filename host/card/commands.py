@@ -135,9 +135,13 @@ class SeTlsCard:
         return total.apdus, total.bytes_sent, total.bytes_received
 
     # -- identities -------------------------------------------------------------------------
+    def verify_pin(self, slot: int, pin: str) -> None:
+        """VERIFY, the card's refusal as it is (WrongPinError with the tries left, PinBlockedError)."""
+        self._command(Ins.VERIFY, 0, slot, pin.encode(), ne=0)
+
     def verify(self, slot: int, pin: str) -> None:
         try:
-            self._command(Ins.VERIFY, 0, slot, pin.encode(), ne=0)
+            self.verify_pin(slot, pin)
         except WrongPinError as exc:
             left = exc.tries_left
             raise CardOpenError(f"wrong PIN for identity slot {slot}: {left} "

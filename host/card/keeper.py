@@ -1,12 +1,13 @@
 """Keeping a serving card: probing it, reading what the operator sees of it, and opening it again
 after it was removed or reset, without ever risking its PIN.
 
-`safe_unlock()` is the PIN-safety rule for a card that comes back: VERIFY is sent only to the card
-whose identity key is the one unlocked before, only while more than one try is left, and never
-again after a refusal (a `63Cx` answer or any other): the keeper then refuses for good, naming
-the fix. `ReaderKeeper` reopens the card of a PC/SC reader (a new connection: the reader may have
-been unplugged or pcscd restarted); `ChannelKeeper` selects the applet again on the card's own
-channel (a simulated card: if its process is gone, it cannot come back).
+The keepers unlock a card that comes back with the `Unlock` they are given (the service's PIN
+guard, host.service.pin.unlock: VERIFY only for the identity key unlocked before, never with one
+try left, never a PIN the card refused), and after the first refusal of any kind they never try
+that card again: they answer with that refusal, which names the fix. `ReaderKeeper` reopens the
+card of a PC/SC reader (a new connection: the card may have been pulled out and put back, reset,
+or pcscd restarted); `ChannelKeeper` selects the applet again on the card's own channel (a
+simulated card: if its process is gone, it cannot come back).
 
 The keepers implement host.se_tls's `CardKeeper` (`probe`, `reopen`, `facts`); they run in worker
 threads, never on the event loop.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
@@ -26,50 +28,24 @@ from host.iso7816.pcsc import PcscChannel
 log = logging.getLogger(__name__)
 
 
-class PinSafetyError(CardOpenError):
-    """VERIFY was not sent, because it could lock the PIN or give it to another card."""
+Unlock = Callable[[SeTlsCard, "bytes | None"], bytes]
+"""Unlocks a card without risking its PIN (host.service.pin.unlock, bound to the identity, the PIN
+and the refused PINs): the card and the identity key it must hold (None: any, the first time);
+returns the key; CardOpenError (one sentence) when it does not send or the card refuses the PIN."""
 
 
 class CardResetError(CardOpenError):
     """The card answers, but its PIN is no longer verified: it was reset."""
 
 
-def safe_unlock(card: SeTlsCard, identity: str, pin: str, public_key: bytes | None = None) -> bytes:
-    """Finds `identity` on the card and verifies its PIN, unless that is unsafe; returns the
-    identity's public key (uncompressed P-256 point). Raises PinSafetyError, without VERIFY, when
-    the key is not `public_key` (another card) or at most one try is left; a refused VERIFY raises
-    PinSafetyError too (the caller must not try again); CardOpenError for a card that cannot serve."""
-    slot = card.find_identity(identity)
-    status = card.status(slot)
-    if not status.key_ready or not status.chain_length:
-        raise CardOpenError(f"identity {identity!r} on card {card.name} has no key or no certificate chain")
-    key = card.public_key(slot)
-    if public_key is not None and key != public_key:
-        raise PinSafetyError(f"card {card.name} holds another key for identity {identity!r} than the one "
-                             f"unlocked before: PIN not sent; restart the service to serve with this card")
-    if not status.pin_verified:
-        if status.pin_tries_left <= 1:
-            left = status.pin_tries_left
-            raise PinSafetyError(f"identity {identity!r} on card {card.name} has {left} PIN "
-                                 f"{'try' if left == 1 else 'tries'} left: PIN not sent; unblock or reset it "
-                                 f"(python -m host.provision) and restart the service")
-        try:
-            card.verify(slot, pin)
-        except CardOpenError as exc:
-            raise PinSafetyError(f"{exc}: the PIN will not be sent again; fix it and restart the service") from None
-    card.slot = slot
-    return key
-
-
 class ChannelKeeper:
     """Keeps a card on its own channel (a simulated card): a reset card is selected and unlocked
     again on the same channel; a broken channel cannot be reopened."""
 
-    def __init__(self, identity: str, pin: str, public_key: bytes) -> None:
-        self.identity = identity
-        self.pin = pin
-        self.public_key = public_key
-        self.refused = ""   # why VERIFY will never be sent again ("" while it may)
+    def __init__(self, unlock: Unlock, public_key: bytes | None) -> None:
+        self.unlock = unlock
+        self.public_key = public_key   # the identity key unlocked before (None: not yet)
+        self.refused = ""   # why this card will never be unlocked again ("" while it may)
 
     def probe(self, card: SeTlsCard) -> int:
         """Raises unless the card answers and its PIN is still verified; returns the tries left."""
@@ -80,7 +56,7 @@ class ChannelKeeper:
 
     def reopen(self, old: SeTlsCard) -> SeTlsCard:
         if self.refused:
-            raise PinSafetyError(self.refused)
+            raise CardOpenError(self.refused)
         try:
             old.session.select()
         except ChannelError as exc:
@@ -89,9 +65,10 @@ class ChannelKeeper:
         return self._unlock(old)
 
     def _unlock(self, card: SeTlsCard) -> SeTlsCard:
+        """Unlocked by the PIN guard; its refusal (a CardOpenError) is final."""
         try:
-            safe_unlock(card, self.identity, self.pin, self.public_key)
-        except PinSafetyError as exc:
+            self.public_key = self.unlock(card, self.public_key)
+        except CardOpenError as exc:
             self.refused = str(exc)
             raise
         return card
@@ -115,20 +92,21 @@ class ReaderKeeper(ChannelKeeper):
     """Keeps the card of a PC/SC reader: reopened with a new connection (the card may have been
     pulled out and put back, reset, or pcscd restarted)."""
 
-    def __init__(self, reader: str, identity: str, pin: str, public_key: bytes,
+    def __init__(self, reader: str, unlock: Unlock, public_key: bytes | None,
                  extended: bool | None = None) -> None:
-        super().__init__(identity, pin, public_key)
+        super().__init__(unlock, public_key)
         self.reader = reader
         self.extended = extended
 
-    def reopen(self, old: SeTlsCard) -> SeTlsCard:
+    def reopen(self, old: SeTlsCard | None) -> SeTlsCard:
         if self.refused:
-            raise PinSafetyError(self.refused)
-        with contextlib.suppress(Exception):   # the old connection is gone with its card or its pcscd
-            old.session.close()
+            raise CardOpenError(self.refused)
+        if old is not None:
+            with contextlib.suppress(Exception):   # the old connection is gone with its card or its pcscd
+                old.session.close()
         channel = PcscChannel(self.reader, extended=self.extended)   # ChannelError: not back yet
         try:
-            card = SeTlsCard(CardSession(channel, extended=self.extended), name=old.name)
+            card = SeTlsCard(CardSession(channel, extended=self.extended), name=channel.reader)
             return self._unlock(card)
         except BaseException:
             channel.close()
