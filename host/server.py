@@ -293,8 +293,8 @@ def card_keeper(card: SeTlsCard, identity: str, pin: str, refused: RefusedPins, 
         return unlock(reopened, identity, pin, refused, expected_key=expected)
     reader = card.session.channel.reader
     if reader:
-        return ReaderKeeper(reader, guarded, key)
-    return ChannelKeeper(guarded, key)
+        return ReaderKeeper(reader, guarded, key, final=(PinRefusal,))
+    return ChannelKeeper(guarded, key, final=(PinRefusal,))
 
 
 def simulator_layer(config: ServerConfig) -> Callable[[Channel], Channel] | None:

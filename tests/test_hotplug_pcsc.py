@@ -4,7 +4,8 @@ a card in the reader (jcardsim, provisioned with the CLI) and a simulated one.
 - The reader's card is reset by another process: the server notices, reopens it, verifies its PIN
   again and serves with it, without a restart.
 - Its simulator is killed (the card pulled out): it leaves the pool, the other card serves.
-- A new simulator comes into the reader (a new card, its own key): the server sends it no PIN.
+- A new simulator comes into the reader (a blank card): the server looks at it once and leaves it
+  alone while the CLI personalises it; reset (put in again) with its own key, it gets no PIN.
 - pcscd is restarted under a server whose only card is in the reader: the card is noticed lost,
   and new clients get a fatal internal_error alert.
 
@@ -96,7 +97,10 @@ def test_a_reset_card_comes_back_a_pulled_one_leaves_the_pool_and_a_new_one_gets
 
         # Another card comes in (a new simulator: a new key): the server must not give it the PIN.
         simulators.append(attach_to_pcscd(port, reader=name, classes=applet_classes))
-        provision_with_cli(name, DEMO_PIN, export_keys=False)
+        wait_for(lambda: f"card {card} not reopened: card {name} has no identity" in server.lines(), 20,
+                 "the blank card looked at")
+        provision_with_cli(name, DEMO_PIN, export_keys=False)   # undisturbed: the server holds it as it was
+        simulators[-1].reset()   # put in again, personalised: looked at once more
         wait_for(lambda: f"card {card} not reopened: card {name} holds another key" in server.lines(), 20,
                  "the new card refused")
         assert value(scrape(metrics), "setls_card_up", card=card) == 0
