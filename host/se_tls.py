@@ -181,6 +181,18 @@ class CardKeeper(Protocol):
         ...
 
 
+class AbsentCard:
+    """The card of a slot whose card has not come yet: it answers nothing."""
+
+    session_slots = handshake_slots = 1
+
+    def traffic(self) -> tuple[int, int, int]:
+        return (0, 0, 0)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"no card yet: {name}")
+
+
 class CardSlot:
     """One card and the thread that talks to it: its APDU exchanges run one after another, whichever
     session they serve. The card's session handles are lent here (`free_handles`); the sessions in
@@ -206,6 +218,14 @@ class CardSlot:
         self.handshaking = 0        # handshakes in progress on the card
         self._traffic_base = (0, 0, 0)   # APDUs and bytes of the card's earlier incarnations
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"card-{name}")
+
+    @classmethod
+    def absent(cls, name: str, keeper: CardKeeper, why: str, facts: CardFacts | None = None) -> CardSlot:
+        """A card that is not there yet (its reader is empty): in the pool as lost, for the
+        supervisor to open once it comes."""
+        slot = cls(name, AbsentCard(), keeper, facts)
+        slot.lost, slot.lost_since = why or "not there", time.time()
+        return slot
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed, fn, *args)
@@ -467,6 +487,8 @@ class TlsTandem:
         self.servers: list[ServerTLS] = []           # every server fed by this pool (their backlogs)
         self._session_ids = itertools.count(1)
         self._all_lost = asyncio.Event()
+        if not self.serving:   # no card at start (a device booted without its card)
+            self._all_lost.set()
 
     @property
     def serving(self) -> list[CardSlot]:

@@ -286,15 +286,20 @@ def check_identity(card: SeTlsCard, config: ServerConfig) -> None:
         raise CardOpenError(f"the PIN of identity {identity!r} on card {card.name} is not verified")
 
 
+def guard(identity: str, pin: str, refused: RefusedPins) -> Callable[[SeTlsCard, bytes | None], bytes]:
+    """The PIN guard of host.service.pin bound to the identity and PIN, as the keepers call it."""
+    def guarded(card: SeTlsCard, expected: bytes | None) -> bytes:
+        return unlock(card, identity, pin, refused, expected_key=expected)
+    return guarded
+
+
 def card_keeper(card: SeTlsCard, identity: str, pin: str, refused: RefusedPins, key: bytes) -> ChannelKeeper:
     """What probes the unlocked `card` and reopens it after a removal or reset (host.card.keeper),
-    unlocking it with the PIN guard of host.service.pin, for the identity key `key` only."""
-    def guarded(reopened: SeTlsCard, expected: bytes | None) -> bytes:
-        return unlock(reopened, identity, pin, refused, expected_key=expected)
+    unlocking it with the PIN guard, for the identity key `key` only."""
     reader = card.session.channel.reader
     if reader:
-        return ReaderKeeper(reader, guarded, key, final=(PinRefusal,))
-    return ChannelKeeper(guarded, key, final=(PinRefusal,))
+        return ReaderKeeper(reader, guard(identity, pin, refused), key, final=(PinRefusal,))
+    return ChannelKeeper(guard(identity, pin, refused), key, final=(PinRefusal,))
 
 
 def simulator_layer(config: ServerConfig) -> Callable[[Channel], Channel] | None:
@@ -454,6 +459,9 @@ def run(config: ServerConfig, cli_pin: str | None, limit: RateLimit, notifier: N
     with contextlib.ExitStack() as stack:
         cards, missing = open_pool(stack, config)
         pin = find_pin(cli_pin, config.cards.pin_file, simulated, DEMO_PIN, identity) if cards else None
+        if pin is None and missing:   # a card may come later: its PIN is needed then (no prompt now)
+            with contextlib.suppress(CardOpenError):
+                pin = find_pin(cli_pin, config.cards.pin_file, simulated, DEMO_PIN, identity, prompt=False)
         if pin is not None:
             log.info("PIN of identity %r from %s", identity, pin.source)
         if simulated and pin is not None:
@@ -468,6 +476,11 @@ def run(config: ServerConfig, cli_pin: str | None, limit: RateLimit, notifier: N
             check_identity(card, config)
             keeper = card_keeper(card, identity, pin.value, refused, key)
             slots.append(CardSlot(f"{i}:{card.name}", card, keeper, CardFacts(**keeper.facts(card))))
+        if pin is not None:   # a reader whose card is not there yet: in the pool as lost, its card awaited
+            for reader, why in list(missing.items()):
+                keeper = ReaderKeeper(reader, guard(identity, pin.value, refused), None, final=(PinRefusal,))
+                slots.append(CardSlot.absent(f"{len(slots)}:{reader}", keeper, why, CardFacts(reader=reader)))
+                del missing[reader]
         subject = cards[0].certificate_subject(cards[0].slot or 0) if cards else ""
         if cards:
             log.info("identity %r: %s, PIN verified on %d card(s)", identity, subject, len(cards))

@@ -147,3 +147,31 @@ def test_a_pcscd_restart_is_noticed_and_with_no_card_left_clients_get_a_fatal_al
     finally:
         stop_server(server)
     assert pcscd_pid() is not None   # pcscd runs again for the others
+
+
+def test_a_device_booted_without_its_card_serves_once_the_card_is_put_in(
+        applet_classes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port, name = free_reader()
+    config = tmp_path / "setls.toml"
+    config.write_text(f'[cards]\nreaders = ["{name}"]\nmissing = "wait"\n')
+    monkeypatch.setenv("SETLS_PIN", DEMO_PIN)
+    metrics = free_port()
+    server = start_server(["--config", str(config), "--tls-echo", "0", "--metrics-port", str(metrics),
+                           "--card-check", "1"])
+    simulators: list[PcscSimulatorChannel] = []
+    try:
+        echo = server.ports["tls-echo"]
+        assert value(scrape(metrics), "setls_cards_serving") == 0
+        with pytest.raises(ssl.SSLError, match="internal error"):
+            echo_session(echo)
+        simulators.append(attach_to_pcscd(port, reader=name, classes=applet_classes))   # the card is put in
+        provision_with_cli(name, DEMO_PIN, export_keys=False)
+        simulators[-1].reset()   # as a card put in personalised
+        wait_for(lambda: value(scrape(metrics), "setls_cards_serving") == 1, 20, "the card taken into the pool")
+        assert value(scrape(metrics), "setls_card_reopens_total", card=f"0:{name}") == 1
+        echo_session(echo).close()
+        assert "Traceback" not in server.lines()
+    finally:
+        stop_server(server)
+        for simulator in simulators:
+            simulator.close()
