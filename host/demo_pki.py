@@ -116,6 +116,31 @@ class DemoCa:
                 .sign(self.key, hashes.SHA256()))
 
 
+    def issue_client_certificate(self, public_key: ec.EllipticCurvePublicKey, common_name: str,
+                                 not_before: datetime.datetime | None = None,
+                                 not_after: datetime.datetime | None = None,
+                                 serial: int | None = None) -> x509.Certificate:
+        """A TLS client certificate (clientAuth EKU) for `public_key`, subject CN = `common_name`,
+        issued by this CA; the dates and serial may be chosen (tests of expired and revoked ones)."""
+        now = datetime.datetime.now(datetime.UTC)
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SE-TLS demo"),
+                             x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        return (x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(self.certificate.subject)
+                .public_key(public_key)
+                .serial_number(serial if serial is not None else x509.random_serial_number())
+                .not_valid_before(not_before or now - datetime.timedelta(minutes=5))
+                .not_valid_after(not_after or now + VALIDITY)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                             key_encipherment=False, data_encipherment=False,
+                                             key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                             encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .sign(self.key, hashes.SHA256()))
+
+
 def demo_operator_key_path(directory: Path = DEMO_DIR) -> Path:
     """The demo operator's private key (PEM), beside the demo CA: simulated and test cards only."""
     return directory / "operator.key"

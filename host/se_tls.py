@@ -91,7 +91,7 @@ class PoolEvents:
 
 # The outcomes of a connection's handshake, as PoolEvents.handshake and the status page name them.
 OUTCOMES = ("ok", "client_alert", "card_alert", "timeout", "client_left", "card_failed", "no_card",
-            "backlog_full", "bad_client_hello", "error")
+            "backlog_full", "address_limit", "bad_client_hello", "error")
 
 
 @dataclass
@@ -156,7 +156,9 @@ class SessionInfo:
     bytes_to_card: int = 0
     bytes_from_card: int = 0
     started: float = field(default_factory=time.time)   # wall clock at accept
-    client_subject: str | None = None   # the client certificate's subject, when the client authenticated
+    # The commonName of the client certificate the card verified (None: no client certificate;
+    # "" for one without a commonName), read from the card after the handshake (GET DATA).
+    client_subject: str | None = None
 
     @property
     def suite_name(self) -> str:
@@ -649,8 +651,11 @@ class TlsTandem:
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lease: CardLease,
                          records: RecordReader, info: SessionInfo) -> None:
         slot, handle = lease.slot, lease.handle
+        refresh_clock = getattr(slot.card, "refresh_clock", None)
+        if callable(refresh_clock):
+            await slot.run(refresh_clock)   # the host's clock, for client certificates' dates
         await slot.run(slot.card.begin_conversation, self.identity, handle)
-        flights = FlightAssembler()
+        flights = FlightAssembler(transcript_copy=getattr(slot.card, "transcript_copy_type", None))
         while flights.phase is not FlightPhase.DONE:
             record = records.next_record()
             if record is None:
@@ -676,6 +681,9 @@ class TlsTandem:
                 raise LocalAlert(alert, detail="the card refused the handshake")
             if not info.suite:
                 info.suite = suite_of_server_flight(answer)
+        client_subject = getattr(slot.card, "client_subject", None)
+        if flights.client_certificate and callable(client_subject):
+            info.client_subject = await slot.run(client_subject, handle)
 
 
 Application = Callable[[RecordLayer, SessionInfo], Awaitable[None]]
@@ -765,11 +773,39 @@ class Admission(Generic[K]):
     """Sans-IO: the connections that have no card yet (they are still sending their first flight).
     At most `per_address` of them per client address and `total` in all: a newcomer over a limit
     evicts the oldest one (of its own address first), so a client that speaks at once is never
-    turned away by others that stay silent, and silent ones never pile up."""
+    turned away by others that stay silent, and silent ones never pile up.
+
+    Then, once its ClientHello is complete, a connection *claims* a place until its handshake is
+    over (established or failed): at most `per_address_handshakes` per address wait for a card or
+    hold one for their handshake (`claim`, `release`). A newcomer over it is refused (the others
+    of that address are making progress), so one address cannot fill the backlog and the cards'
+    handshake slots and starve the others (nginx's limit_conn answers the excess the same way)."""
 
     per_address: int = 32
     total: int = 512
+    per_address_handshakes: int = 8
     _waiting: dict[K, str] = field(default_factory=dict)   # insertion order is age
+    _claims: dict[str, int] = field(default_factory=dict)  # address -> connections past their ClientHello
+
+    def claim(self, address: str) -> bool:
+        """A place for a connection of `address` whose ClientHello is complete; False when that
+        address has `per_address_handshakes` already (the caller refuses the connection)."""
+        held = self._claims.get(address, 0)
+        if held >= self.per_address_handshakes:
+            return False
+        self._claims[address] = held + 1
+        return True
+
+    def release(self, address: str) -> None:
+        """The claim of a connection of `address` ends: its handshake is over, or it is closed."""
+        held = self._claims.get(address, 0) - 1
+        if held > 0:
+            self._claims[address] = held
+        else:
+            self._claims.pop(address, None)
+
+    def claims(self, address: str) -> int:
+        return self._claims.get(address, 0)
 
     def enter(self, key: K, address: str) -> list[K]:
         """Admits `key` from `address`; returns the connections to evict for it."""
@@ -890,9 +926,27 @@ class ServerTLS:
                 self.admission.leave(writer)
             if first is None:
                 return
-            lease = await self._card_for(reader, writer, peer, first)
-            if lease is not None:
-                await self._session(lease, reader, writer, bytes(first))
+            if not self.admission.claim(address):
+                log.warning("%s %s: %d connections of its address already wait for a card or are in their "
+                            "handshake: alert internal_error sent", self.name, peer,
+                            self.admission.per_address_handshakes)
+                self.tandem.handshake_ended("address_limit", peer)
+                self._alert(writer, AlertDescription.INTERNAL_ERROR)
+                return
+            claimed = True
+
+            def handshake_over() -> None:
+                nonlocal claimed
+                if claimed:
+                    claimed = False
+                    self.admission.release(address)
+
+            try:
+                lease = await self._card_for(reader, writer, peer, first)
+                if lease is not None:
+                    await self._session(lease, reader, writer, bytes(first), handshake_over)
+            finally:
+                handshake_over()
         except asyncio.CancelledError:
             # The server stops. Ending here (not re-raising) spares asyncio 3.11's callback of
             # start_server a CancelledError traceback per open connection.
@@ -982,7 +1036,7 @@ class ServerTLS:
         return None
 
     async def _session(self, lease: CardLease, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       first: bytes) -> None:
+                       first: bytes, handshake_over: Callable[[], None]) -> None:
         peer = peer_of(writer)[1]
         start = time.monotonic()
         try:
@@ -992,9 +1046,12 @@ class ServerTLS:
             self.tandem.handshake_ended(handshake_outcome(exc), peer, lease.slot.name, "", self.tandem.record_mode,
                                         time.monotonic() - start)
             return
-        log.info("%s %s card=%s suite=%s record=%s handshake=%.3fs apdus=%d bytes=%d/%d", self.name,
+        finally:
+            handshake_over()   # the address's claim (Admission) ends with the handshake
+        log.info("%s %s card=%s suite=%s record=%s handshake=%.3fs apdus=%d bytes=%d/%d client=%s", self.name,
                  info.peer, info.card, info.suite_name, info.record_mode, info.handshake_seconds, info.apdus,
-                 info.bytes_to_card, info.bytes_from_card)
+                 info.bytes_to_card, info.bytes_from_card,
+                 "-" if info.client_subject is None else repr(info.client_subject))
         self.tandem.handshake_ended("ok", info.peer, info.card, info.suite_name, info.record_mode,
                                     info.handshake_seconds)
         key = self.tandem.session_opened(info)

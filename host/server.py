@@ -180,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_argument("--identity", help=f"identity name in the card (default {defaults.cards.identity})")
     cards.add_argument("--export-keys", action="store_const", const=True,
                        help="simulated cards: personalise with a policy that allows tandem mode")
+    cards.add_argument("--client-auth", choices=("none", "optional", "required"),
+                       help="simulated cards: ask clients for a certificate of the demo CA (build/demo/ca.pem; "
+                            "python -m host.provision demo-ca client NAME issues one); real cards: the policy "
+                            "set with python -m host.provision policy --client-auth")
+    cards.add_argument("--no-client-dates", dest="client_dates", action="store_const", const=False,
+                       help="simulated cards: do not check client certificates' dates")
     cards.add_argument("--sim-speed", metavar="ROW",
                        help="simulated cards answer at the modeled speed of this card row of "
                             "bench/card-op-costs.csv (e.g. \"NXP JCOP4 J3R180\")")
@@ -205,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--per-address", type=positive(int), metavar="N",
                         help=f"connections per client address still sending their ClientHello (past it the "
                              f"oldest is closed; default {lim.per_address})")
+    limits.add_argument("--per-address-handshakes", type=positive(int), metavar="N",
+                        help=f"connections per client address with a ClientHello that wait for a card or are "
+                             f"in their handshake (past it a newcomer is refused with an alert; "
+                             f"default {lim.per_address_handshakes})")
     limits.add_argument("--handshake-timeout", type=positive(float), metavar="S",
                         help=f"time a handshake may hold a card (default {lim.handshake_timeout:g})")
     limits.add_argument("--idle-timeout", type=positive(float), metavar="S",
@@ -225,10 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
 # The options that override a key of the configuration file.
 OVERRIDES = {
     "sim": "cards.sim", "reader": "cards.readers", "identity": "cards.identity", "export_keys": "cards.export_keys",
+    "client_auth": "cards.client_auth", "client_dates": "cards.client_dates",
     "sim_speed": "cards.sim_speed", "bind": "servers.bind", "tls_echo": "servers.tls_echo", "https": "servers.https",
     "coaps_tcp": "servers.coaps_tcp", "record_layer": "servers.record_layer", "metrics_port": "metrics.port",
     "metrics_bind": "metrics.bind", "card_check": "cards.check_interval",
     "hello_timeout": "limits.hello_timeout", "per_address": "limits.per_address",
+    "per_address_handshakes": "limits.per_address_handshakes",
     "handshake_timeout": "limits.handshake_timeout", "idle_timeout": "limits.idle_timeout",
     "backlog": "limits.backlog", "log_format": "logging.format",
 }
@@ -253,11 +265,15 @@ def check_config(config: ServerConfig, cli_pin: str | None) -> str:
     where = f" in {config.source}" if config.source else ""
     if not cards.sim and not cards.readers:
         raise ConfigError(f"say which cards: --sim [N] or --reader NAME (cards.sim or cards.readers{where})")
-    if not (config.servers.https or config.servers.coaps_tcp or config.servers.tls_echo):
+    servers = config.servers
+    if servers.https is None and servers.coaps_tcp is None and servers.tls_echo is None:
         raise ConfigError(f"no server to run: give --tls-echo, --https or --coaps-tcp "
                           f"(servers.tls_echo, servers.https or servers.coaps_tcp{where})")
     if cards.sim_speed and not cards.sim:
         raise ConfigError("--sim-speed paces simulated cards: give --sim as well")
+    if not cards.sim and (cards.client_auth != "none" or not cards.client_dates):
+        raise ConfigError("--client-auth and --no-client-dates set up simulated cards; a real card keeps its own "
+                          "policy: python -m host.provision policy --client-auth ... --reader NAME")
     for address in config.servers.bind or []:
         try:
             bind_addresses(address)
@@ -356,7 +372,8 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
     supervisor = CardSupervisor(tandem, interval=config.cards.check_interval)
     supervising = asyncio.ensure_future(supervisor.run())
     liveness.register("card supervisor", supervisor.stalled)
-    admission: Admission[asyncio.StreamWriter] = Admission(per_address=limits.per_address)
+    admission: Admission[asyncio.StreamWriter] = Admission(
+        per_address=limits.per_address, per_address_handshakes=limits.per_address_handshakes)
     listeners = []
     apps = application_servers(config, tandem)
     if not apps:
@@ -423,12 +440,12 @@ async def report_status(notifier: Notifier, status: Callable[[], str], interval:
 def application_servers(config: ServerConfig, tandem: TlsTandem) -> list[tuple[str, int, Application]]:
     apps: list[tuple[str, int, Application]] = []
     servers = config.servers
-    if servers.tls_echo:
+    if servers.tls_echo is not None:
         apps.append(("tls-echo", servers.tls_echo, echo_application))
-    if servers.https:
+    if servers.https is not None:
         from host.apps.https import https_application
         apps.append(("https", servers.https, https_application(tandem)))
-    if servers.coaps_tcp:
+    if servers.coaps_tcp is not None:
         from host.apps.coap_tcp import coap_tcp_application
         apps.append(("coaps+tcp", servers.coaps_tcp, coap_tcp_application(tandem)))
     return apps
@@ -466,7 +483,9 @@ def run(config: ServerConfig, cli_pin: str | None, limit: RateLimit, notifier: N
             log.info("PIN of identity %r from %s", identity, pin.source)
         if simulated and pin is not None:
             personalise_simulated(cards[:config.cards.sim],   # open_pool opens them first
-                                  IdentitySpec(identity, pin.value, export_keys=config.cards.export_keys))
+                                  IdentitySpec(identity, pin.value, export_keys=config.cards.export_keys,
+                                               client_auth=config.cards.client_auth,
+                                               client_dates=config.cards.client_dates))
         # Simulated cards are new each run: their refusals are kept in memory only.
         refused = RefusedPins(state_directory(config.service.state_directory) if config.cards.readers else None)
         slots = []

@@ -33,13 +33,14 @@ def test_a_body_python_cannot_parse_is_a_bad_payload_not_an_exception(body: byte
 
 
 class ExplodingApp(HttpApp):
-    def respond(self, request: h11.Request, body: bytes) -> object:  # type: ignore[override]
+    def respond(self, request: h11.Request, body: bytes,  # type: ignore[override]
+                client_subject: str | None = None) -> object:
         raise RuntimeError("on purpose")
 
 
 def test_an_http_app_that_raises_answers_500_and_ends_the_connection(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    server = HttpServerConnection(ExplodingApp(Device(), Tandem()))
+    server = HttpServerConnection(ExplodingApp(Device(), Tandem()), peer="192.0.2.1:4000")
     server.receive_data(b"GET /sensors/temperature HTTP/1.1\r\nHost: device\r\n\r\n")
     client = h11.Connection(h11.CLIENT)
     client.send(h11.Request(method="GET", target="/", headers=[("Host", "device")]))
@@ -49,7 +50,7 @@ def test_an_http_app_that_raises_answers_500_and_ends_the_connection(caplog: pyt
     assert isinstance(response, h11.Response) and response.status_code == 500
     assert (b"connection", b"close") in response.headers
     assert server.closed
-    failed = "HTTP GET /sensors/temperature failed: RuntimeError: on purpose"
+    failed = "192.0.2.1:4000: HTTP GET /sensors/temperature failed: RuntimeError: on purpose"
     assert [r.getMessage() for r in caplog.records] == [failed]
 
 

@@ -18,10 +18,13 @@ from host.bench.client import (
     client_context,
     drive_handshake,
 )
+from host.bench.client_auth import client_auth_benchmark
+from host.bench.results import Settings
 from host.bench.runs import personalise_identity
 from host.card import cost_model
 from host.card.commands import SeTlsCard, open_cards
 from host.card.cost_model import CardRow, Link, MissingCost, Workload
+from host.card.numbers import Policy
 from host.demo_pki import DemoCa
 from host.tls.numbers import CipherSuite
 
@@ -198,6 +201,36 @@ def test_one_kilobyte_each_way_through_the_card_counts_its_blocks(gcm_card: tupl
     assert counts["sha256_blocks"] == 0 and counts["hmac"] == 0
 
 
+@pytest.mark.simulator
+@pytest.mark.timeout(300)
+def test_client_auth_handshakes_count_a_verify_per_signature_and_the_copy_is_what_the_copy_path_adds(
+        gcm_card: tuple[SeTlsCard, str], tmp_path: Path) -> None:
+    """Both verify paths: each certificate of the client's chain and its CertificateVerify are one
+    ECDSA verify each; the transcript copy is ClientHello .. ClientKeyExchange with its record headers, and
+    it is what the copy path sends the card beyond the ALG_NULL path."""
+    card, cafile = gcm_card
+    ca = DemoCa.load_or_create(Path(cafile).parent)
+    settings = Settings(runs=1, out=tmp_path, costs=ROOT / "bench" / "card-op-costs.csv", link=Link(), ghash_ms=0.0,
+                        round_trips=1, handshakes_per_client=1, host_side=False)
+    alg_null, copy = client_auth_benchmark(card, ca, cafile, tmp_path, settings)
+    assert (alg_null.variant, copy.variant) == ("alg_null", "transcript_copy")
+    # The trace's flight-3 handshake bytes run through the CertificateVerify (4 + 4 + a DER
+    # ECDSA signature of 8 to 72 bytes), which the copy stops before; one record header.
+    through_verify = copy.run.samples[0].trace.session_hash_bytes
+    assert alg_null.transcript_copy_bytes == 0
+    assert 4 + 4 + 8 <= through_verify - (copy.transcript_copy_bytes - 5) <= 4 + 4 + 72
+    for auth in (alg_null, copy):
+        # OpenSSL sends the chain it builds from its trust store: the leaf and the CA. The card
+        # verifies the leaf with the CA certificate's key, that one with the stored CA's key,
+        # then the CertificateVerify.
+        assert auth.run.count("ecdsa_verify") == 3 and auth.run.count("ecdsa_sign") == 1
+        assert auth.run.handshake("apdus") == 3
+    extra = copy.run.handshake("bytes_sent") - alg_null.run.handshake("bytes_sent")
+    assert abs(extra - copy.transcript_copy_bytes) <= 2  # two handshakes: the ECDSA signatures' DER lengths vary
+    assert not card.status(card.slot or 0).policy & Policy.CLIENT_AUTH_OPTIONAL  # policy put back
+    counted_handshake(card, cafile)  # and a client without a certificate is served again
+
+
 # ---- python -m host.bench --quick ---------------------------------------------------------------
 
 FIELDS = ("kind", "suite", "mode", "card", "metric", "value", "unit", "runs", "commit", "timestamp", "machine")
@@ -227,7 +260,7 @@ def test_quick_benchmark_writes_complete_json_a_summary_and_plots(applet_classes
         assert all(filled(record[name]) for name in FIELDS), record
         assert isinstance(record["value"], (int, float)) and record["runs"] >= 1
     kinds = {r["kind"] for r in records}
-    assert {"sim", "model", "target", "host", "scaling"} <= kinds, kinds
+    assert {"sim", "model", "target", "host", "scaling", "client_auth", "client_auth_model"} <= kinds, kinds
     suites = {r["suite"] for r in records if r["kind"] == "sim"}
     assert len(suites) == 4
     for name in PLOTS:
@@ -240,3 +273,4 @@ def test_quick_benchmark_writes_complete_json_a_summary_and_plots(applet_classes
     assert fragmenting["client_bytes.records_of_1"] > fragmenting["client_bytes.whole_records"] + 1000
     assert fragmenting["bytes_to_card.handshake.records_of_1"] == fragmenting["bytes_to_card.handshake.whole_records"]
     assert "fragments its handshake" in summary
+    assert "full + client auth, transcript copy" in summary and "target <= 600 ms" in summary

@@ -458,3 +458,14 @@ def test_the_aiocoap_client_trusts_a_ca_file_given_as_tlscert_client_credentials
     response, refusal = asyncio.run(scenario())
     assert response.code == aiocoap.CONTENT and "celsius" in json.loads(response.payload)
     assert refusal is not None, "a client without the CA must not trust the demo certificate"
+
+
+def test_every_coap_connection_log_line_names_the_client(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="host.apps.coap_tcp")
+    connection = CoapTcpConnection(Device(), client="192.0.2.9:5684")
+    connection.receive_data(bytes([0x30, 0x01]))   # a message cut short: 3 bytes of payload announced
+    connection.receive_eof()
+    connection = CoapTcpConnection(Device(), client="192.0.2.9:5684")
+    connection.receive_data(bytes([0x00, 0xE4]))   # Release (7.04)
+    assert len(caplog.records) >= 2
+    assert all("192.0.2.9:5684" in record.getMessage() for record in caplog.records)

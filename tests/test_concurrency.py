@@ -3,17 +3,19 @@ timeouts at 60 s so that only the card's sessions, not a timeout, can let anyone
 "How it is checked"): three long-lived clients (an idle HTTPS keep-alive session, a CoAP client
 sending Pings, a TLS echo client that never reads) and a stream of fresh handshakes. Each fresh
 client completes well within 30 s; the long-lived ones stay open while the sessions fit the card's
-slots, and beyond that the least recently used session is closed with close_notify."""
+slots, and beyond that the least recently used session is closed with close_notify. Then 50 silent
+TCP connections and 20 slow ones, and curl still completes within the same bound."""
 from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
 import pytest
 from conftest import DEMO, ServerFactory, ServerProcess
-from tls12_client import RawTlsClient
+from tls12_client import RawTlsClient, slow_client
 
 pytestmark = pytest.mark.timeout(600)
 ROW = "NXP JCOP4 J3R180 (P71)"
@@ -168,3 +170,32 @@ def test_long_lived_clients_stay_until_the_slots_are_full_then_the_least_recentl
             sock.close()
         for client in fresh:
             client.close()
+
+
+def test_fifty_silent_and_twenty_slow_connections_leave_the_card_to_curl_at_card_speed(
+        paced: ServerProcess) -> None:
+    ports = [paced.ports[name] for name in ("https", "coaps-tcp", "tls-echo")]
+    silent = [socket.create_connection(("127.0.0.1", ports[i % 3])) for i in range(50)]
+    stop = threading.Event()
+    slow = [threading.Thread(target=slow_client, args=(ports[i % 3], stop), daemon=True) for i in range(20)]
+    for thread in slow:
+        thread.start()
+    try:
+        started = time.monotonic()
+        got = subprocess.run(["curl", "-sS", "--cacert", str(DEMO / "ca.pem"), "--max-time", str(LIMIT),
+                              "--resolve", f"localhost:{ports[0]}:127.0.0.1",
+                              f"https://localhost:{ports[0]}/sensors/temperature"],
+                             capture_output=True, text=True, timeout=LIMIT + 10)
+        took = time.monotonic() - started
+        assert got.returncode == 0, got.stderr
+        assert "celsius" in got.stdout
+        assert took < LIMIT, f"curl took {took:.1f} s"
+        client, took = fresh_client(paced.ports["tls-echo"])
+        client.close()
+        assert took < LIMIT
+    finally:
+        stop.set()
+        for thread in slow:
+            thread.join(10)
+        for sock in silent:
+            sock.close()

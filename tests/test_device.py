@@ -88,7 +88,8 @@ def test_the_process_has_one_device_whose_state_persists() -> None:
 def test_status_before_any_session_names_cards_identity_and_subject() -> None:
     status = Status.of(Tandem(), Device())
     assert status.as_dict() == {"cards": ["0:jcardsim"], "identity": "server", "subject": "CN=localhost",
-                                "record_mode": "card", "last_session": None, "plug_on": False}
+                                "record_mode": "card", "last_session": None, "plug_on": False,
+                                "client_subject": None}
 
 
 def test_status_reports_the_last_session_suite_handshake_time_and_apdus() -> None:
@@ -97,7 +98,12 @@ def test_status_reports_the_last_session_suite_handshake_time_and_apdus() -> Non
     last = Status.of(Tandem(last_session=info), Device()).as_dict()["last_session"]
     assert last == {"peer": "127.0.0.1:5000", "card": "0:jcardsim", "suite": "ECDHE-ECDSA-AES128-GCM-SHA256",
                     "record_mode": "host", "handshake_ms": 812.5, "apdus": 14, "bytes_to_card": 900,
-                    "bytes_from_card": 1100}
+                    "bytes_from_card": 1100, "client_subject": None}
+
+
+def test_status_names_the_client_the_card_authenticated_for_the_asking_session() -> None:
+    status = Status.of(Tandem(), Device(), client_subject="alice").as_dict()
+    assert status["client_subject"] == "alice"
 
 
 def test_status_takes_a_subject_callable_and_tolerates_a_tandem_without_one() -> None:

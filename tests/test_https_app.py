@@ -121,7 +121,7 @@ def test_a_malformed_request_gets_a_400_answer_and_then_the_connection_closes(ga
     server.receive_data(garbage)
     response = parse_responses(server.data_to_send(), ["GET"])[0][0]
     assert response.status == 400 and response.headers["connection"] == "close"
-    assert "malformed request" in json.loads(response.body)["error"]
+    assert json.loads(response.body) == {"error": "malformed request"}   # h11's words stay in the log
     assert server.closed
 
 
@@ -130,6 +130,42 @@ def test_headers_over_16_kb_get_431_and_close() -> None:
     server.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000)
     assert parse_responses(server.data_to_send(), ["GET"])[0][0].status == 431
     assert server.closed
+
+
+@pytest.mark.parametrize("length", [9000, 20000])
+def test_a_request_line_over_8_kb_gets_414_and_close(length: int) -> None:
+    server = connection()
+    server.receive_data(b"GET /" + b"a" * length + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    response = parse_responses(server.data_to_send(), ["GET"])[0][0]
+    assert (response.status, response.headers["connection"]) == (414, "close")
+    assert server.closed
+
+
+def test_content_length_with_transfer_encoding_is_a_400_and_the_connection_closes() -> None:
+    server = connection()
+    server.receive_data(b"PUT /actuators/plug HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+    responses, rest = parse_responses(server.data_to_send(), ["PUT"])
+    assert (responses[0].status, responses[0].headers["connection"]) == (400, "close")
+    assert rest == b""   # the smuggled GET is never answered
+    assert server.closed
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2", b"9" * 5000, b'{"on": 1e999999}'])
+def test_a_400_body_names_no_internals(body: bytes) -> None:
+    response = exchange(connection(), request("PUT", "/actuators/plug", body), ["PUT"])[0]
+    error = json.loads(response.body)["error"]
+    assert response.status == 400
+    assert not any(word in error for word in ("line", "column", "char", "sys.", "Expecting", "digits")), error
+
+
+def test_every_connection_log_line_names_the_client(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="host.apps.https")
+    for data in (b"HELLO\r\n\r\n", request("PUT", "/actuators/plug", b"x" * (MAX_BODY + 1)),
+                 b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n"):
+        server = HttpServerConnection(HttpApp(Device(), Tandem()), peer="192.0.2.7:40000")
+        server.receive_data(data)
+    assert caplog.records and all("192.0.2.7:40000" in r.getMessage() for r in caplog.records)
 
 
 def test_a_put_with_bad_json_is_a_400_with_a_json_error_and_keeps_the_connection() -> None:
@@ -146,7 +182,11 @@ def test_an_unknown_path_is_a_404() -> None:
 
 @pytest.mark.parametrize("method, target, allow", [("DELETE", "/actuators/plug", "GET, PUT, HEAD"),
                                                    ("PUT", "/sensors/temperature", "GET, HEAD"),
-                                                   ("POST", "/", "GET, HEAD"), ("PUT", "/status.json", "GET, HEAD")])
+                                                   ("POST", "/", "GET, HEAD"), ("PUT", "/status.json", "GET, HEAD"),
+                                                   ("DELETE", "/", "GET, HEAD"),
+                                                   ("DELETE", "/status.json?x=1", "GET, HEAD"),
+                                                   ("OPTIONS", "/sensors/temperature/", "GET, HEAD"),
+                                                   ("POST", "https://device/actuators/plug", "GET, PUT, HEAD")])
 def test_a_wrong_method_is_a_405_with_allow(method: str, target: str, allow: str) -> None:
     response = exchange(connection(), request(method, target, b"{}"), [method])[0]
     assert (response.status, response.headers["allow"]) == (405, allow)

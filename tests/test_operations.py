@@ -214,7 +214,7 @@ def test_chromium_shows_the_status_page_at_desktop_and_phone_widths(server: tupl
     page = dom.stdout
     assert "Cards serving <b>2 of 2</b>" in page, page + dom.stderr
     assert "0:sim0" in page and "1:sim1" in page and "Certificate expires" in page and "PIN tries left" in page
-    assert "ECDHE-ECDSA-AES128-GCM-SHA256" in page and "not authenticated" in page
+    assert "ECDHE-ECDSA-AES128-GCM-SHA256" in page and "Your client certificate <b>none</b>" in page
     assert "<svg" in page and "<circle" in page and "Load (1, 5, 15 min)" in page
     assert "<script" not in page
     assert screenshot.exists() and screenshot.stat().st_size > 5000, shot.stderr

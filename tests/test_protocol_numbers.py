@@ -16,12 +16,14 @@ from host.card import numbers
 from host.card.numbers import (
     AppletStatus,
     Capability,
+    Capability2,
     Cla,
     Commit,
     Counter,
     DataTag,
     Ins,
     KeyChoice,
+    Piece,
     Policy,
     SelectTag,
 )
@@ -49,7 +51,7 @@ def with_prefix(constants: dict[str, int], prefix: str, *, but: tuple[str, ...] 
 
 
 def members(enum_type: type[enum.Enum], *, but: tuple[str, ...] = ()) -> dict[str, int]:
-    return {member.name: int(member.value) for member in enum_type if member.name not in but}
+    return {name: int(member.value) for name, member in enum_type.__members__.items() if name not in but}
 
 
 def differences(java: dict[str, int], host: dict[str, int]) -> list[str]:
@@ -73,15 +75,19 @@ CARD_NUMBERS = [
     ("CLA", with_prefix(CONSTANTS, "CLA_"), members(Cla)),
     ("SELECT tags", with_prefix(CONSTANTS, "TAG_"), members(SelectTag)),
     ("capabilities", with_prefix(CONSTANTS, "CAP_"), members(Capability)),
+    ("capabilities 2", with_prefix(CONSTANTS, "CAP2_"), members(Capability2)),
     ("data tags", with_prefix(CONSTANTS, "DATA_"), members(DataTag)),
     ("policy bits", with_prefix(CONSTANTS, "POLICY_"), members(Policy)),
     ("commit kinds", with_prefix(CONSTANTS, "COMMIT_"), members(Commit)),
     ("key choices", with_prefix(CONSTANTS, "KEY_"), members(KeyChoice)),
+    ("record pieces", with_prefix(CONSTANTS, "PIECE_"), members(Piece)),
     ("plain constants",
      {"MAX_IDENTITIES": CONSTANTS["MAX_IDENTITIES"], "COUNTERS_RESET": CONSTANTS["COUNTERS_RESET"],
-      "UNPROTECT_REJECTED": CONSTANTS["REJECTED"], "PSK_CAPACITY": java_constants("PskStore.java")["COUNT"]},
+      "UNPROTECT_REJECTED": CONSTANTS["REJECTED"], "PSK_CAPACITY": java_constants("PskStore.java")["COUNT"],
+      "TRANSCRIPT_COPY_CONTENT_TYPE": CONSTANTS["CONTENT_TRANSCRIPT_COPY"]},
      {name: getattr(numbers, name)
-      for name in ("MAX_IDENTITIES", "COUNTERS_RESET", "UNPROTECT_REJECTED", "PSK_CAPACITY")}),
+      for name in ("MAX_IDENTITIES", "COUNTERS_RESET", "UNPROTECT_REJECTED", "PSK_CAPACITY",
+                   "TRANSCRIPT_COPY_CONTENT_TYPE")}),
     ("counters",
      {name: value for name, value in java_constants("OpCounters.java").items() if name != "COUNT"},
      members(Counter)),

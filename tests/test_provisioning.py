@@ -33,7 +33,7 @@ from host.card.numbers import AppletStatus, DataTag, Ins, KeyChoice
 from host.demo_pki import DemoCa, certificate_list, ensure_demo_operator_key
 from host.provision import DEMO_PIN, IdentitySpec, demo_operator, initialise_demo, personalise
 from host.provision.cli import EXIT_NOT_CONFIRMED, EXIT_OK, EXIT_REFUSED, main
-from host.provision.csr import certification_request_info, parse_subject
+from host.provision.csr import certification_request_info, parse_san, parse_subject
 from host.tls.records import RecordReader
 
 pytestmark = pytest.mark.timeout(300)
@@ -412,6 +412,37 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
         assert done.value.code == 0
         out = capsys.readouterr().out
         assert "exit status" in out and "1  refused" in out and "3  not confirmed" in out
+
+
+def test_demo_ca_help_lists_only_its_own_options(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["demo-ca", "--help"], ["demo-ca", "issue", "--help"]):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 0
+        out = capsys.readouterr().out
+        for card_option in ("--reader", "--sim", "--operator-key", "--slot"):   # it never opens a card
+            assert card_option not in out, (argv, card_option)
+    with pytest.raises(SystemExit):
+        main(["demo-ca", "issue", "--help"])
+    out = capsys.readouterr().out
+    assert "--out" in out and "--ca-dir" in out
+
+
+@pytest.mark.parametrize("san", ["FOO:bar", "email:a@b.c", "URI:https://x", "IP:not-an-address", "DNS:"])
+def test_a_san_other_than_dns_or_ip_is_refused_with_a_sentence_before_any_card(
+        san: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["csr", "--sim", "--subject", "CN=x", "--san", san])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --san" in err and ("DNS:name and IP:address" in err or "not an IPv4 or IPv6" in err), err
+
+
+def test_dns_ip_and_bare_sans_are_accepted() -> None:
+    assert parse_san("DNS:device.local") == x509.DNSName("device.local")
+    assert parse_san("IP:::1") == parse_san("::1")
+    assert parse_san("IP:192.0.2.1") == parse_san("192.0.2.1")
+    assert parse_san("localhost") == x509.DNSName("localhost")
 
 
 def test_keygen_prints_the_public_key_and_its_fingerprint(card: SeTlsCard, env: Path,

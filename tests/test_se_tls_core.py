@@ -41,6 +41,18 @@ def test_a_newcomer_over_its_address_limit_evicts_that_address_oldest_only() -> 
     assert len(admission) == 4
 
 
+def test_an_address_past_its_handshake_claims_is_refused_and_others_are_not() -> None:
+    admission: Admission[str] = Admission(per_address_handshakes=2)
+    assert admission.claim("10.0.0.1") and admission.claim("10.0.0.1")
+    assert not admission.claim("10.0.0.1")          # a third connection of that address: refused
+    assert admission.claim("10.0.0.2")              # another address is not
+    admission.release("10.0.0.1")
+    assert admission.claims("10.0.0.1") == 1
+    assert admission.claim("10.0.0.1")              # a place freed by a handshake that ended
+    admission.release("10.0.0.2")
+    assert admission.claims("10.0.0.2") == 0
+
+
 def test_over_the_total_the_oldest_of_all_is_evicted() -> None:
     admission: Admission[int] = Admission(per_address=10, total=4)
     for i in range(4):

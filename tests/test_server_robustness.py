@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEMO, ROOT, ServerFactory, ServerProcess
-from tls12_client import AlertReceived, RawTlsClient, client_hello, record
+from tls12_client import AlertReceived, RawTlsClient, hello_bytes, slow_client
 
 from host.iso7816.simulator import free_port
 from host.tls.numbers import AlertDescription
@@ -71,23 +71,6 @@ def wait_for_log(server: ServerProcess, text: str, times: int = 1, timeout: floa
         time.sleep(0.05)
 
 
-def hello_bytes() -> bytes:
-    return record(22, client_hello(os.urandom(32), (0xC02B,)), 0x0301)
-
-
-def slow_client(port: int, stop: threading.Event) -> None:
-    """Sends a ClientHello a byte every 0.2 s, and reconnects whenever the server closes it."""
-    while not stop.is_set():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-                for byte in hello_bytes():
-                    if stop.wait(0.2):
-                        return
-                    sock.sendall(bytes([byte]))
-        except OSError:
-            continue
-
-
 # ---- item 1: a silent TCP connection holds no card --------------------------------------------------------
 
 def test_fifty_silent_and_twenty_slow_connections_leave_the_card_to_curl(servers: ServerProcess) -> None:
@@ -112,6 +95,42 @@ def test_fifty_silent_and_twenty_slow_connections_leave_the_card_to_curl(servers
         for thread in slow:
             thread.join(10)
         for sock in silent:
+            sock.close()
+
+
+# ---- one address cannot fill the backlog with complete ClientHellos ----------------------------------------
+
+def test_one_address_past_its_handshake_limit_is_refused_and_another_address_is_served(
+        server_factory: ServerFactory) -> None:
+    """Ten connections from 127.0.0.2 send a complete ClientHello and then nothing (each would hold
+    a card's handshake slot or a backlog place for the 60 s handshake timeout): past
+    --per-address-handshakes 1 they get a fatal internal_error at once, and a client from
+    127.0.0.1 completes its handshake at once, not behind them."""
+    server = server_factory("--sim", "--tls-echo", "0", "--backlog", "4", "--per-address-handshakes", "1",
+                            "--handshake-timeout", "60", "--hello-timeout", "60")
+    port = server.ports["tls-echo"]
+    stalled = []
+    try:
+        for _ in range(10):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0))
+            sock.sendall(hello_bytes())
+            stalled.append(sock)
+        refused = 0
+        for sock in stalled:
+            sock.settimeout(2.0)
+            try:
+                answer = sock.recv(7)
+            except TimeoutError:
+                continue       # admitted: it waits for a card or holds the card's handshake slot
+            if answer == alert_record(AlertDescription.INTERNAL_ERROR)[:7]:
+                refused += 1
+        assert refused >= 8, f"{refused} of 10 refused"
+        started = time.monotonic()
+        assert echoed(port)
+        assert time.monotonic() - started < 10
+        wait_for_log(server, "connections of its address already wait for a card")
+    finally:
+        for sock in stalled:
             sock.close()
 
 

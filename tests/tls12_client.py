@@ -15,6 +15,7 @@ import hmac
 import os
 import socket
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,8 +25,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from host.tls.protection import HostRecordProtection, SessionKeys
+from host.tls.records import Record
+
 HANDSHAKE, CCS, ALERT, APPDATA = 22, 20, 21, 23
 GCM_SUITE = 0xC02B
+CCM_SUITE = 0xC0AC
+CCM8_SUITE = 0xC0AE
+CBC_SUITE = 0xC023
 PADDING = 21  # RFC 7685
 SIGNATURE_HASHES = {0x0403: hashes.SHA256(), 0x0503: hashes.SHA384(), 0x0603: hashes.SHA512()}
 
@@ -106,6 +113,7 @@ class RawTlsClient:
     buffer: bytes = b""
     write_seq: int = 0
     read_seq: int = 0
+    mirror: HostRecordProtection | None = None   # records of the suites other than GCM
 
     def __post_init__(self) -> None:
         if self.sock is None:
@@ -189,9 +197,18 @@ class RawTlsClient:
             self.master = prf(premaster, b"extended master secret", self.session_hash, 48)
         else:
             self.master = prf(premaster, b"master secret", self.client_random + self.server_random, 48)
-        block = prf(self.master, b"key expansion", self.server_random + self.client_random, 40)
+        block = prf(self.master, b"key expansion", self.server_random + self.client_random, 96)
         self.client_key, self.server_key_bytes = block[:16], block[16:32]
         self.client_iv, self.server_iv = block[32:36], block[36:40]
+        self.mirror = None
+        if self.suite == CBC_SUITE:   # RFC 5246 6.3: MAC keys first
+            self.mirror = HostRecordProtection(SessionKeys(
+                self.suite, client_key=block[80:96], server_key=block[64:80],
+                client_mac_key=block[32:64], server_mac_key=block[:32]))
+        elif self.suite != GCM_SUITE:  # the host's record protection, with the roles swapped
+            self.mirror = HostRecordProtection(SessionKeys(
+                self.suite, client_key=block[16:32], server_key=block[:16],
+                client_iv=block[36:40], server_iv=block[32:36]))
         return cke
 
     def finished(self, tamper: bool = False) -> bytes:
@@ -254,12 +271,18 @@ class RawTlsClient:
         self.server_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
 
     def protect(self, content_type: int, data: bytes) -> bytes:
+        if self.mirror is not None:
+            self.write_seq += 1
+            return self.mirror.protect(content_type, data)
         explicit = struct.pack(">Q", self.write_seq)
         aad = struct.pack(">QBHH", self.write_seq, content_type, 0x0303, len(data))
         self.write_seq += 1
         return record(content_type, explicit + AESGCM(self.client_key).encrypt(self.client_iv + explicit, data, aad))
 
     def unprotect(self, content_type: int, body: bytes) -> bytes:
+        if self.mirror is not None:
+            self.read_seq += 1
+            return self.mirror.unprotect(Record(content_type, 0x0303, body))
         aad = struct.pack(">QBHH", self.read_seq, content_type, 0x0303, len(body) - 24)
         self.read_seq += 1
         return AESGCM(self.server_key_bytes).decrypt(self.server_iv + body[:8], body[8:], aad)
@@ -273,3 +296,21 @@ class RawTlsClient:
         if content_type == ALERT:
             raise AlertReceived(plain[0], plain[1])
         return plain
+
+
+def hello_bytes() -> bytes:
+    return record(22, client_hello(os.urandom(32), (0xC02B,)), 0x0301)
+
+
+def slow_client(port: int, stop: threading.Event, source: str = "127.0.0.1") -> None:
+    """Sends a ClientHello a byte every 0.2 s (from `source`, a loopback address), and reconnects
+    whenever the server closes it."""
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as sock:
+                for byte in hello_bytes():
+                    if stop.wait(0.2):
+                        return
+                    sock.sendall(bytes([byte]))
+        except OSError:
+            continue

@@ -325,6 +325,7 @@ class CoapTcpConnection:
 
     device: Device
     max_message_size: int = MAX_MESSAGE_SIZE
+    client: str = "-"   # the client's address, in every log line
     closed: bool = field(default=False, init=False)
     peer: PeerSettings | None = field(default=None, init=False)   # None until the client's CSM
     requests: int = field(default=0, init=False)
@@ -345,7 +346,7 @@ class CoapTcpConnection:
 
     def receive_eof(self) -> None:
         if self._buffer and not self.closed:
-            log.info("CoAP: the client ended the stream inside a message")
+            log.info("%s: CoAP: the client ended the stream inside a message", self.client)
         self.closed = True
 
     def receive_data(self, data: bytes) -> None:
@@ -382,7 +383,7 @@ class CoapTcpConnection:
     def _abort(self, reason: str, bad_csm_option: int | None = None) -> None:
         """RFC 8323 5.6; the diagnostic payload is cut to the client's Max-Message-Size (an Abort
         too large even without it goes out anyway: the connection ends either way)."""
-        log.info("CoAP: aborting the connection: %s", reason)
+        log.info("%s: CoAP: aborting the connection: %s", self.client, reason)
         options = () if bad_csm_option is None else ((ABORT_BAD_CSM_OPTION, encode_uint(bad_csm_option)),)
         abort = CoapMessage(Code.ABORT, options=options, payload=reason.encode())
         while abort.payload and (excess := message_size(abort) - self.peer_max_message_size) > 0:
@@ -392,7 +393,7 @@ class CoapTcpConnection:
 
     def _handle(self, message: CoapMessage) -> None:
         if message.code == Code.ABORT:   # never answered, whatever it carries
-            log.info("CoAP: the client aborted: %s", message.payload.decode("utf-8", "replace"))
+            log.info("%s: CoAP: the client aborted: %s", self.client, message.payload.decode("utf-8", "replace"))
             self.closed = True
         elif self.peer is None and message.code != Code.CSM:
             self._abort(f"expected a CSM (7.01) first, got {dotted(message.code)}")
@@ -424,7 +425,7 @@ class CoapTcpConnection:
             custody = tuple((n, v) for n, v in message.options if n == PING_CUSTODY)
             self._send(CoapMessage(Code.PONG, message.token, custody))
         elif message.code == Code.RELEASE:
-            log.info("CoAP: the client released the connection")
+            log.info("%s: CoAP: the client released the connection", self.client)
             self.closed = True
 
     def _settle(self, csm: CoapMessage) -> None:
@@ -505,7 +506,8 @@ class CoapTcpConnection:
 
     def _too_large(self, response: CoapMessage) -> CoapMessage | None:
         limit, size = self.peer_max_message_size, len(response.payload)
-        log.info("CoAP: a %d-byte representation does not fit the client's Max-Message-Size %d", size, limit)
+        log.info("%s: CoAP: a %d-byte representation does not fit the client's Max-Message-Size %d", self.client,
+                 size, limit)
         error = _reply(response, Code.NOT_ACCEPTABLE,
                        {"error": f"{size} bytes do not fit Max-Message-Size {limit}: ask with Block2"})
         return self._within_limit(replace(error, options=error.options + ((OptionNumber.SIZE2, encode_uint(size)),)))
@@ -580,7 +582,7 @@ def coap_tcp_application(tandem: Any, device: Device | None = None) -> Applicati
     shared = device or process_device()
 
     async def application(layer: RecordLayer, info: SessionInfo) -> None:
-        connection = CoapTcpConnection(shared)
+        connection = CoapTcpConnection(shared, client=info.peer)
         await pump(connection, layer)
         log.info("%s: CoAP session ended after %d request(s)", info.peer, connection.requests)
 

@@ -80,8 +80,8 @@ def parse_plug_state(body: bytes) -> bool:
         raise BadPayload("the body is not UTF-8 text") from None
     except RecursionError:   # "[[[[..." deeper than the parser's stack
         raise BadPayload("the body's JSON is nested too deeply") from None
-    except ValueError as exc:   # JSONDecodeError, and numbers over Python's 4300-digit limit
-        raise BadPayload(f"the body is not JSON: {exc}") from None
+    except ValueError:   # JSONDecodeError, and numbers over Python's 4300-digit limit
+        raise BadPayload("the body is not JSON") from None   # the parser's words name its internals
     if not isinstance(document, dict) or set(document) != {"on"} or not isinstance(document["on"], bool):
         raise BadPayload('expected {"on": true} or {"on": false}')
     return bool(document["on"])
@@ -151,6 +151,7 @@ class LastSession:
     apdus: int
     bytes_to_card: int
     bytes_from_card: int
+    client_subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,11 @@ class Status:
     record_mode: str
     last_session: LastSession | None
     plug_on: bool
+    # The commonName of the client certificate the card verified for the session asking (None: none).
+    client_subject: str | None = None
 
     @classmethod
-    def of(cls, tandem: Any, device: Device) -> Status:
+    def of(cls, tandem: Any, device: Device, client_subject: str | None = None) -> Status:
         subject = getattr(tandem, "identity_subject", "")
         if callable(subject):
             subject = subject()
@@ -176,8 +179,9 @@ class Status:
                    last_session=None if last is None else LastSession(
                        peer=last.peer, card=last.card, suite=last.suite_name, record_mode=last.record_mode,
                        handshake_ms=round(last.handshake_seconds * 1000, 1), apdus=last.apdus,
-                       bytes_to_card=last.bytes_to_card, bytes_from_card=last.bytes_from_card),
-                   plug_on=device.plug_on)
+                       bytes_to_card=last.bytes_to_card, bytes_from_card=last.bytes_from_card,
+                       client_subject=getattr(last, "client_subject", None)),
+                   plug_on=device.plug_on, client_subject=client_subject)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

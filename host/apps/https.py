@@ -6,9 +6,11 @@ Three layers, the first two sans-IO:
   (`/`, `/status.json`: host.apps.status, docs/status.md) and the device's resources.
 - `HttpServerConnection`: bytes from the client in, bytes to send out. It drives an
   `h11.Connection`: keep-alive and pipelining, `Connection: close`, HEAD, `Expect: 100-continue`,
-  413 past `MAX_BODY`, and an error response (400, or 431 for huge headers), not a dropped
-  connection, when the request is malformed; a 500 (and the end of the connection) when the app
-  raises.
+  413 past `MAX_BODY`, and an error response, not a dropped connection, when the request is
+  malformed (400, whose body names no internals; 414 for a request line over `MAX_REQUEST_LINE`,
+  431 for header fields over `MAX_HEADERS`; a request with both Content-Length and
+  Transfer-Encoding is refused with a 400 and the connection closed, RFC 9112 6.1, 11.2); a 500
+  (and the end of the connection) when the app raises. Every log line names the client.
 - `https_application(tandem)`: pumps records between a `RecordLayer` and the connection.
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 MAX_HEADERS = 16 * 1024
+MAX_REQUEST_LINE = 8 * 1024   # RFC 9112 3: at least 8000 octets should be supported
 SERVER_NAME = "se-tls-host"
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -85,19 +88,22 @@ class HttpApp:
         self.tandem = tandem
         self.resources = resources
 
-    def respond(self, request: h11.Request, body: bytes) -> HttpResponse:
-        """The response to a complete request; for HEAD, the GET response (the body is not sent)."""
+    def respond(self, request: h11.Request, body: bytes, client_subject: str | None = None) -> HttpResponse:
+        """The response to a complete request; for HEAD, the GET response (the body is not sent).
+        `client_subject`: the commonName of the client certificate the card verified for this
+        session (the status page shows it), None without one."""
         method = request.method.decode("ascii")
         path = request_path(request.target)
         if path in PAGES:
-            return self._page(method, path)
+            return self._page(method, path, client_subject)
         return self._resource("GET" if method == "HEAD" else method, path, body)
 
-    def _page(self, method: str, path: str) -> HttpResponse:
+    def _page(self, method: str, path: str, client_subject: str | None = None) -> HttpResponse:
         if method not in PAGE_METHODS:
             return json_response(405, {"error": f"{method} is not allowed on {path}"},
                                  [("Allow", ", ".join(PAGE_METHODS))])
-        document = status_document(self.tandem, self.device, self.resources(), self.device.clock())
+        document = status_document(self.tandem, self.device, self.resources(), self.device.clock(),
+                                   client_subject)
         if path == "/status.json":
             return json_response(200, document)
         return HttpResponse(200, render_page(document).encode(), HTML_TYPE)
@@ -124,8 +130,11 @@ class HttpServerConnection:
     an error response); the caller then sends what is left and closes the TLS session.
     """
 
-    def __init__(self, app: HttpApp, max_body: int = MAX_BODY, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, app: HttpApp, max_body: int = MAX_BODY, clock: Callable[[], float] = time.time,
+                 peer: str = "-", client_subject: str | None = None) -> None:
         self.app = app
+        self.peer = peer   # the client's address, in every log line
+        self.client_subject = client_subject
         self.max_body = max_body
         self.clock = clock
         self.closed = False
@@ -167,7 +176,13 @@ class HttpServerConnection:
     def _on_event(self, event: Any) -> None:
         if isinstance(event, h11.Request):
             self._request, self._body = event, bytearray()
-            if declared_length(event) > self.max_body:
+            names = {name for name, _ in event.headers}
+            if len(event.method) + len(event.target) + len(b"  HTTP/1.1") > MAX_REQUEST_LINE:
+                self._refuse(414, f"the request line is over {MAX_REQUEST_LINE} bytes")
+            elif b"content-length" in names and b"transfer-encoding" in names:
+                # RFC 9112 6.1: a request with both may be smuggling another one: never guessed at.
+                self._refuse(400, "a request with both Content-Length and Transfer-Encoding is refused")
+            elif declared_length(event) > self.max_body:
                 self._too_large()
         elif isinstance(event, h11.Data):
             self._body += event.data
@@ -183,9 +198,9 @@ class HttpServerConnection:
         """The app's response; whatever it raises is a 500 that ends the connection, one log line
         (the traceback at DEBUG)."""
         try:
-            response = self.app.respond(request, body)
+            response = self.app.respond(request, body, self.client_subject)
         except Exception as exc:
-            log.error("HTTP %s %s failed: %s: %s", request.method.decode("ascii", "replace"),
+            log.error("%s: HTTP %s %s failed: %s: %s", self.peer, request.method.decode("ascii", "replace"),
                       request_path(request.target), type(exc).__name__, exc)
             log.debug("the HTTP application's traceback", exc_info=True)
             self._answer(error_response(500, "internal error"), close=True)
@@ -198,14 +213,30 @@ class HttpServerConnection:
             self._out += self._h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
 
     def _too_large(self) -> None:
-        log.info("HTTP request body over %d bytes: 413 and close", self.max_body)
+        log.info("%s: HTTP request body over %d bytes: 413 and close", self.peer, self.max_body)
         self._answer(error_response(413, f"the body is over {self.max_body} bytes"), close=True)
 
+    def _refuse(self, status: int, reason: str) -> None:
+        """A request refused before the app sees it: the status, one sentence, and the end."""
+        log.info("%s: HTTP %d: %s: close", self.peer, status, reason)
+        self._answer(error_response(status, reason), close=True)
+
     def _reject(self, exc: h11.RemoteProtocolError) -> None:
-        log.info("malformed HTTP request: %s", exc)
+        """A request h11 cannot parse: a status and a sentence of ours (h11's message, which may
+        quote the request or name its internals, goes to the log only)."""
+        status = exc.error_status_hint
+        reason = "malformed request"
+        if status == 431:
+            pending = self._h11.trailing_data[0]
+            line_end = pending.find(b"\n")
+            if line_end < 0 or line_end > MAX_REQUEST_LINE:
+                status, reason = 414, f"the request line is over {MAX_REQUEST_LINE} bytes"
+            else:
+                reason = f"the header fields are over {MAX_HEADERS} bytes"
+        log.info("%s: malformed HTTP request (%s): %d and close", self.peer, exc, status)
         if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self._request = None
-            self._answer(error_response(exc.error_status_hint, f"malformed request: {exc}"), close=True)
+            self._answer(error_response(status, reason), close=True)
         self.closed = True
 
     def _answer(self, response: HttpResponse, close: bool = False) -> None:
@@ -236,7 +267,7 @@ def https_application(tandem: Any, device: Device | None = None) -> Application:
     app = HttpApp(device or process_device(), tandem)
 
     async def application(layer: RecordLayer, info: SessionInfo) -> None:
-        connection = HttpServerConnection(app)
+        connection = HttpServerConnection(app, peer=info.peer, client_subject=info.client_subject)
         await pump(connection, layer)
         log.info("%s: HTTP session ended after %d response(s)", info.peer, connection.responses)
 

@@ -83,12 +83,13 @@ def _card(slot: Any, sessions: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def status_document(tandem: Any, device: Device, resources: Resources | None = None,
-                    now: float | None = None) -> dict[str, Any]:
+                    now: float | None = None, client_subject: str | None = None) -> dict[str, Any]:
     """The status as JSON-ready data (docs/status.md, schema 1): the legacy keys of `Status`
-    (identity, subject, record_mode, last_session, plug_on) and cards, sessions, handshakes,
-    resources. `now` is the wall clock (default: time.time())."""
+    (identity, subject, record_mode, last_session, plug_on, client_subject) and cards, sessions,
+    handshakes, resources. `now` is the wall clock (default: time.time()); `client_subject` the
+    commonName of the client certificate of the session asking (None: it has none)."""
     now = time.time() if now is None else now
-    legacy = Status.of(tandem, device).as_dict()
+    legacy = Status.of(tandem, device, client_subject).as_dict()
     sessions = [{"client": info.peer, "card": info.card, "suite": info.suite_name,
                  "record_mode": info.record_mode, "client_subject": getattr(info, "client_subject", None),
                  "age_seconds": round(max(0.0, now - getattr(info, "started", now)), 1)}
@@ -113,6 +114,7 @@ def status_document(tandem: Any, device: Device, resources: Resources | None = N
         "resources": None if resources is None else asdict(resources),
         "last_session": legacy["last_session"],
         "plug_on": legacy["plug_on"],
+        "client_subject": legacy["client_subject"],
     }
     return document
 
@@ -165,6 +167,13 @@ def _bytes(value: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{value} B"
+
+
+def _client(common_name: str | None) -> str:
+    """A client certificate's commonName as the page shows it."""
+    if common_name is None:
+        return "none"
+    return f"CN={common_name}" if common_name else "(no commonName)"
 
 
 def _age(seconds: float) -> str:
@@ -257,7 +266,7 @@ def render_page(document: dict[str, Any]) -> str:
         [("Client", False), ("Card", False), ("Suite", True), ("Record layer", False),
          ("Client subject", True), ("Age", False)],
         [[(s["client"], ""), (s["card"], ""), (s["suite"], ""), (s["record_mode"], ""),
-          (s["client_subject"] or "not authenticated", ""), (_age(s["age_seconds"]), "")]
+          (_client(s["client_subject"]), ""), (_age(s["age_seconds"]), "")]
          for s in document["sessions"]],
         "No session is open.")
     recent = document["handshakes"][:15]
@@ -293,7 +302,8 @@ def render_page(document: dict[str, Any]) -> str:
 <span>Subject <b>{_e(document["subject"] or "unknown")}</b></span>
 <span>Record layer <b>{_e(document["record_mode"])}</b></span>
 <span>Cards serving <b>{serving} of {total}</b></span>
-<span>Plug <b>{"on" if document["plug_on"] else "off"}</b></span></div>
+<span>Plug <b>{"on" if document["plug_on"] else "off"}</b></span>
+<span>Your client certificate <b>{_e(_client(document["client_subject"]))}</b></span></div>
 {warning}
 <h2>Cards</h2>
 {_cards_html(document["cards"])}

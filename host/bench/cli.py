@@ -23,6 +23,7 @@ import logging
 import time
 from pathlib import Path
 
+from host.bench.client_auth import client_auth_results, model_client_auth
 from host.bench.modeled import card_costs, model_results, model_runs, target_results
 from host.bench.plots import write_plots
 from host.bench.report import Report, summary
@@ -74,16 +75,18 @@ def run(settings: Settings) -> Report:
     results = Results()
     costs = card_costs(settings.costs)
     with logging_redirect_tqdm():
-        runs, fragmenting = sim_benchmark(settings)
+        runs, fragmenting, client_auth = sim_benchmark(settings)
         sim_results(runs, results)
         fragmenting_results(fragmenting, results)
         modeled = model_runs(runs, costs, settings)
         model_results(modeled, results)
         target_results(modeled, results)
+        client_auth_modeled = model_client_auth(client_auth, costs, settings)
+        client_auth_results(client_auth, client_auth_modeled, results)
         if settings.host_side:
             host_benchmark(settings, results)
         ratio_results(results)
-    return Report(runs, modeled, results, settings)
+    return Report(runs, modeled, results, settings, client_auth_modeled)
 
 
 def main(argv: list[str] | None = None) -> int:

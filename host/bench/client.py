@@ -29,6 +29,8 @@ PHASE_FLIGHT1 = "flight1"   # begin_conversation + the ClientHello flight
 PHASE_FLIGHT3 = "flight3"   # ClientKeyExchange, ChangeCipherSpec, Finished
 PHASE_RECORD = "record"     # one application-data record each way, protected by the card
 FINISHED_SIZE = 4 + 12      # the client Finished message in the transcript (header + verify_data)
+RECORD_HEADER = 5           # type, version, length (RFC 5246 6.2.1)
+MAX_PLAINTEXT = 2 ** 14     # a record's plaintext at most
 SERVER_NAME = "localhost"   # the demo certificates' DNS name
 
 
@@ -112,6 +114,7 @@ class HandshakeTrace:
     client_key_exchange: int = 0
     client_record_bytes: int = 0  # what the client sent in its flights, record headers included
     card_message_bytes: int = 0   # what the host passed on to the card after reassembly
+    transcript_copy_bytes: int = 0  # the transcript copy's records (headers included), client auth only
 
     @property
     def session_hash_bytes(self) -> int:
@@ -128,12 +131,14 @@ class HandshakeTrace:
 
 def handshake_bytes(records: bytes, before_ccs: bool = True) -> int:
     """Handshake-message bytes in plaintext records (stopping at ChangeCipherSpec)."""
-    total = 0
-    for record in split_records(records):
-        if record.content_type == ContentType.CHANGE_CIPHER_SPEC and before_ccs:
+    total, at = 0, 0
+    while at + RECORD_HEADER <= len(records):  # by hand: a transcript copy's type is no TLS type
+        content_type, length = records[at], int.from_bytes(records[at + 3:at + 5], "big")
+        if content_type == ContentType.CHANGE_CIPHER_SPEC and before_ccs:
             break
-        if record.content_type == ContentType.HANDSHAKE:
-            total += len(record.fragment)
+        if content_type == ContentType.HANDSHAKE:
+            total += length
+        at += RECORD_HEADER + length
     return total
 
 
@@ -165,14 +170,15 @@ def client_flights(client: MemoryTlsClient, records: RecordReader, flights: Flig
 
 
 def drive_handshake(card: Card, client: MemoryTlsClient, stats: Phases, identity: str,
-                    record_size: int | None = None) -> HandshakeTrace:
+                    record_size: int | None = None, transcript_copy: int | None = None) -> HandshakeTrace:
     """One full handshake: EAP-TLS start, flight 1 and flight 3 through the card, APDUs
     attributed to the phases "flight1" and "flight3". With `record_size` the client cuts its
-    plaintext handshake messages into records of that many bytes."""
+    plaintext handshake messages into records of that many bytes; with `transcript_copy` (its
+    content type) the host puts the transcript copy before a client's CertificateVerify."""
     trace = HandshakeTrace()
     with stats.phase(PHASE_FLIGHT1):
         card.begin_conversation(identity)
-    records, flights = RecordReader(), FlightAssembler()
+    records, flights = RecordReader(), FlightAssembler(transcript_copy=transcript_copy)
     after_ccs = [False]
     cut: Callable[[bytes], bytes] = (lambda data: data) if record_size is None else (
         lambda data: fragment_handshake(data, record_size, after_ccs))
@@ -186,6 +192,9 @@ def drive_handshake(card: Card, client: MemoryTlsClient, stats: Phases, identity
         if not sent:
             raise HandshakeError(f"the client waits for the server but has no flight to send ({flights.phase})")
     trace.client_record_bytes, trace.card_message_bytes = flights.received, flights.forwarded
+    if transcript_copy is not None and flights.client_certificate:
+        copy = len(flights.transcript)
+        trace.transcript_copy_bytes = copy + RECORD_HEADER * -(-copy // MAX_PLAINTEXT)
     return trace
 
 

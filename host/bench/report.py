@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from host.bench.client import PHASE_RECORD
+from host.bench.client_auth import LABELS, TARGET_CLIENT_AUTH_MS, ClientAuthModeled
 from host.bench.modeled import (
     COMPONENT_LABELS,
     OTHER_CARD,
@@ -33,6 +34,7 @@ class Report:
     modeled: Sequence[Modeled]
     results: Results
     settings: Settings
+    client_auth: Sequence[ClientAuthModeled] = ()
 
     def sim(self, apdu_format: str = "extended") -> list[SimRun]:
         return [r for r in self.runs if r.apdu_format == apdu_format]
@@ -60,6 +62,7 @@ def summary(report: Report) -> str:
                 breakdown_table(report),
                 ["## APDU formats (per handshake; record = 1 KB each way)", ""], format_table(report),
                 [f"## One {RECORD_SIZE} B record each way, record layer in the card", ""], record_table(report),
+                client_auth_section(report),
                 host_section(report), targets_section(report), cuts_section(report), notes_section(report)]
     return "\n".join(line for section in sections for line in section)
 
@@ -150,17 +153,17 @@ def format_table(report: Report) -> list[str]:
 
 def record_table(report: Report) -> list[str]:
     rows = []
-    for run in report.sim():
+    for run in sorted(report.runs, key=lambda r: (SUITES.index(r.suite), r.apdu_format)):
         ref, other = report.model(run, REFERENCE_CARD), report.model(run, OTHER_CARD)
-        rows.append([SHORT_NAMES[run.suite], fmt(run.phase(PHASE_RECORD, "apdus")),
+        rows.append([SHORT_NAMES[run.suite], run.apdu_format, fmt(run.phase(PHASE_RECORD, "apdus")),
                      f"{fmt(run.phase(PHASE_RECORD, 'bytes_sent'))} / {fmt(run.phase(PHASE_RECORD, 'bytes_received'))}",
                      fmt(run.count("aes_blocks", True)), fmt(run.count("ghash_blocks", True)),
                      fmt(run.count("sha256_blocks", True)), fmt(run.count("eeprom_bytes")),
                      fmt(run.count("eeprom_bytes", True)), fmt(run.median(lambda s: s.record_wall_ms), 1),
                      fmt(ref.record.total if ref else None), fmt(ref.record.total_with_ghash if ref else None),
                      fmt(other.record.total if other else None)])
-    return table(["suite", "APDUs", "bytes to / from card", "AES blocks", "GHASH blocks", "SHA-256 blocks",
-                  "EEPROM bytes written per handshake", "EEPROM bytes written per record round",
+    return table(["suite", "APDU format", "APDUs", "bytes to / from card", "AES blocks", "GHASH blocks",
+                  "SHA-256 blocks", "EEPROM bytes written per handshake", "EEPROM bytes written per record round",
                   "jcardsim ms", "J3R180 modeled ms", "J3R180 + GHASH assumed", "J3H145 modeled ms"], rows)
 
 
@@ -220,6 +223,46 @@ def scaling_lines(report: Report) -> list[str]:
                "handshake fills the cores more cards cannot add throughput here: the scaling measured is the "
                "simulator's. With real readers the card's own time (the modeled figures above) is the bottleneck "
                "and cards work in parallel; the host server's CPU per handshake bounds how many it can feed."), ""]
+    return lines
+
+
+def client_auth_section(report: Report) -> list[str]:
+    """Full handshake with client authentication beside the full one (GCM, extended APDUs)."""
+    full = next((r for r in report.sim() if r.suite == GCM), None)
+    if full is None or not report.client_auth:
+        return []
+    lines = ["## Full handshake with client authentication (GCM, extended APDUs, P-256 client certificate)", ""]
+    runs: list[tuple[str, SimRun, float]] = [("full", full, 0.0)]
+    runs += list({m.auth.variant: (m.auth.variant, m.auth.run, m.auth.transcript_copy_bytes)
+                  for m in report.client_auth}.values())
+    cards = [c for c in (REFERENCE_CARD, OTHER_CARD) if any(m.costs.card.startswith(c) for m in report.client_auth)]
+
+    def modeled(variant: str, run: SimRun, card: str) -> float | None:
+        if variant == "full":
+            m = report.model(run, card)
+            return m.handshake.total if m else None
+        return next((m.handshake.total for m in report.client_auth
+                     if m.auth.run is run and m.costs.card.startswith(card)), None)
+
+    rows = []
+    for variant, run, copy in runs:
+        rows.append([LABELS[variant], fmt(run.handshake("apdus")), fmt(run.handshake("bytes_sent")),
+                     fmt(run.handshake("bytes_received")), fmt(copy), fmt(run.count("ecdsa_verify")),
+                     fmt(run.count("ecdsa_sign")), fmt(run.count("sha256_blocks")),
+                     fmt(run.count("eeprom_bytes")) if "eeprom_bytes" in run.samples[0].counts else "n/a",
+                     *(fmt(modeled(variant, run, card)) for card in cards)])
+    lines += table(["handshake", "APDUs", "bytes to card", "bytes from card", "transcript copy bytes",
+                    "ECDSA verify", "ECDSA sign", "SHA-256 blocks", "EEPROM bytes",
+                    *(f"{card.split()[-1]} modeled ms" for card in cards)], rows)
+    ref = [(variant, modeled(variant, run, REFERENCE_CARD)) for variant, run, _ in runs if variant != "full"]
+    lines += ["", *(f"- {LABELS[variant]}, J3R180: {fmt(ms)} ms modeled (target <= {TARGET_CLIENT_AUTH_MS:.0f} ms): "
+                    f"{'meets it' if ms is not None and ms <= TARGET_CLIENT_AUTH_MS else '**misses it**'}."
+                    for variant, ms in ref),
+              "- The client's chain is verified in the card (one ECDSA verify per certificate; Python's ssl, like "
+              "openssl s_client, sends the leaf and the CA certificate it builds the chain with: two), then its "
+              "CertificateVerify (one more). ALG_NULL verifies over the session hash the card "
+              "already has; the transcript copy resends ClientHello .. ClientKeyExchange (the bytes above) for the "
+              "card to hash twice (ECDSA_SHA_256 and the digest compared with its session hash).", ""]
     return lines
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -35,6 +36,9 @@ from host.demo_pki import DemoCa
 from host.iso7816.layers import Traffic
 from host.provision import IdentitySpec, demo_operator, personalise
 from host.tls.numbers import CipherSuite, ContentType
+
+if TYPE_CHECKING:
+    from host.bench.client_auth import ClientAuthRun
 
 GCM = CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
 CBC_SHA256 = CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
@@ -163,9 +167,10 @@ def fragmenting_handshake(card: SeTlsCard, cafile: str) -> FragmentingClient:
                              plain.client_record_bytes, plain_to_card)
 
 
-def sim_benchmark(settings: Settings) -> tuple[list[SimRun], FragmentingClient]:
+def sim_benchmark(settings: Settings) -> tuple[list[SimRun], FragmentingClient, list[ClientAuthRun]]:
     """Every suite in every APDU format, settings.runs handshakes each, on one simulated card;
-    then the fragmenting client (GCM, extended APDUs)."""
+    then the fragmenting client (GCM, extended APDUs) and the handshakes with client
+    authentication (host.bench.client_auth)."""
     runs: list[SimRun] = []
     total = len(SUITES) * len(APDU_FORMATS) * settings.runs
     with tempfile.TemporaryDirectory(prefix="setls-bench-ca-") as tmp, open_cards(sim=1) as cards:
@@ -185,7 +190,9 @@ def sim_benchmark(settings: Settings) -> tuple[list[SimRun], FragmentingClient]:
         card = SeTlsCard(CardSession(cards[0].session.channel, extended=None), "sim0-extended")
         prepare_card(card, GCM)
         fragmenting = fragmenting_handshake(card, cafile)
-    return runs, fragmenting
+        from host.bench.client_auth import client_auth_benchmark  # it builds on this module
+        client_auth = client_auth_benchmark(card, ca, cafile, Path(tmp), settings)
+    return runs, fragmenting, client_auth
 
 
 def fragmenting_results(fragmenting: FragmentingClient, results: Results) -> None:

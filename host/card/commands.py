@@ -6,15 +6,24 @@ from serving (wrong or blocked PIN, no such identity) into a sentence for a pers
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import struct
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from host.card.errors import AccessDeniedError, CardRefusedError, PinBlockedError, WrongPinError
+from host.card.errors import (
+    AccessDeniedError,
+    CardRefusedError,
+    MessageTooLargeError,
+    PinBlockedError,
+    WrongPinError,
+)
 from host.card.numbers import (
     COUNTERS_RESET,
     MAX_IDENTITIES,
+    TRANSCRIPT_COPY_CONTENT_TYPE,
     UNPROTECT_REJECTED,
     AppletStatus,
     Cla,
@@ -23,6 +32,7 @@ from host.card.numbers import (
     DataTag,
     Ins,
     KeyChoice,
+    Piece,
     Policy,
 )
 from host.card.operator import PIN_BLOCK, PSK_BLOCK, OperatorKey, OperatorSession
@@ -87,11 +97,30 @@ class CardStatus:
         return cls(bool(init), puk, bool(op), count, cap, eeprom, ram)
 
 
+CLOCK_REFRESH_SECONDS = 60.0  # how old the card's copy of the host's clock may get
+
+
+def serial_bytes(serial: int) -> bytes:
+    """A certificate serial number as its DER INTEGER contents (minimal two's complement)."""
+    return serial.to_bytes(serial.bit_length() // 8 + 1, "big", signed=True)
+
+
 def _lv(value: bytes) -> bytes:
     """A length byte, then the value; ValueError for a value over 255 bytes."""
     if len(value) > 0xFF:
         raise ValueError(f"a value of {len(value)} bytes is too long for the card (at most 255)")
     return bytes([len(value)]) + value
+
+
+# Records in pieces (docs/apdu.md, UNPROTECT RECORD): sizes that fit a short APDU (254 data bytes
+# with Le, jcardsim's limit) and its 256-byte answer; multiples of 16 (CBC takes whole blocks).
+RECORD_HEADER_SIZE = 5
+PIECE_TAIL = 32               # the record's last bytes, in the first piece (CBC reads its padding first)
+UNPROTECT_FIRST_PIECE = 208   # header 5 + tail 32 + 208 = 245 bytes
+UNPROTECT_PIECE = 240
+UNPROTECT_WHOLE_MAX = 254
+PROTECT_PIECE = 192           # the last piece's answer: 192 + MAC 32 + padding 16 = 240
+PROTECT_WHOLE_MAX = 170       # the record in the card's 261-byte buffer: 21 + 170 + 69 = 260
 
 
 class SeTlsCard:
@@ -109,6 +138,12 @@ class SeTlsCard:
         self.slot: int | None = None
         self.operator: OperatorSession | None = None
         self.handle = 0
+        # Send the transcript copy before a client's CertificateVerify even where the card verifies
+        # ECDSA over a precomputed hash (tests and benchmarks of the universal path, docs/quirks.md).
+        self.force_transcript_copy = False
+        self.clock_refresh = CLOCK_REFRESH_SECONDS
+        self._clock_set_at: float | None = None
+        self._clock_selection = -1  # session.selections when SET TIME was last sent
 
     @property
     def session_slots(self) -> int:
@@ -234,7 +269,7 @@ class SeTlsCard:
                           certificate_list[i:i + PUT_DATA_CHUNK])
 
     def put_cas(self, slot: int, entries: bytes) -> None:
-        """The trusted CAs (SHA-256 of the subject, point: 97 bytes each), committed as a whole."""
+        """The trusted CAs (SHA-256 of the subject, point, name length, name: 226 bytes each), committed as a whole."""
         self._upload(slot, DataTag.CA_FIRST, DataTag.CA_NEXT, Commit.CAS, entries)
 
     def reset_pin(self, slot: int, pin: str) -> None:
@@ -250,13 +285,70 @@ class SeTlsCard:
             return
         self.put_data(0, DataTag.PUK, self.operator.encrypt_secret(puk.encode(), PIN_BLOCK))
 
-    def put_policy(self, slot: int, export_keys: bool, client_auth: str = "none") -> None:
+    def put_policy(self, slot: int, export_keys: bool, client_auth: str = "none", client_dates: bool = False) -> None:
+        """The identity's policy byte; `client_dates`: a client certificate's dates must be checked
+        (no handshake with a certificate while the host has not set the card's clock)."""
         value = Policy.EXPORT_KEYS if export_keys else Policy(0)
         if client_auth == "optional":
             value |= Policy.CLIENT_AUTH_OPTIONAL
         elif client_auth == "required":
             value |= Policy.CLIENT_AUTH_OPTIONAL | Policy.CLIENT_AUTH_REQUIRED
+        if client_dates:
+            value |= Policy.CLIENT_DATES_REQUIRED
         self.put_data(slot, DataTag.POLICY, bytes([value]))
+
+    def put_revoked(self, serials: list[int]) -> None:
+        """The revoked client certificate serial numbers (operator), replacing the card's list."""
+        self.put_data(0, DataTag.REVOKED, b"".join(_lv(serial_bytes(s)) for s in serials))
+
+    def revoked(self) -> list[int]:
+        """The card's revoked serial numbers."""
+        data = self.get_data(0, DataTag.REVOKED)
+        out, p = [], 0
+        while p < len(data):
+            n = data[p]
+            out.append(int.from_bytes(data[p + 1:p + 1 + n], "big", signed=True))
+            p += 1 + n
+        return out
+
+    @property
+    def transcript_copy_type(self) -> int | None:
+        """The content type of the transcript copy this card needs before a CertificateVerify, or
+        None when it verifies over its own session hash (Capability2.ECDSA_PRECOMPUTED_HASH)."""
+        if self.force_transcript_copy or not self.session.caps.ecdsa_precomputed_hash:
+            return TRANSCRIPT_COPY_CONTENT_TYPE
+        return None
+
+    def refresh_clock(self) -> None:
+        """SET TIME when the card has not had the host's time for `clock_refresh` seconds (one
+        APDU a minute at most; the card checks client certificates' dates against it), or has
+        been selected again since (a re-SELECT clears the card's clock)."""
+        now = time.monotonic()
+        if (self._clock_set_at is None or self._clock_selection != self.session.selections
+                or now - self._clock_set_at >= self.clock_refresh):
+            self.set_time()
+
+    @property
+    def has_clock(self) -> bool:
+        """Whether the card holds the host's clock: SET TIME since the applet's last SELECT (a
+        SELECT, a reset or another process reopening the card makes it forget)."""
+        return self._clock_set_at is not None and self._clock_selection == self.session.selections
+
+    def set_time(self, when: datetime.datetime | None = None) -> None:
+        """SET TIME: the host's clock (UTC), against which the card checks client certificates'
+        validity; needs an unlocked identity. A SELECT or a reset makes the card forget it."""
+        now = (when or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
+        data = now.year.to_bytes(2, "big") + bytes((now.month, now.day, now.hour, now.minute, now.second))
+        self._command(Ins.SET_TIME, 0, 0, data, ne=0, what="SET TIME")
+        self._clock_set_at, self._clock_selection = time.monotonic(), self.session.selections
+
+    def client_subject(self, handle: int | None = None) -> str | None:
+        """The commonName of the client the session's handshake authenticated (None: no client
+        certificate; "" for one without a commonName)."""
+        data = self._command(Ins.GET_DATA, DataTag.CLIENT_SUBJECT, self._handle(handle), what="GET DATA CLIENT SUBJECT")
+        if not data or data[0] == 0:
+            return None
+        return data[1:].decode("utf-8", "replace")
 
     def put_suites(self, slot: int, suites: tuple[int, ...]) -> None:
         self.put_data(slot, DataTag.SUITES, b"".join(s.to_bytes(2, "big") for s in suites))
@@ -346,15 +438,63 @@ class SeTlsCard:
         return conversation.exchange(flight)
 
     def unprotect(self, record: bytes, handle: int | None = None) -> tuple[int, bytes]:
-        data = self._command(Ins.UNPROTECT_RECORD, 0, self._handle(handle), record, ne=65536)
-        if data[:1] == bytes([UNPROTECT_REJECTED]):  # its description, then the alert to send
-            self._conversations.pop(self._handle(handle), None)   # the card ended the session
-            raise RecordRejected(data[2:], data[1])
-        return data[0], data[1:]
+        """UNPROTECT RECORD: (content type, plaintext) of one TLS record the client sent.
+
+        A record that one APDU does not carry with its answer goes in pieces (docs/apdu.md):
+        release-then-confirm, the pieces' plaintext is kept only when the last piece's answer says
+        the record authenticated. Raises RecordRejected (the alert to forward) otherwise."""
+        h = self._handle(handle)
+        answers: list[bytes] = []
+        if len(record) <= self._whole_limit(UNPROTECT_WHOLE_MAX):
+            try:
+                answers.append(self._command(Ins.UNPROTECT_RECORD, Piece.WHOLE, h, record, ne=65536))
+            except MessageTooLargeError:   # more than the card's APDU buffer holds: in pieces
+                answers = []
+        if not answers:
+            answers = self._unprotect_in_pieces(record, h)
+        for answer in answers:
+            if answer[:1] == bytes([UNPROTECT_REJECTED]):  # its description, then the alert to send
+                self._conversations.pop(h, None)   # the card ended the session
+                raise RecordRejected(answer[2:], answer[1])
+        return answers[-1][0], b"".join(answer[1:] for answer in answers)
+
+    def _unprotect_in_pieces(self, record: bytes, handle: int) -> list[bytes]:
+        """The record's header, its last 32 bytes and its first bytes, then the rest, each piece's
+        answer (content type + the plaintext released so far) until one rejects it."""
+        body = record[RECORD_HEADER_SIZE:]
+        first = record[:RECORD_HEADER_SIZE] + body[-PIECE_TAIL:] + body[:UNPROTECT_FIRST_PIECE]
+        rest = body[UNPROTECT_FIRST_PIECE:]
+        pieces = [rest[i:i + UNPROTECT_PIECE] for i in range(0, len(rest), UNPROTECT_PIECE)] or [b""]
+        answers = [self._command(Ins.UNPROTECT_RECORD, Piece.FIRST, handle, first, ne=256)]
+        for i, piece in enumerate(pieces):
+            if answers[-1][:1] == bytes([UNPROTECT_REJECTED]):
+                break
+            kind = Piece.LAST if i == len(pieces) - 1 else Piece.NEXT
+            answers.append(self._command(Ins.UNPROTECT_RECORD, kind, handle, piece, ne=256))
+        return answers
 
     def protect(self, content_type: int, data: bytes, handle: int | None = None) -> bytes:
-        """A protected record; a close_notify or fatal alert ends the session in the card."""
-        return self._command(Ins.PROTECT_RECORD, content_type, self._handle(handle), data, ne=65536)
+        """PROTECT RECORD: the protected record of `data` (at most 2^14 bytes); a close_notify or
+        fatal alert ends the session in the card. Long data goes in pieces (docs/apdu.md)."""
+        h = self._handle(handle)
+        if len(data) <= self._whole_limit(PROTECT_WHOLE_MAX):
+            try:
+                return self._command(Ins.PROTECT_RECORD, content_type, h, data, ne=65536)
+            except MessageTooLargeError:   # more than the card's APDU buffer holds: in pieces
+                pass
+        first, rest = data[:PROTECT_PIECE], data[PROTECT_PIECE:]
+        record = self._command(Ins.PROTECT_RECORD, Piece.FIRST | content_type, h,
+                               struct.pack(">H", len(data)) + first, ne=256)
+        pieces = [rest[i:i + PROTECT_PIECE] for i in range(0, len(rest), PROTECT_PIECE)] or [b""]
+        for i, piece in enumerate(pieces):
+            kind = Piece.LAST if i == len(pieces) - 1 else Piece.NEXT
+            record += self._command(Ins.PROTECT_RECORD, kind | content_type, h, piece, ne=256)
+        return record
+
+    def _whole_limit(self, short_max: int) -> int:
+        """Most bytes a record command sends whole: any with extended APDUs (the card answers
+        6A84 if its APDU buffer is smaller), else what one short APDU carries with its answer."""
+        return 1 << 16 if self.session.extended else short_max
 
     def export_keys(self, handle: int | None = None) -> SessionKeys:
         """The session's record keys (tandem mode); the card forgets them and frees the handle."""

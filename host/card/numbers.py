@@ -19,9 +19,12 @@ __all__ = [
     "COUNTERS_RESET",
     "PSK_CAPACITY",
     "MAX_IDENTITIES",
+    "Piece",
     "UNPROTECT_REJECTED",
+    "TRANSCRIPT_COPY_CONTENT_TYPE",
     "AppletStatus",
     "Capability",
+    "Capability2",
     "Commit",
     "KeyChoice",
     "CipherSuite",
@@ -38,6 +41,20 @@ MAX_IDENTITIES = 2  # identity slots (P2 of the personalisation commands)
 COUNTERS_RESET = 0x01  # GET COUNTERS P1: reset the counters after reading them
 UNPROTECT_REJECTED = 0x00  # UNPROTECT RECORD's first answer byte when the record was rejected
 PSK_CAPACITY = 8  # PSK entries of the card (PskStore.COUNT)
+# PROCESS EAP, flight 3: the content type of the transcript copy put before the CertificateVerify
+# (ClientHello .. ClientKeyExchange) for a card without Capability2.ECDSA_PRECOMPUTED_HASH.
+TRANSCRIPT_COPY_CONTENT_TYPE = 0xF0
+
+
+class Piece(enum.IntEnum):
+    """P1's two high bits of UNPROTECT RECORD and PROTECT RECORD: a record whole or in pieces
+    (docs/apdu.md); PROTECT RECORD's content type is in the low bits."""
+
+    MASK = 0xC0
+    WHOLE = 0x00
+    FIRST = 0x40
+    NEXT = 0x80
+    LAST = 0xC0
 
 
 class Cla(enum.IntEnum):
@@ -70,6 +87,7 @@ class Ins(enum.IntEnum):
     PUT_DATA = 0xDA
     GET_COUNTERS = 0xE2
     WIPE = 0xE4
+    SET_TIME = 0x8E  # the host's clock, for client certificates' validity
 
     @property
     def title(self) -> str:
@@ -87,6 +105,7 @@ class SelectTag(enum.IntEnum):
     IDENTITY_SLOTS = 0x84
     SESSION_SLOTS = 0x85     # sessions the card holds at once: handles 0 to n - 1
     HANDSHAKE_SLOTS = 0x86   # handshakes in progress at once
+    CAPABILITIES_2 = 0x88    # more capability bits (Capability2); 0x87 is the ticket key id
 
 
 class Capability(enum.IntFlag):
@@ -100,6 +119,12 @@ class Capability(enum.IntFlag):
     OPERATOR = 0x20  # operator session, MACed operator commands
     STAGED_KEYS = 0x40  # GENERATE KEY beside the serving key, committed with its chain
     PSK_STORE = 0x80  # pre-shared keys stored in the card
+
+
+class Capability2(enum.IntFlag):
+    """Bits of the SELECT response's CAPABILITIES_2 byte."""
+
+    ECDSA_PRECOMPUTED_HASH = 0x01  # ECDSA verify over a hash (ALG_NULL): no transcript copy needed
 
 
 class DataTag(enum.IntEnum):
@@ -126,6 +151,8 @@ class DataTag(enum.IntEnum):
     CAS = 0x13
     STAGED_PUBLIC_KEY = 0x14
     OPERATOR_KEY = 0x15
+    REVOKED = 0x16  # the revoked client certificate serials (card-wide)
+    CLIENT_SUBJECT = 0x17  # GET DATA, P2 = a session handle: the authenticated client's commonName
 
 
 class Policy(enum.IntFlag):
@@ -134,6 +161,7 @@ class Policy(enum.IntFlag):
     EXPORT_KEYS = 0x01  # the host may read the session keys after the handshake (tandem mode)
     CLIENT_AUTH_OPTIONAL = 0x02  # a client certificate is asked for
     CLIENT_AUTH_REQUIRED = 0x04  # ... and must be there
+    CLIENT_DATES_REQUIRED = 0x08  # client certificates' dates checked: no host time, no handshake
 
 
 class Commit(enum.IntEnum):

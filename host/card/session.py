@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from host.card.errors import refusal
-from host.card.numbers import Capability, Cla, Ins, SelectTag
+from host.card.numbers import Capability, Capability2, Cla, Ins, SelectTag
 from host.iso7816.apdu import MAX_EXTENDED_NE, MAX_SHORT_NE, ApduError, ApduFormatError, CommandApdu, ResponseApdu
 from host.iso7816.channel import Channel, ChannelError, exchange
 from host.iso7816.layers import TraceStats, build_stack
@@ -90,6 +90,18 @@ class CardCapabilities:
         return slots[0] if slots else 1
 
     @property
+    def flags2(self) -> Capability2:
+        """The second capability byte (tag 87; none for a card that does not say)."""
+        value = self.extra.get(SelectTag.CAPABILITIES_2)
+        return Capability2(value[0]) if value else Capability2(0)
+
+    @property
+    def ecdsa_precomputed_hash(self) -> bool:
+        """The card verifies a client's CertificateVerify over its own session hash (ECDSA with
+        ALG_NULL); without it the host sends the transcript copy (docs/apdu.md)."""
+        return bool(self.flags2 & Capability2.ECDSA_PRECOMPUTED_HASH)
+
+    @property
     def has_handles(self) -> bool:
         """Version 2 and later: commands name their session (docs/apdu.md, the session handle)."""
         return self.version >= (2, 0)
@@ -115,10 +127,13 @@ class CardSession:
         self.stats = stats if stats is not None else TraceStats()
         self._want_extended = extended
         self.extended = False
+        self.selections = 0  # SELECTs so far: each one makes the card forget its RAM state (the clock)
         self.caps = self.select()
 
     def select(self) -> CardCapabilities:
-        """(Re)selects the applet, which drops any conversation in progress."""
+        """(Re)selects the applet, which drops any conversation in progress (and the card's copy of
+        the host's clock, SET TIME); counted in `selections`."""
+        self.selections += 1
         command = CommandApdu(Cla.ISO, Ins.SELECT, 0x04, 0x00, self.aid, ne=MAX_SHORT_NE)
         basic = build_stack(self.channel, extended=False, chaining=False, stats=self.stats)
         with self.stats.phase("select"):

@@ -176,6 +176,11 @@ class JcardsimProcess:
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The jcardsim JVM's process id while it runs (tests read its heap with jcmd), else None."""
+        return self._process.pid if self._process is not None else None
+
     def output(self) -> str:
         """The tail of jcardsim's stdout and stderr (it always prints a harmless
         ClassNotFoundException about GpSimulatorRuntime)."""

@@ -24,7 +24,7 @@ from host.card.commands import SeTlsCard
 from host.card.operator import OperatorKey
 from host.demo_pki import DEMO_DIR, DemoCa, ensure_demo_operator_key
 from host.provision.csr import parse_san
-from host.provision.lifecycle import ensure_initialised, generate_key, load_chain, request_certificate
+from host.provision.lifecycle import ensure_initialised, generate_key, load_chain, request_certificate, set_cas
 from host.tls.numbers import CipherSuite
 
 __all__ = ["DEMO_IDENTITY", "DEMO_PIN", "DEMO_PUK", "IdentitySpec", "demo_operator", "initialise_demo",
@@ -45,6 +45,8 @@ class IdentitySpec:
     slot: int = 0
     export_keys: bool = True
     suites: tuple[int, ...] = ()
+    client_auth: str = "none"  # none, optional, required: client certificates of the demo CA
+    client_dates: bool = True  # client certificates' dates checked against the host's clock
 
 
 def demo_operator(directory: Path = DEMO_DIR) -> OperatorKey:
@@ -72,7 +74,10 @@ def personalise(card: SeTlsCard, spec: IdentitySpec, ca: DemoCa, out_dir: Path |
     certificate = ca.issue_from_csr(csr)
     load_chain(card, spec.slot, [certificate])
     card.put_name(spec.slot, spec.name)
-    card.put_policy(spec.slot, export_keys=spec.export_keys)
+    if spec.client_auth != "none":
+        set_cas(card, spec.slot, [ca.certificate])
+    card.put_policy(spec.slot, export_keys=spec.export_keys, client_auth=spec.client_auth,
+                    client_dates=spec.client_dates and spec.client_auth != "none")
     if spec.suites:
         card.put_suites(spec.slot, spec.suites)
     card.reset_pin(spec.slot, spec.pin)

@@ -8,6 +8,7 @@ from a file (`@FILE`) or standard input (`-`).
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
 import json
 import logging
@@ -20,6 +21,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from host.card.commands import CardOpenError, OperatorAuthError, SeTlsCard, open_cards
 from host.card.errors import (
@@ -44,9 +46,12 @@ from host.provision.lifecycle import (
     ProvisionError,
     generate_key,
     load_chain,
+    parse_serial,
     read_certificates,
     request_certificate,
+    revoke,
     set_cas,
+    unrevoke,
 )
 from host.tls.numbers import CipherSuite
 
@@ -81,15 +86,25 @@ class NotConfirmed(Exception):
 
 # ---- arguments ------------------------------------------------------------------------------------
 
+def san_argument(text: str) -> str:
+    """--san's type: refused by argparse, before any card is opened, unless DNS:, IP: or bare."""
+    try:
+        parse_san(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--san {text}: ")) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    output = argparse.ArgumentParser(add_help=False)   # every command's, demo-ca's too
+    output.add_argument("--json", action="store_true", help="print the result as JSON")
+    output.add_argument("-v", "--verbose", action="store_true")
+    common = argparse.ArgumentParser(add_help=False, parents=[output])   # the commands that reach a card
     where = common.add_mutually_exclusive_group()
     where.add_argument("--reader", metavar="NAME", help="PC/SC reader (name or a unique part of it)")
     where.add_argument("--sim", action="store_true", help="a simulated card (jcardsim): blank, forgotten at exit")
-    common.add_argument("--json", action="store_true", help="print the result as JSON")
     common.add_argument("--operator-key", type=Path, metavar="FILE",
                         help="the operator's private key (PEM) for operator commands ($SETLS_OPERATOR_KEY)")
-    common.add_argument("-v", "--verbose", action="store_true")
     slot = argparse.ArgumentParser(add_help=False)
     slot.add_argument("--slot", type=int, default=0, choices=range(MAX_IDENTITIES), help="identity slot (default 0)")
 
@@ -112,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="beside the serving key: the old key and chain serve until load-chain commits the new")
     p = add("csr", "a PKCS#10 request for the identity's key, signed by the card (operator)", slot)
     p.add_argument("--subject", required=True, help="e.g. 'CN=device-42,O=Acme'")
-    p.add_argument("--san", action="append", default=[], metavar="NAME", help="DNS:name or IP:address (repeat)")
+    p.add_argument("--san", action="append", default=[], metavar="NAME", type=san_argument,
+                   help="DNS:name or IP:address (repeat)")
     p.add_argument("--staged", action="store_true", help="for the staged key")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the PEM request there (default: stdout)")
     p = add("load-chain", "store the chain (leaf first) after checking it certifies the card's key (operator)", slot)
@@ -129,8 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the identity's name (what the host asks for)")
     p.add_argument("--export-keys", choices=("yes", "no"), help="may the session keys go to the host (tandem mode)")
     p.add_argument("--suites", help="e.g. c02b,c0ae (server's order)")
-    p.add_argument("--client-auth", choices=("none", "optional", "required"))
+    p.add_argument("--client-auth", choices=("none", "optional", "required"),
+                   help="ask clients for a certificate (optional) or refuse those without one (required)")
+    p.add_argument("--client-dates", action=argparse.BooleanOptionalAction, default=None,
+                   help="check client certificates' validity dates against the host's clock (SET TIME); "
+                        "no clock given: no client certificate is accepted")
     p.add_argument("--sni", nargs="*", metavar="NAME", help="server names this identity answers")
+    p = add("revoke", "add client certificate serial numbers to the card's revoked list (operator)")
+    p.add_argument("serials", nargs="+", metavar="SERIAL", help="hex, as openssl x509 -serial prints it")
+    p = add("unrevoke", "take serial numbers off the card's revoked list (operator)")
+    p.add_argument("serials", nargs="+", metavar="SERIAL", help="hex, as openssl x509 -serial prints it")
+    add("revoked", "the card's revoked client certificate serial numbers")
     add("change-pin", "change the PIN ($SETLS_PIN: current, $SETLS_NEW_PIN: new)", slot)
     add("unblock-pin", "unblock the PIN with the PUK ($SETLS_PUK, $SETLS_NEW_PIN)", slot)
     add("reset-pin", "the operator sets a new PIN ($SETLS_NEW_PIN), which also unblocks it", slot)
@@ -138,9 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p = sub.add_parser("demo-ca", help="the demo CA of build/demo/", description="the demo CA of build/demo/")
     demo = p.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
-    p = demo.add_parser("issue", help="issue a certificate for a CSR", parents=[common])
+    p = demo.add_parser("issue", help="issue a certificate for a CSR", parents=[output],
+                        description="issue a certificate for a CSR with the demo CA (no card involved)")
     p.add_argument("csr", type=Path, metavar="CSR")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the PEM certificate there (default: stdout)")
+    p.add_argument("--ca-dir", type=Path, default=DEMO_DIR, help="where the demo CA lives")
+    p = demo.add_parser("client", help="issue a client certificate and its key (NAME.pem, NAME.key)",
+                        description="a P-256 key and a TLS client certificate (CN=NAME, clientAuth) from the "
+                                    "demo CA, for openssl s_client -cert/-key or curl --cert/--key",
+                        parents=[common])
+    p.add_argument("name", metavar="NAME", help="the certificate's commonName (what the server reports)")
+    p.add_argument("--out-dir", type=Path, default=Path("."), metavar="DIR",
+                   help="where NAME.pem and NAME.key go (default: the current directory)")
+    p.add_argument("--days", type=int, default=825, help="validity in days (default 825)")
     p.add_argument("--ca-dir", type=Path, default=DEMO_DIR, help="where the demo CA lives")
     return parser
 
@@ -241,6 +276,7 @@ def identity_info(card: SeTlsCard, slot: int) -> Result:
                     "export_keys": bool(status.policy & Policy.EXPORT_KEYS),
                     "client_auth": ("required" if status.policy & Policy.CLIENT_AUTH_REQUIRED else
                                     "optional" if status.policy & Policy.CLIENT_AUTH_OPTIONAL else "none"),
+                    "client_dates": bool(status.policy & Policy.CLIENT_DATES_REQUIRED),
                     "suites": [_suite_name(s) for s in status.suites], "sni": card.sni_names(slot),
                     "cas": status.ca_count, "pin_tries_left": status.pin_tries_left}
     if status.key_ready:
@@ -344,17 +380,42 @@ def cmd_policy(card: SeTlsCard, args: argparse.Namespace) -> Result:
     operator_session(card, args)
     if args.name:
         card.put_name(args.slot, args.name)
-    if args.export_keys or args.client_auth:
+    if args.export_keys or args.client_auth or args.client_dates is not None:
         status = card.status(args.slot)
         export = (args.export_keys == "yes") if args.export_keys else bool(status.policy & Policy.EXPORT_KEYS)
         auth = args.client_auth or ("required" if status.policy & Policy.CLIENT_AUTH_REQUIRED else
                                     "optional" if status.policy & Policy.CLIENT_AUTH_OPTIONAL else "none")
-        card.put_policy(args.slot, export, auth)
+        dates = (args.client_dates if args.client_dates is not None
+                 else bool(status.policy & Policy.CLIENT_DATES_REQUIRED))
+        card.put_policy(args.slot, export, auth, client_dates=dates)
     if suites:
         card.put_suites(args.slot, suites)
     if args.sni is not None:
         card.put_sni(args.slot, args.sni)
     return identity_info(card, args.slot)
+
+
+def serials_of(args: argparse.Namespace) -> list[int]:
+    try:
+        return [parse_serial(text) for text in args.serials]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_revoke(card: SeTlsCard, args: argparse.Namespace) -> Result:
+    serials = serials_of(args)
+    operator_session(card, args)
+    return {"revoked": [f"{s:X}" for s in revoke(card, serials)]}
+
+
+def cmd_unrevoke(card: SeTlsCard, args: argparse.Namespace) -> Result:
+    serials = serials_of(args)
+    operator_session(card, args)
+    return {"revoked": [f"{s:X}" for s in unrevoke(card, serials)]}
+
+
+def cmd_revoked(card: SeTlsCard, args: argparse.Namespace) -> Result:
+    return {"revoked": [f"{s:X}" for s in card.revoked()]}
 
 
 def cmd_change_pin(card: SeTlsCard, args: argparse.Namespace) -> Result:
@@ -405,11 +466,33 @@ def cmd_demo_issue(args: argparse.Namespace) -> Result:
             "ca": str(args.ca_dir / "ca.pem")}
 
 
+def cmd_demo_client(args: argparse.Namespace) -> Result:
+    if not args.name or "/" in args.name or args.name.startswith("."):
+        raise UsageError(f"NAME {args.name!r} names the files NAME.pem and NAME.key: no '/', no leading '.'")
+    if not 1 <= args.days <= 36500:
+        raise UsageError(f"--days {args.days} is outside 1-36500")
+    if not args.out_dir.is_dir():
+        raise UsageError(f"cannot write into {args.out_dir}: no such directory")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = DemoCa.load_or_create(args.ca_dir).issue_client_certificate(
+        key.public_key(), args.name, not_after=now + datetime.timedelta(days=args.days))
+    cert_path, key_path = args.out_dir / f"{args.name}.pem", args.out_dir / f"{args.name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+            "serial": f"{cert.serial_number:X}", "certificate": str(cert_path), "key": str(key_path),
+            "ca": str(args.ca_dir / "ca.pem")}
+
+
 COMMANDS: dict[str, Callable[[SeTlsCard, argparse.Namespace], Result]] = {
     "init": cmd_init, "info": cmd_info, "keygen": cmd_keygen, "csr": cmd_csr, "load-chain": cmd_load_chain,
     "set-ca": cmd_set_ca, "set-psk": cmd_set_psk, "del-psk": cmd_del_psk, "list-psk": cmd_list_psk,
     "policy": cmd_policy, "change-pin": cmd_change_pin, "unblock-pin": cmd_unblock_pin,
-    "reset-pin": cmd_reset_pin, "wipe": cmd_wipe,
+    "reset-pin": cmd_reset_pin, "wipe": cmd_wipe, "revoke": cmd_revoke, "unrevoke": cmd_unrevoke,
+    "revoked": cmd_revoked,
 }
 
 
@@ -446,6 +529,11 @@ def human(command: str, result: Result) -> str:
     if command == "set-ca":
         return f"identity slot {result['slot']}: {len(result['cas'])} CA(s) trusted" + "".join(
             f"\n  {c}" for c in result["cas"])
+    if command == "demo-ca client":
+        return (f"issued {result['subject']} by {result['issuer']}, serial {result['serial']}: "
+                f"{result['certificate']}, key {result['key']}")
+    if "revoked" in result:
+        return ("revoked serials: " + " ".join(result["revoked"])) if result["revoked"] else "no revoked serial"
     if command == "list-psk":
         return "\n".join(result["psks"]) if result["psks"] else "no PSK"
     if command == "policy":
@@ -458,7 +546,8 @@ def identity_lines(ident: Result) -> list[str]:
     return [f"identity slot {ident['slot']}: {ident['name'] or '(no name)'}",
             f"  key: {'yes, SPKI SHA-256 ' + ident['spki_sha256'] if ident['key'] else 'no'}{staged}",
             f"  chain: {' <- '.join(ident['chain']) if ident['chain'] else 'none'}",
-            f"  policy: export keys {'yes' if ident['export_keys'] else 'no'}, client auth {ident['client_auth']}, "
+            f"  policy: export keys {'yes' if ident['export_keys'] else 'no'}, client auth {ident['client_auth']}"
+            f"{' (dates checked)' if ident['client_dates'] else ''}, "
             f"suites {','.join(ident['suites'])}, SNI {','.join(ident['sni']) or '-'}, CAs {ident['cas']}",
             f"  PIN tries left: {ident['pin_tries_left']}"]
 
@@ -498,10 +587,10 @@ def main(argv: list[str] | None = None, card: SeTlsCard | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    command = "demo-ca issue" if args.command == "demo-ca" else args.command
+    command = f"demo-ca {args.demo_command}" if args.command == "demo-ca" else args.command
     try:
         if args.command == "demo-ca":
-            result = cmd_demo_issue(args)
+            result = cmd_demo_issue(args) if args.demo_command == "issue" else cmd_demo_client(args)
         elif card is not None:
             card.session.select()  # as a new process would find it: no operator session
             card.operator = None

@@ -54,16 +54,25 @@ def parse_subject(text: str) -> x509.Name:
 
 
 def parse_san(text: str) -> x509.GeneralName:
-    """`DNS:host`, `IP:192.0.2.1` or a bare host name or address."""
-    kind, sep, value = text.partition(":")
-    if sep and kind.upper() == "DNS":
-        return x509.DNSName(value)
-    if sep and kind.upper() == "IP":
-        return x509.IPAddress(ipaddress.ip_address(value))
+    """`DNS:host`, `IP:192.0.2.1` (or `IP:::1`), or a bare host name or address (RFC 5280
+    4.2.1.6 dNSName, iPAddress). Any other `KIND:` raises ValueError with a sentence naming the
+    accepted ones."""
     try:
-        return x509.IPAddress(ipaddress.ip_address(text))
+        return x509.IPAddress(ipaddress.ip_address(text))   # a bare address, "::1" included
     except ValueError:
+        pass
+    kind, sep, value = text.partition(":")
+    if not sep:
         return x509.DNSName(text)
+    if kind.upper() == "DNS" and value:
+        return x509.DNSName(value)
+    if kind.upper() == "IP":
+        try:
+            return x509.IPAddress(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError(f"--san {text}: {value!r} is not an IPv4 or IPv6 address") from None
+    raise ValueError(f"--san {text}: only DNS:name and IP:address are accepted (e.g. --san DNS:device.local "
+                     "--san IP:192.0.2.1)")
 
 
 def certification_request_info(subject: x509.Name, point: bytes, sans: list[x509.GeneralName]) -> bytes:

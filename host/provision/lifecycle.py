@@ -14,17 +14,22 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from host.card.commands import SeTlsCard
+from host.card.commands import SeTlsCard, serial_bytes
 from host.card.errors import AccessDeniedError
 from host.card.numbers import AppletStatus
 from host.card.operator import point_of, spki_sha256
 from host.demo_pki import certificate_list
 from host.provision.csr import assemble_csr, certification_request_info
 
-__all__ = ["CA_MAX", "KeyInfo", "ProvisionError", "ca_entries", "ensure_initialised", "generate_key",
-           "load_chain", "read_certificates", "request_certificate", "set_cas"]
+__all__ = ["CA_MAX", "REVOKED_MAX", "KeyInfo", "ProvisionError", "ca_entries", "ensure_initialised", "generate_key",
+           "load_chain", "parse_serial", "read_certificates", "request_certificate", "revoke", "revoked_size",
+           "set_cas", "unrevoke"]
 
 CA_MAX = 4  # Identity.CA_MAX
+CA_NAME_MAX = 128  # Identity.CA_NAME_MAX: a CA subject Name listed in the CertificateRequest
+CA_ENTRY = 32 + 65 + 1 + CA_NAME_MAX  # Identity.CA_ENTRY
+REVOKED_MAX = 224  # ClientCertStore.REVOKED_MAX: bytes of (length, serial) entries, card-wide
+SERIAL_MAX = 20  # X509.SERIAL_MAX, RFC 5280 4.1.2.2: a serial number has at most 20 octets
 
 
 class ProvisionError(Exception):
@@ -130,7 +135,9 @@ def load_chain(card: SeTlsCard, slot: int, chain: list[x509.Certificate]) -> str
 
 
 def ca_entries(certs: list[x509.Certificate]) -> bytes:
-    """The card's CA entries: SHA-256 of the subject Name (DER) || the CA's P-256 point."""
+    """The card's CA entries (CA_ENTRY bytes each): SHA-256 of the subject Name (DER) || the CA's
+    P-256 point || the Name's length || the Name, zero-padded to CA_NAME_MAX (the names the
+    CertificateRequest lists; 0 for a name longer than that, matched by its hash only)."""
     if len(certs) > CA_MAX:
         raise ProvisionError(f"{len(certs)} CAs given; the card holds {CA_MAX} per identity")
     out = b""
@@ -145,7 +152,10 @@ def ca_entries(certs: list[x509.Certificate]) -> bytes:
             is_ca = False
         if not is_ca:
             raise ProvisionError(f"{cert.subject.rfc4514_string()} is not a CA certificate (basicConstraints)")
-        out += hashlib.sha256(cert.subject.public_bytes()).digest() + point
+        name = cert.subject.public_bytes()
+        listed = name if len(name) <= CA_NAME_MAX else b""  # a longer name is matched by its hash alone
+        out += (hashlib.sha256(name).digest() + point + bytes([len(listed)])
+                + listed.ljust(CA_NAME_MAX, b"\0"))
     return out
 
 
@@ -156,3 +166,47 @@ def set_cas(card: SeTlsCard, slot: int, certs: list[x509.Certificate]) -> int:
 
 def is_operator_refusal(exc: AccessDeniedError) -> bool:
     return exc.sw == AppletStatus.OPERATOR_REQUIRED
+
+
+def parse_serial(text: str) -> int:
+    """A certificate serial number as `openssl x509 -serial` and `demo-ca` print it: hex, with or
+    without 0x and colons (e.g. 5EC0DE, 0x5ec0de, 5e:c0:de); ValueError naming the problem."""
+    digits = text.strip().lower().removeprefix("0x").replace(":", "")
+    try:
+        serial = int(digits, 16)
+    except ValueError:
+        raise ValueError(f"serial {text!r} is not hexadecimal (e.g. 5EC0DE, as openssl x509 -serial prints it)") \
+            from None
+    if serial <= 0 or len(serial_bytes(serial)) > SERIAL_MAX:
+        raise ValueError(f"serial {text!r} is not a certificate serial (positive, at most {SERIAL_MAX} octets)")
+    return serial
+
+
+def revoked_size(serials: list[int]) -> int:
+    """The bytes the card's list takes for `serials` (one length byte and the DER INTEGER contents each)."""
+    return sum(1 + len(serial_bytes(s)) for s in serials)
+
+
+def revoke(card: SeTlsCard, serials: list[int]) -> list[int]:
+    """Adds `serials` to the card's revoked list (operator; one transaction in the card); the new
+    list. ProvisionError when it would not fit in REVOKED_MAX bytes."""
+    current = card.revoked()
+    merged = current + [s for s in dict.fromkeys(serials) if s not in current]
+    if revoked_size(merged) > REVOKED_MAX:
+        raise ProvisionError(f"the card's revoked list holds {REVOKED_MAX} bytes; with these serials it would take "
+                             f"{revoked_size(merged)}: unrevoke serials of expired certificates first")
+    card.put_revoked(merged)
+    return merged
+
+
+def unrevoke(card: SeTlsCard, serials: list[int]) -> list[int]:
+    """Removes `serials` from the card's revoked list (operator); the new list. ProvisionError for a
+    serial that is not on it (nothing is changed then)."""
+    current = card.revoked()
+    missing = [s for s in serials if s not in current]
+    if missing:
+        raise ProvisionError(f"serial {', '.join(f'{s:X}' for s in missing)} is not on the card's revoked list "
+                             f"(see: revoked)")
+    remaining = [s for s in current if s not in serials]
+    card.put_revoked(remaining)
+    return remaining

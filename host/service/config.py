@@ -3,7 +3,7 @@
     [cards]     readers = ["Virtual PCD 00 00"] or sim = 1, identity, pin_file, missing = "wait"
     [servers]   bind = ["127.0.0.1", "::1"], https = 8443, coaps_tcp = 5684, tls_echo = 8444,
                 record_layer = "card" | "host"
-    [limits]    hello_timeout, per_address, handshake_timeout, idle_timeout, backlog
+    [limits]    hello_timeout, per_address, per_address_handshakes, handshake_timeout, idle_timeout, backlog
     [logging]   level = "info" | "debug" | "warning" | "error", format = "text" | "json"
     [metrics]   port, bind (read by the metrics endpoint)
     [service]   state_directory (where refused PINs are remembered; $STATE_DIRECTORY under systemd)
@@ -118,6 +118,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "pin_file": Key(_text, "a file holding the PIN, mode 0600 (systemd: LoadCredential=pin:FILE instead)"),
         "missing": Key(_choice("fail", "wait"), '"wait": start without a card that is absent, "fail": refuse'),
         "export_keys": Key(_bool, "simulated cards: a policy that allows --record-layer host"),
+        "client_auth": Key(_choice("none", "optional", "required"),
+                           "simulated cards: ask clients for a certificate of the demo CA"),
+        "client_dates": Key(_bool, "simulated cards: check client certificates' dates against the host's clock"),
         "sim_speed": Key(_text, "simulated cards answer at the speed of this row of bench/card-op-costs.csv"),
         "check_interval": Key(_seconds, "seconds between probes of an idle card and tries to reopen a lost one"),
     },
@@ -131,6 +134,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "limits": {
         "hello_timeout": Key(_seconds, "seconds a connection has to send its ClientHello"),
         "per_address": Key(_int(1), "connections per client address still sending their ClientHello"),
+        "per_address_handshakes": Key(_int(1), "connections per client address waiting for a card or in "
+                                               "their handshake"),
         "handshake_timeout": Key(_seconds, "seconds a handshake may hold a card"),
         "idle_timeout": Key(_seconds, "seconds a session may stay silent"),
         "backlog": Key(_int(1), "connections with a ClientHello waiting for a card"),
@@ -163,6 +168,8 @@ class CardsConfig:
     pin_file: str | None = None
     missing: str = "fail"
     export_keys: bool = False
+    client_auth: str = "none"
+    client_dates: bool = True
     sim_speed: str | None = None
     check_interval: float = 2.0
 
@@ -180,6 +187,7 @@ class ServersConfig:
 class LimitsConfig:
     hello_timeout: float = 5.0
     per_address: int = 32
+    per_address_handshakes: int = 8
     handshake_timeout: float = 15.0
     idle_timeout: float = 30.0
     backlog: int = 16

@@ -104,6 +104,9 @@ class FlightPhase(enum.Enum):
 # which every card takes (a whole protected record). Less than this much ClientHello is held back
 # until more comes; a record adds at most MAX_PLAINTEXT, so what is then sent always fits.
 _HELLO_STREAM_THRESHOLD = MAX_CIPHERTEXT - MAX_PLAINTEXT - 2 * RECORD_HEADER_SIZE
+# The client Certificate and CertificateVerify the host reassembles: one record's worth (the card takes
+# two certificates of 1 KB and answers unsupported_certificate beyond).
+_CLIENT_AUTH_MESSAGE_MAX = MAX_PLAINTEXT - HANDSHAKE_HEADER_SIZE
 
 
 class FlightAssembler:
@@ -118,9 +121,17 @@ class FlightAssembler:
     record goes to the card alone until `answered()` sees the card's answer (the card needs them
     when the client split its Finished). A complete plaintext alert is returned as one record and
     noted in `alert`. RecordError for a record the state does not allow.
+
+    Client authentication (RFC 5246 7.4.6, 7.4.8): the client's Certificate and CertificateVerify
+    are reassembled like the ClientKeyExchange and go in the same message (the card takes
+    Certificate .. CertificateVerify in one message). With `transcript_copy` (a content type),
+    the handshake messages ClientHello .. ClientKeyExchange, as received and as the card answered
+    them (`answered()`), go before the CertificateVerify in records of that type: the transcript
+    copy a card without ECDSA over a precomputed hash verifies the CertificateVerify over.
+    `client_certificate` is True once a non-empty Certificate passed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, transcript_copy: int | None = None) -> None:
         self.phase = FlightPhase.CLIENT_HELLO
         self.alert: tuple[int, int] | None = None  # (level, description) of the client's alert
         self.received = 0   # bytes of the client's records (headers included)
@@ -132,6 +143,10 @@ class FlightAssembler:
         self._pending: list[bytes] = []  # flight 3's records, sent with the first protected one
         self._key_exchange_done = False
         self._after_ccs = False
+        self._transcript_copy = transcript_copy
+        self.transcript = bytearray()  # ClientHello .. ClientKeyExchange, kept for transcript_copy
+        self.client_certificate = False
+        self._verify_done = False
 
     @property
     def hello_complete(self) -> bool:
@@ -177,6 +192,12 @@ class FlightAssembler:
         """The card's answer to the last message: a non-empty one after the Finished ends it."""
         if answer and self.phase is FlightPhase.FINISHED:
             self.phase = FlightPhase.DONE
+        elif answer and self.phase is FlightPhase.CLIENT_KEY_EXCHANGE and self._transcript_copy is not None:
+            try:
+                self.transcript += b"".join(r.fragment for r in split_records(answer)
+                                            if r.content_type == ContentType.HANDSHAKE)
+            except RecordError:
+                pass  # not a flight: the card's alert ends the handshake anyway
 
     def _out(self, message: bytes | None) -> bytes | None:
         if message is not None:
@@ -224,6 +245,8 @@ class FlightAssembler:
         part = bytes(message[self._hello_sent:])
         self._hello_sent = len(message)
         if complete:
+            if self._transcript_copy is not None:
+                self.transcript += message
             self.phase = FlightPhase.CLIENT_KEY_EXCHANGE
             self._message = bytearray()
             self._hello_sent = 0
@@ -231,27 +254,43 @@ class FlightAssembler:
                         for i in range(0, len(part), MAX_PLAINTEXT))
 
     def _on_key_exchange(self, fragment: bytes) -> None:
-        if self._key_exchange_done:
-            raise RecordError("a handshake message after the ClientKeyExchange (the server asked for no "
-                              "certificate)", AlertDescription.UNEXPECTED_MESSAGE)
+        """Flight 3's handshake messages before the ChangeCipherSpec, each reassembled: the
+        Certificate and CertificateVerify (client authentication) and the ClientKeyExchange."""
         self._message += fragment
-        message = self._message
-        if message[0] != HandshakeType.CLIENT_KEY_EXCHANGE:
-            raise RecordError(f"handshake message {message[0]} instead of a ClientKeyExchange",
-                              AlertDescription.UNEXPECTED_MESSAGE)
-        if len(message) < HANDSHAKE_HEADER_SIZE:
-            return
-        length = int.from_bytes(message[1:HANDSHAKE_HEADER_SIZE], "big")
-        if length > CLIENT_KEY_EXCHANGE_MAX:
-            raise RecordError(f"ClientKeyExchange of {length} bytes", AlertDescription.DECODE_ERROR)
-        whole = HANDSHAKE_HEADER_SIZE + length
-        if len(message) > whole:
-            raise RecordError("a handshake message follows the ClientKeyExchange",
-                              AlertDescription.UNEXPECTED_MESSAGE)
-        if len(message) == whole:
-            self._pending.append(Record(ContentType.HANDSHAKE, TLS12, bytes(message)).encode())
-            self._message = bytearray()
-            self._key_exchange_done = True
+        while self._message:
+            message = self._message
+            kind = message[0]
+            expected = ((HandshakeType.CERTIFICATE_VERIFY,) if self._key_exchange_done
+                        else (HandshakeType.CERTIFICATE, HandshakeType.CLIENT_KEY_EXCHANGE))
+            if kind not in expected or (self._key_exchange_done and self._verify_done):
+                raise RecordError(f"handshake message {kind} instead of a "
+                                  f"{' or '.join(HandshakeType(k).name for k in expected)}",
+                                  AlertDescription.UNEXPECTED_MESSAGE)
+            if len(message) < HANDSHAKE_HEADER_SIZE:
+                return
+            length = int.from_bytes(message[1:HANDSHAKE_HEADER_SIZE], "big")
+            limit = CLIENT_KEY_EXCHANGE_MAX if kind == HandshakeType.CLIENT_KEY_EXCHANGE else _CLIENT_AUTH_MESSAGE_MAX
+            if length > limit:
+                raise RecordError(f"{HandshakeType(kind).name} of {length} bytes", AlertDescription.DECODE_ERROR
+                                  if kind == HandshakeType.CLIENT_KEY_EXCHANGE else AlertDescription.BAD_CERTIFICATE)
+            whole = HANDSHAKE_HEADER_SIZE + length
+            if len(message) < whole:
+                return
+            body, self._message = bytes(message[:whole]), message[whole:]
+            if kind == HandshakeType.CERTIFICATE_VERIFY:
+                if self._transcript_copy is not None:
+                    copy = bytes(self.transcript)
+                    self._pending.extend(Record(self._transcript_copy, TLS12, copy[i:i + MAX_PLAINTEXT]).encode()
+                                         for i in range(0, len(copy), MAX_PLAINTEXT))
+                self._verify_done = True
+            else:
+                if self._transcript_copy is not None:
+                    self.transcript += body
+                if kind == HandshakeType.CERTIFICATE:
+                    self.client_certificate = length > 3
+                else:
+                    self._key_exchange_done = True
+            self._pending.append(Record(ContentType.HANDSHAKE, TLS12, body).encode())
 
     def _on_change_cipher_spec(self, record: Record) -> None:
         """Exactly one byte, 1 (RFC 5246 7.1): a longer record holds a second ChangeCipherSpec."""

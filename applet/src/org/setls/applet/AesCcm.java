@@ -15,16 +15,17 @@ import javacardx.crypto.Cipher;
  * RFC 6655), tags of 4, 6, ..., 16 bytes (TLS: 16 for CCM, 8 for CCM_8). The AAD is taken whole,
  * with the 2-byte length encoding (a < 2^16 - 2^8; TLS's is 13 bytes).
  *
- * Streaming: begin() (the payload length is part of B0, so it is known up front), update() in
- * multiples of 16 bytes except on the last call, then finishTag() or verifyTag(); both refuse
- * (ILLEGAL_USE) until exactly payloadLen bytes went in. All within one APDU: the state is
- * one-APDU scratch of the arena (the record layer collects a whole record first).
+ * Streaming: begin() (the payload length is part of B0, so it is known up front), update() with
+ * any lengths, then finishTag() or verifyTag(); both refuse (ILLEGAL_USE) until exactly
+ * payloadLen bytes went in. A record in pieces spans APDUs (RecordCipher): the state is the
+ * arena's record scratch, untouched while the pieces of one record come in a row; resume() sets
+ * the key again in each APDU.
  *
  * RAM, scratch of the arena (per-message state):
  *   Transients.CCM_STATE   STATE_SIZE = 64 bytes: the CBC-MAC value X, the counter block A_i,
  *                          S0 = E(K, A_0) that masks the tag, and a block of keystream / AAD scratch
- *   Transients.CCM_PARAMS  PARAMS_SIZE = 4 shorts = 8 bytes: tag length, direction, q, bytes still due
- * Total 72 bytes.
+ *   Transients.CCM_PARAMS  PARAMS_SIZE = 5 shorts = 10 bytes: tag length, direction, q, bytes still due, bytes of the current block
+ * Total 74 bytes.
  */
 final class AesCcm {
     private static final short BLOCK = 16;
@@ -47,7 +48,8 @@ final class AesCcm {
     private static final short P_ENCRYPT = (short) (P_TAG + 1);
     private static final short P_Q = (short) (P_TAG + 2);         // bytes of the length field / counter
     private static final short P_REMAINING = (short) (P_TAG + 3); // payload bytes not yet through update()
-    static final short PARAMS_SIZE = 4;
+    private static final short P_USED = (short) (P_TAG + 4);      // bytes of the current block so far
+    static final short PARAMS_SIZE = 5;
 
     private final Cipher aes;
     private final byte[] st;
@@ -79,6 +81,7 @@ final class AesCcm {
         params[P_ENCRYPT] = (short) (encrypt ? 1 : 0);
         params[P_Q] = q;
         params[P_REMAINING] = payloadLen;
+        params[P_USED] = 0;
         // B0 = flags || N || Q, flags = Adata || (t - 2) / 2 || q - 1 (SP 800-38C A.2.1). Q is
         // at least 2 bytes (q >= 2) and a short's worth of payload fits in its last two.
         st[X] = (byte) ((aadLen > 0 ? FLAG_ADATA : 0) | (short) ((short) ((short) (tagLen - 2) >> 1) << 3)
@@ -121,34 +124,52 @@ final class AesCcm {
     }
 
     /**
-     * Encrypts or decrypts {@code len} bytes; returns len. len must be a multiple of 16 on every
-     * call but the last, and the calls must add up to payloadLen (ILLEGAL_USE otherwise). In
-     * place is fine: each block is MACed before (encrypt) or after (decrypt) it is overwritten.
+     * Encrypts or decrypts {@code len} bytes; returns len. Any length on any call (a record in
+     * pieces meets its 8-byte explicit nonce first): the keystream block in use stays in BUF, a
+     * partial block's bytes in the CBC-MAC value X until the block is complete or the tag is
+     * computed. The calls must add up to payloadLen (ILLEGAL_USE past it). In place is fine: each
+     * byte is read before it is written, and the MAC takes the plaintext.
      */
     short update(byte[] in, short inOff, short len, byte[] out, short outOff) {
         short remaining = params[P_REMAINING];
-        if (len < 0 || len > remaining || (len < remaining && (len & (BLOCK - 1)) != 0)) {
+        if (len < 0 || len > remaining) {
             CryptoException.throwIt(CryptoException.ILLEGAL_USE);
         }
         boolean encrypt = params[P_ENCRYPT] != 0;
-        for (short i = 0; i < len; i += BLOCK) {
-            short n = (short) (len - i) < BLOCK ? (short) (len - i) : BLOCK;
-            short src = (short) (inOff + i);
-            short dst = (short) (outOff + i);
-            if (encrypt) {
-                macBlock(in, src, n);
+        short used = params[P_USED];
+        short done = 0;
+        while (done < len) {
+            if (used == 0) {
+                incrementCounter();
+                aes.doFinal(st, CTR, BLOCK, st, BUF);
             }
-            incrementCounter();
-            aes.doFinal(st, CTR, BLOCK, st, BUF);
+            short n = (short) (BLOCK - used);
+            if (n > (short) (len - done)) {
+                n = (short) (len - done);
+            }
+            short src = (short) (inOff + done);
+            short dst = (short) (outOff + done);
             for (short k = 0; k < n; k++) {
-                out[(short) (dst + k)] = (byte) (in[(short) (src + k)] ^ st[(short) (BUF + k)]);
+                byte x = in[(short) (src + k)];
+                byte o = (byte) (x ^ st[(short) (BUF + used + k)]);
+                out[(short) (dst + k)] = o;
+                st[(short) (X + used + k)] ^= encrypt ? x : o;
             }
-            if (!encrypt) {
-                macBlock(out, dst, n);
+            used += n;
+            done += n;
+            if (used == BLOCK) {
+                aes.doFinal(st, X, BLOCK, st, X);
+                used = 0;
             }
         }
+        params[P_USED] = used;
         params[P_REMAINING] = (short) (remaining - len);
         return len;
+    }
+
+    /** Sets the key again for the next update() of a message that spans APDUs. */
+    void resume(AESKey key) {
+        aes.init(key, Cipher.MODE_ENCRYPT);
     }
 
     /** Writes the tag (T xor S0, tagLen of begin() bytes) after encrypting. */
@@ -181,6 +202,10 @@ final class AesCcm {
     private void checkComplete() {
         if (params[P_REMAINING] != 0) {
             CryptoException.throwIt(CryptoException.ILLEGAL_USE);
+        }
+        if (params[P_USED] != 0) {
+            aes.doFinal(st, X, BLOCK, st, X); // the last, partial block: zero padded
+            params[P_USED] = 0;
         }
     }
 

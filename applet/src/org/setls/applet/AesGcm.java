@@ -23,10 +23,10 @@ import javacardx.crypto.Cipher;
  * Bit order (SP 800-38D 6.3): the first bit of a block is the coefficient of x^0, so "times x"
  * is a right shift and the reduction constant R = 11100001 || 0^120 enters at the left.
  *
- * Streaming: begin(), update() as often as needed (a multiple of 16 bytes on every call but the
- * last), then finishTag() or verifyTag(), all within one APDU: the state is one-APDU scratch of
- * the arena, which other uses overwrite between APDUs (the record layer collects a whole record
- * before it decrypts it).
+ * Streaming: begin(), update() as often as needed (any lengths), then finishTag() or verifyTag().
+ * A record in pieces spans APDUs (RecordCipher): the state is the arena's record scratch, which
+ * nothing else touches while the pieces of one record come in a row (any other command abandons
+ * them); resume() sets the key again in each APDU.
  *
  * RAM, scratch of the arena (key-derived and per-record state):
  *   Transients.GCM_STATE    STATE_SIZE = 64 bytes: J0, the counter block, the GHASH accumulator Y,
@@ -155,36 +155,53 @@ final class AesGcm {
     }
 
     /**
-     * Encrypts or decrypts {@code len} bytes; returns len. len must be a multiple of 16 on every
-     * call but the last (a call after a partial block, or past 32767 bytes in all, throws
-     * ILLEGAL_USE). In place (in == out,
-     * same offset) is fine: each block is hashed before (decrypt) or after (encrypt) it is
-     * overwritten.
+     * Encrypts or decrypts {@code len} bytes; returns len. Any length on any call (a record
+     * processed in pieces across APDUs meets its 8-byte explicit nonce first, so the pieces do not
+     * fall on block boundaries): the keystream block in use stays in BUF and a partial block's
+     * bytes in the GHASH accumulator Y until the block is complete or the tag is computed. More
+     * than 32767 bytes in all throws ILLEGAL_USE. In place (in == out, same offset) is fine: each
+     * byte is read before it is written, and GHASH takes the ciphertext (the input when
+     * decrypting, the output when encrypting).
      */
     short update(byte[] in, short inOff, short len, byte[] out, short outOff) {
         short total = (short) (lengths[L_TEXT] + len);
-        if (len < 0 || total < 0 || (len > 0 && (lengths[L_TEXT] & (BLOCK - 1)) != 0)) {
+        if (len < 0 || total < 0) {
             CryptoException.throwIt(CryptoException.ILLEGAL_USE);
         }
         boolean encrypt = lengths[L_ENCRYPT] != 0;
-        for (short i = 0; i < len; i += BLOCK) {
-            short n = (short) (len - i) < BLOCK ? (short) (len - i) : BLOCK;
-            short src = (short) (inOff + i);
-            short dst = (short) (outOff + i);
-            if (!encrypt) {
-                ghashBlock(in, src, n);
+        short used = (short) (lengths[L_TEXT] & (BLOCK - 1));
+        short done = 0;
+        while (done < len) {
+            if (used == 0) {
+                increment32();
+                aes.doFinal(st, COUNTER, BLOCK, st, BUF);
             }
-            increment32();
-            aes.doFinal(st, COUNTER, BLOCK, st, BUF);
+            short n = (short) (BLOCK - used);
+            if (n > (short) (len - done)) {
+                n = (short) (len - done);
+            }
+            short src = (short) (inOff + done);
+            short dst = (short) (outOff + done);
             for (short k = 0; k < n; k++) {
-                out[(short) (dst + k)] = (byte) (in[(short) (src + k)] ^ st[(short) (BUF + k)]);
+                byte c = in[(short) (src + k)];
+                byte o = (byte) (c ^ st[(short) (BUF + used + k)]);
+                out[(short) (dst + k)] = o;
+                st[(short) (Y + used + k)] ^= encrypt ? o : c;
             }
-            if (encrypt) {
-                ghashBlock(out, dst, n);
+            used += n;
+            done += n;
+            if (used == BLOCK) {
+                multiplyYbyH();
+                used = 0;
             }
         }
         lengths[L_TEXT] = total;
         return len;
+    }
+
+    /** Sets the key again for the next update() of a message that spans APDUs (the table stays). */
+    void resume(AESKey key) {
+        aes.init(key, Cipher.MODE_ENCRYPT);
     }
 
     /** Writes the 16-byte tag (after encrypting). */
@@ -211,6 +228,9 @@ final class AesGcm {
 
     /** S = GHASH(... || len(A)_64 || len(C)_64), T = E(K, J0) xor S: the tag ends up in BUF. */
     private void computeTag() {
+        if ((lengths[L_TEXT] & (BLOCK - 1)) != 0) {
+            multiplyYbyH(); // the last, partial block: its bytes are in Y, the rest zeros
+        }
         Util.arrayFillNonAtomic(st, BUF, BLOCK, (byte) 0);
         writeBitLength(lengths[L_AAD], (short) (BUF + 5));
         writeBitLength(lengths[L_TEXT], (short) (BUF + 13));

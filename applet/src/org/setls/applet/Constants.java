@@ -27,6 +27,8 @@ interface Constants {
     byte INS_PUT_DATA = (byte) 0xDA;
     byte INS_GET_COUNTERS = (byte) 0xE2;
     byte INS_WIPE = (byte) 0xE4;
+    /** The host's clock (issue 12): the time client certificates' validity is checked against. */
+    byte INS_SET_TIME = (byte) 0x8E;
 
     // Class bytes; CLA_CHAINING is ISO 7816-4 command chaining, a bit of either class.
     byte CLA_ISO = 0x00;
@@ -47,6 +49,8 @@ interface Constants {
     byte TAG_SESSION_SLOTS = (byte) 0x85;
     /** Handshake slots: handshakes in progress at once (Sessions.HANDSHAKES). */
     byte TAG_HANDSHAKE_SLOTS = (byte) 0x86;
+    /** More capability bits (CAP2_*): the first byte is full. */
+    byte TAG_CAPABILITIES_2 = (byte) 0x88; // 0x87: the ticket key id (resumption)
     // Capability bits (TAG_CAPABILITIES).
     byte CAP_EXTENDED_LENGTH = 0x01;
     byte CAP_COMMAND_CHAINING = 0x02;
@@ -58,6 +62,11 @@ interface Constants {
     byte CAP_OPERATOR = 0x20;
     byte CAP_STAGED_KEYS = 0x40;
     byte CAP_PSK_STORE = (byte) 0x80;
+    /**
+     * TAG_CAPABILITIES_2: the card verifies ECDSA over a hash it holds (Signature ALG_NULL with
+     * SIG_CIPHER_ECDSA, probed at install): CertificateVerify needs no transcript copy.
+     */
+    byte CAP2_ECDSA_PRECOMPUTED_HASH = 0x01;
 
     // PUT DATA / GET DATA tags (P1).
     byte DATA_NAME = 0x01;
@@ -81,12 +90,18 @@ interface Constants {
     byte DATA_CAS = 0x13;
     byte DATA_STAGED_PUBLIC_KEY = 0x14;
     byte DATA_OPERATOR_KEY = 0x15;
+    /** The revoked serial numbers (card-wide, P2 00): length || serial, repeated. */
+    byte DATA_REVOKED = 0x16;
+    /** GET DATA, P2 = a session handle: the commonName of the client that session authenticated. */
+    byte DATA_CLIENT_SUBJECT = 0x17;
 
     /** Policy bits (DATA_POLICY): the session keys may be exported to the host after the handshake. */
     byte POLICY_EXPORT_KEYS = 0x01;
     /** Client authentication: a certificate is asked for, and may be absent (with REQUIRED: must be there). */
     byte POLICY_CLIENT_AUTH_OPTIONAL = 0x02;
     byte POLICY_CLIENT_AUTH_REQUIRED = 0x04;
+    /** Client certificates' dates must be checked: without the host's time (SET TIME), refuse. */
+    byte POLICY_CLIENT_DATES_REQUIRED = 0x08;
 
     /** DATA_COMMIT data: what the shadow area holds. */
     byte COMMIT_CHAIN = 0x01;
@@ -102,6 +117,20 @@ interface Constants {
     /** GET COUNTERS P1: reset the counters after reading them. */
     byte COUNTERS_RESET = 0x01;
 
+    // UNPROTECT RECORD and PROTECT RECORD, P1's two high bits: a record whole or in pieces.
+    byte PIECE_MASK = (byte) 0xC0;
+    byte PIECE_WHOLE = 0x00;
+    byte PIECE_FIRST = 0x40;
+    byte PIECE_NEXT = (byte) 0x80;
+    byte PIECE_LAST = (byte) 0xC0;
+
     /** UNPROTECT RECORD answer's first byte when the record was rejected (no TLS content type is 0). */
     byte REJECTED = 0x00;
+
+    /**
+     * PROCESS EAP, flight 3: the content type of the transcript copy the host puts before the
+     * client's CertificateVerify (ClientHello .. ClientKeyExchange, as sent and received), for a
+     * card that lacks CAP2_ECDSA_PRECOMPUTED_HASH or when the host chooses to (no TLS type is F0).
+     */
+    byte CONTENT_TRANSCRIPT_COPY = (byte) 0xF0;
 }

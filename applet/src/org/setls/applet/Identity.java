@@ -37,8 +37,17 @@ final class Identity {
     static final byte PIN_MIN = 4;
     static final byte PIN_MAX = 16;
     static final short SUITES_MAX = 4;
-    /** A trusted CA: SHA-256 of its subject Name (DER) and its P-256 public point. */
-    static final short CA_ENTRY = 32 + 65;
+    /**
+     * A trusted CA: SHA-256 of its subject Name (DER), its P-256 public point, the length of its
+     * subject Name's DER (0: not listed in the CertificateRequest) and the Name, zero-padded to
+     * CA_NAME_MAX (the names the CertificateRequest's certificate_authorities lists).
+     */
+    static final short CA_NAME_MAX = 128;
+    static final short CA_HASH = 0;
+    static final short CA_POINT = 32;
+    static final short CA_NAME_LENGTH = 32 + 65;
+    static final short CA_NAME = 32 + 65 + 1;
+    static final short CA_ENTRY = 32 + 65 + 1 + CA_NAME_MAX;
     static final short CA_MAX = 4;
     static final short CAS_MAX = CA_MAX * CA_ENTRY;
     /** SNI names: length (1) || name, repeated; lower-case host names. */
@@ -178,6 +187,20 @@ final class Identity {
 
     boolean isPinVerified() {
         return pin.isValidated();
+    }
+
+    /** The policy byte (Constants.POLICY_* bits). */
+    byte policy() {
+        return policy;
+    }
+
+    /** The current CA list (CA_ENTRY bytes each, casLength() bytes): ClientAuth reads it. */
+    byte[] cas() {
+        return cas(caBank());
+    }
+
+    short casLength() {
+        return lengths[(short) (CAS0 + caBank())];
     }
 
     boolean mayExportKeys() {
@@ -336,7 +359,7 @@ final class Identity {
     /** Policy: one byte of Constants.POLICY_* bits (a single-field write, atomic without a transaction). */
     void setPolicy(byte value) {
         byte known = Constants.POLICY_EXPORT_KEYS | Constants.POLICY_CLIENT_AUTH_OPTIONAL
-                | Constants.POLICY_CLIENT_AUTH_REQUIRED;
+                | Constants.POLICY_CLIENT_AUTH_REQUIRED | Constants.POLICY_CLIENT_DATES_REQUIRED;
         if ((value & ~known) != 0) {
             ISOException.throwIt(Sw.WRONG_DATA);
         }
@@ -445,7 +468,8 @@ final class Identity {
             ISOException.throwIt(Sw.WRONG_DATA);
         }
         for (short p = 0; p < total; p += CA_ENTRY) {
-            if (!P256.isPlausiblePoint(c, (short) (p + 32), P256.POINT_SIZE)) {
+            if (!P256.isPlausiblePoint(c, (short) (p + CA_POINT), P256.POINT_SIZE)
+                    || (short) (c[(short) (p + CA_NAME_LENGTH)] & 0xFF) > CA_NAME_MAX) {
                 ISOException.throwIt(Sw.WRONG_DATA);
             }
         }

@@ -37,6 +37,8 @@ final class Persistent {
     private final OwnerPIN puk;
     private final ECPublicKey operatorKey;
     final PskStore psks;
+    /** The revoked client certificate serials and the sessions' authenticated clients. */
+    final ClientCertStore clientCerts;
 
     /** Allocated once, at install. */
     Persistent(PskStore psks) {
@@ -49,6 +51,7 @@ final class Persistent {
         operatorKey = (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC, KeyBuilder.LENGTH_EC_FP_256, false);
         P256.setDomainParameters(operatorKey);
         this.psks = psks;
+        clientCerts = new ClientCertStore();
     }
 
     boolean isInitialised() {

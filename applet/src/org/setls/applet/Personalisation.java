@@ -256,6 +256,10 @@ final class Personalisation {
                 setSecretPuk(buf, data, len);
                 counters.count(OpCounters.EEPROM_BYTES, len);
                 return;
+            case Constants.DATA_REVOKED:
+                persistent.clientCerts.setRevoked(buf, data, len);
+                counters.count(OpCounters.EEPROM_BYTES, len);
+                return;
             default:
                 break;
         }
@@ -375,6 +379,14 @@ final class Personalisation {
                 n = persistent.psks.writeIdentities(persistent.io, EapTls.MSG_OFF);
                 counters.count(OpCounters.EEPROM_BYTES, n);
                 out.send(apdu, persistent.io, EapTls.MSG_OFF, n);
+                return;
+            case Constants.DATA_REVOKED:
+                n = persistent.clientCerts.writeRevoked(buf, (short) 0);
+                apdu.setOutgoingAndSend((short) 0, n);
+                return;
+            case Constants.DATA_CLIENT_SUBJECT:
+                n = persistent.clientCerts.writeSubject(buf[ISO7816.OFFSET_P2], buf, (short) 0);
+                apdu.setOutgoingAndSend((short) 0, n);
                 return;
             case Constants.DATA_OPERATOR_KEY:
                 if (!persistent.isInitialised()) {

@@ -63,6 +63,13 @@ package org.setls.applet;
  *     TlsServer asks for each once at install: {@code NO_SUCH_ALGORITHM} means the card signs only
  *     with SHA-256 and does not offer the others (SELECT capabilities {@code CAP_ECDSA_SHA384/512});
  *     a client that offers only hashes the card lacks gets handshake_failure.</li>
+ * <li><b>ECDSA_PRECOMPUTED_HASH</b>: a client's CertificateVerify signs messages the card hashed
+ *     and no longer holds; {@code Signature.verifyPreComputedHash} (Java Card 3.1) is absent on
+ *     JCOP 3/4. ClientAuth probes ECDSA without a digest ({@code ALG_NULL, SIG_CIPHER_ECDSA,
+ *     PAD_NULL}, 3.0.4 API; jcardsim has it, no public JCOP datasheet says) once at install and
+ *     reports it in SELECT tag 88; without it the host sends the transcript copy (content type F0)
+ *     and the card verifies with ALG_ECDSA_SHA_256 over it, its SHA-256 checked against the session
+ *     hash.</li>
  * <li><b>INSTALL_PARAMETERS</b>: GlobalPlatform passes {@code [Li AID][Lc privileges][La data]} to
  *     install(), jcardsim passes nothing: SeTlsApplet.install registers with the AID when one is
  *     given, without otherwise.</li>

@@ -9,11 +9,12 @@ import javacardx.crypto.Cipher;
 /**
  * TLS 1.2 record protection for the negotiated suite (RFC 5246 6.2.3): AES-128-GCM (RFC 5288),
  * AES-128-CCM and CCM_8 (RFC 6655), AES-128-CBC with HMAC-SHA256 (RFC 5246 6.2.3.2). The server
- * writes with the server keys and reads with the client keys. Records are processed in place:
- * a record starts at {@code off} and its plaintext at {@code off + prefixLength()}.
+ * writes with the server keys and reads with the client keys. Records are processed in place in
+ * RAM (the APDU buffer), whole or in pieces across APDUs (open/take/finish, begin/takePlain/
+ * finishProtect): record plaintext never reaches EEPROM.
  *
  * RAM, from the arena: session state Transients.RECORD_KEYS (SECRETS_SIZE: MAC keys and implicit
- * IVs), RECORD_SEQ (SEQ_SIZE) and RECORD_KIND; one-APDU scratch Transients.RECORD_SCRATCH
+ * IVs), RECORD_SEQ (SEQ_SIZE) and RECORD_KIND; record scratch Transients.RECORD_SCRATCH (one APDU, or the APDUs of one record in pieces)
  * (SCRATCH_SIZE); plus two transient AES keys: deselecting the applet forgets the session's keys.
  */
 final class RecordCipher {
@@ -47,8 +48,19 @@ final class RecordCipher {
     // arena from Transients.RECORD_SCRATCH.
     private static final short AAD = Transients.RECORD_SCRATCH;
     private static final short NONCE = (short) (AAD + 16);
-    private static final short MAC_OUT = (short) (AAD + 28);
-    static final short SCRATCH_SIZE = 28 + MAC_SIZE;
+    private static final short MAC_OUT = (short) (AAD + 28);      // CBC: the MAC computed; AEAD: the tag received
+    private static final short CHAIN = (short) (MAC_OUT + MAC_SIZE); // CBC: the last ciphertext block
+    static final short SCRATCH_SIZE = 28 + MAC_SIZE + 16;
+
+    // A record in pieces: shorts of the arena from Transients.RECORD_PIECE (see open()).
+    private static final short S_POS = Transients.RECORD_PIECE;     // bytes taken so far
+    private static final short S_TOTAL = (short) (S_POS + 1);        // fragment (unprotect) or plaintext (protect) length
+    private static final short S_LEN = (short) (S_POS + 2);          // content length (unprotect)
+    private static final short S_TYPE = (short) (S_POS + 3);
+    private static final short S_BAD = (short) (S_POS + 4);          // CBC: padding or MAC mismatch so far
+    private static final short S_PAD = (short) (S_POS + 5);          // CBC: the padding length
+    private static final short S_MAC_DONE = (short) (S_POS + 6);     // CBC: the MAC is computed
+    static final short PIECE_SIZE = 7;
 
     private static final short KIND_GCM = 1;
     private static final short KIND_CCM = 2;
@@ -61,6 +73,7 @@ final class RecordCipher {
     /** The arena's bytes: the secrets, sequence numbers and scratch above. */
     private final byte[] ram;
     private final short[] kind;
+    private final short[] ps;
     private final AESKey clientKey;
     private final AESKey serverKey;
     private final AesGcm gcm;
@@ -80,6 +93,7 @@ final class RecordCipher {
         this.random = random;
         ram = arena.bytes;
         kind = arena.shorts;
+        ps = arena.shorts;
         clientKey = (AESKey) KeyBuilder.buildKey(KeyBuilder.TYPE_AES_TRANSIENT_DESELECT,
                 KeyBuilder.LENGTH_AES_128, false);
         serverKey = (AESKey) KeyBuilder.buildKey(KeyBuilder.TYPE_AES_TRANSIENT_DESELECT,
@@ -133,144 +147,385 @@ final class RecordCipher {
         return kind[KIND] == KIND_CCM_8 ? (short) 8 : AEAD_TAG_SIZE;
     }
 
-    /** Protects the {@code len} plaintext bytes at off + prefixLength(); returns the record's length. */
-    short protect(byte type, byte[] buf, short off, short len) {
+    // ---- a record in pieces ----------------------------------------------------------------
+    //
+    // Every record goes through open/take/finish (unprotect) or begin/take/finish (protect), in
+    // place in a RAM buffer (the APDU buffer): a record one APDU carries is the special case of
+    // one piece. The state between pieces is the arena's record scratch (RECORD_SCRATCH, the
+    // AEAD or HMAC state) and PIECE shorts; the pieces of one record come in a row, and any other
+    // command abandons them (RecordCommands), so nothing else touches that scratch meanwhile.
+    // Release-then-confirm (docs/apdu.md): a piece's plaintext is released before the record is
+    // known to authenticate; only finish says whether it does.
+
+    /**
+     * Starts unprotecting a record: {@code hdr} its 5-byte header (type, version and length
+     * already checked by the caller), {@code tail} its last min(32, fragment) bytes. CBC
+     * decrypts the last block from the tail to learn the padding length first (tail first: the
+     * MAC covers the plaintext only, and where it ends is known only from the padding); AEAD
+     * suites ignore the tail. Returns the content length the record claims, or -1 if its length
+     * cannot be a record of the suite (public: bad_record_mac).
+     */
+    short open(byte[] hdr, short hOff, byte[] tail, short tOff) {
         loadKeys();
-        short p = (short) (off + prefixLength());
-        short fragment;
+        byte type = hdr[hOff];
+        short fragment = Util.getShort(hdr, (short) (hOff + 3));
+        ps[S_POS] = 0;
+        ps[S_TOTAL] = fragment;
+        ps[S_TYPE] = type;
+        ps[S_BAD] = 0;
+        ps[S_MAC_DONE] = 0;
+        if (kind[KIND] != KIND_CBC) {
+            short len = (short) (fragment - EXPLICIT_NONCE_SIZE - tagLength());
+            ps[S_LEN] = len;
+            return len < 0 ? (short) -1 : len;
+        }
+        short n = (short) (fragment - CBC_IV_SIZE);
+        if (n < (short) (MAC_SIZE + 16) || (short) (n % 16) != 0) {
+            return -1; // the length is public: no secret is involved yet
+        }
+        // The last block, with the one before it as its IV: its last byte is the padding length.
+        cbc.init(clientKey, Cipher.MODE_DECRYPT, tail, tOff, CBC_IV_SIZE);
+        cbc.doFinal(tail, (short) (tOff + CBC_IV_SIZE), CBC_IV_SIZE, ram, MAC_OUT);
+        counters.count(OpCounters.AES_BLOCKS, (short) 1);
+        short padLength = (short) (ram[(short) (MAC_OUT + 15)] & 0xFF);
+        Util.arrayFillNonAtomic(ram, MAC_OUT, MAC_SIZE, (byte) 0);
+        // tooLong: all ones if padLength + 1 + MAC_SIZE > n, else 0 (n - MAC_SIZE - 1 >= 15). The
+        // record is then bad and its MAC is taken over the longest plaintext (no padding).
+        short tooLong = (short) ((short) (n - MAC_SIZE - 1 - padLength) >> 15);
+        ps[S_BAD] = (short) (tooLong & 1);
+        padLength = (short) (padLength & (short) ~tooLong);
+        ps[S_PAD] = padLength;
+        short len = (short) (n - padLength - 1 - MAC_SIZE);
+        ps[S_LEN] = len;
+        setAad(READ_SEQ, type, len);
+        hmac.init(ram, CLIENT_MAC, MAC_KEY_SIZE);
+        hmac.update(ram, AAD, AAD_SIZE);
+        return len;
+    }
+
+    /**
+     * The record's next {@code len} fragment bytes, at buf[off] (RAM), decrypted in place; the
+     * content bytes among them (not the explicit nonce or IV, the tag, MAC or padding) are moved
+     * to buf[off] and their number returned. -1: more bytes than the header announced, or (CBC) a
+     * piece that does not end on a block boundary; the record is then abandoned.
+     */
+    short take(byte[] buf, short off, short len) {
+        short pos = ps[S_POS];
+        if (len < 0 || (short) (ps[S_TOTAL] - pos) < len) {
+            return -1;
+        }
+        loadKeys();
         if (kind[KIND] == KIND_CBC) {
-            fragment = protectCbc(type, buf, off, p, len);
-        } else {
-            Util.arrayCopyNonAtomic(ram, WRITE_SEQ, buf, (short) (off + Tls.RECORD_HEADER_SIZE), EXPLICIT_NONCE_SIZE);
-            setAad(WRITE_SEQ, type, len);
-            setNonce(SERVER_IV, ram, WRITE_SEQ);
-            short tag = tagLength();
-            if (kind[KIND] == KIND_GCM) {
-                gcm.setKey(serverKey);
-                gcm.begin(true, ram, NONCE, ram, AAD, AAD_SIZE);
-                gcm.update(buf, p, len, buf, p);
-                gcm.finishTag(buf, (short) (p + len));
-            } else {
-                ccm.setKey(serverKey);
-                ccm.begin(true, ram, NONCE, (short) 12, ram, AAD, AAD_SIZE, len, tag);
-                ccm.update(buf, p, len, buf, p);
-                ccm.finishTag(buf, (short) (p + len));
+            return takeCbc(buf, off, len, pos);
+        }
+        short i = off;
+        short end = (short) (off + len);
+        if (pos < EXPLICIT_NONCE_SIZE) {
+            short n = (short) (EXPLICIT_NONCE_SIZE - pos);
+            if (n > len) {
+                n = len;
             }
-            fragment = (short) (EXPLICIT_NONCE_SIZE + len + tag);
+            Util.arrayCopyNonAtomic(buf, i, ram, (short) (NONCE + FIXED_IV_SIZE + pos), n);
+            i += n;
+            pos += n;
+            if (pos == EXPLICIT_NONCE_SIZE) {
+                beginAead(false, ps[S_LEN], (byte) ps[S_TYPE]);
+            }
+        } else {
+            resumeAead(clientKey);
+        }
+        short textEnd = (short) (EXPLICIT_NONCE_SIZE + ps[S_LEN]);
+        short text = 0;
+        if (pos < textEnd && i < end) {
+            text = (short) (textEnd - pos);
+            if (text > (short) (end - i)) {
+                text = (short) (end - i);
+            }
+            if (kind[KIND] == KIND_GCM) {
+                gcm.update(buf, i, text, buf, i);
+            } else {
+                ccm.update(buf, i, text, buf, i);
+            }
+            Util.arrayCopyNonAtomic(buf, i, buf, off, text);
+            i += text;
+            pos += text;
+        }
+        if (i < end) { // the tag, kept for finish()
+            Util.arrayCopyNonAtomic(buf, i, ram, (short) (MAC_OUT + pos - textEnd), (short) (end - i));
+            pos += (short) (end - i);
+        }
+        ps[S_POS] = pos;
+        return text;
+    }
+
+    /**
+     * CBC: the IV, then whole blocks, decrypted with the last ciphertext block carried over.
+     * RFC 5246 6.2.3.2 with the Lucky Thirteen countermeasure (AlFardan and Paterson, 2013): the
+     * padding length came from the tail (open()); a padding length too long for the record makes
+     * it bad and the MAC is taken over the longest plaintext instead. The HMAC takes the content
+     * as it passes, the received MAC and every byte that can be padding (the last PAD_WINDOW) are
+     * compared by arithmetic, never branching on their values, and finish() adds the SHA-256
+     * blocks a longest plaintext would have cost: neither the answer nor the record's total time
+     * tells a padding error from a MAC error. The only branch on the result is in finish().
+     */
+    private short takeCbc(byte[] buf, short off, short len, short pos) {
+        if ((short) (len % 16) != 0) {
+            return -1;
+        }
+        short i = off;
+        if (pos == 0 && len > 0) {
+            Util.arrayCopyNonAtomic(buf, i, ram, CHAIN, CBC_IV_SIZE);
+            i += CBC_IV_SIZE;
+            pos += CBC_IV_SIZE;
+        }
+        short r = (short) (off + len - i);
+        ps[S_POS] = (short) (pos + r);
+        if (r == 0) {
+            return 0;
+        }
+        Util.arrayCopyNonAtomic(buf, (short) (i + r - 16), ram, AAD, (short) 16); // the next IV
+        cbc.init(clientKey, Cipher.MODE_DECRYPT, ram, CHAIN, CBC_IV_SIZE);
+        cbc.doFinal(buf, i, r, buf, i);
+        Util.arrayCopyNonAtomic(ram, AAD, ram, CHAIN, (short) 16);
+        short q0 = (short) (pos - CBC_IV_SIZE); // plaintext position of buf[i]
+        short n = (short) (ps[S_TOTAL] - CBC_IV_SIZE);
+        short lenC = ps[S_LEN];
+        short content = (short) (lenC - q0);
+        if (content < 0) {
+            content = 0;
+        } else if (content > r) {
+            content = r;
+        }
+        if (ps[S_MAC_DONE] == 0) {
+            if (content == r && (short) (q0 + r) < lenC) {
+                hmac.update(buf, i, content);
+            } else {
+                hmac.doFinal(buf, i, content, ram, MAC_OUT);
+                ps[S_MAC_DONE] = 1;
+            }
+        }
+        byte bad = (byte) ps[S_BAD];
+        short padLength = ps[S_PAD];
+        short windowStart = (short) (n - PAD_WINDOW);
+        // The bytes that can be MAC or padding: the last PAD_WINDOW + MAC_SIZE of the plaintext,
+        // each read whatever the padding length (the loop's length does not depend on it); the
+        // padding is checked by arithmetic, without a branch on its bytes.
+        short from = (short) (windowStart - MAC_SIZE - q0);
+        if (from < 0) {
+            from = 0;
+        }
+        for (short k = from; k < r; k++) {
+            short q = (short) (q0 + k);
+            short m = (short) (q - lenC);
+            if (m >= 0 && m < MAC_SIZE) {
+                bad |= (byte) (ram[(short) (MAC_OUT + m)] ^ buf[(short) (i + k)]);
+            }
+            if (q >= windowStart) {
+                // inPadding: all ones if the byte is one of the padLength + 1 last, else 0.
+                short fromEnd = (short) (n - 1 - q);
+                short inPadding = (short) ~((short) (padLength - fromEnd) >> 15);
+                bad |= (byte) ((buf[(short) (i + k)] ^ padLength) & inPadding);
+            }
+        }
+        ps[S_BAD] = bad;
+        Util.arrayCopyNonAtomic(buf, i, buf, off, content);
+        return content;
+    }
+
+    /**
+     * Ends a record begun with open(): its content length if every byte came and it
+     * authenticates (the read sequence number then moves on), -1 if it does not (bad_record_mac),
+     * -2 if fewer bytes came than its header announced.
+     */
+    short finish() {
+        if (ps[S_POS] != ps[S_TOTAL]) {
+            return -2;
+        }
+        short len = ps[S_LEN];
+        boolean ok;
+        if (kind[KIND] == KIND_CBC) {
+            short n = (short) (ps[S_TOTAL] - CBC_IV_SIZE);
+            // As many compression-function calls as the longest plaintext (no padding) would take.
+            short extra = (short) (innerBlocks((short) (n - 1 - MAC_SIZE)) - innerBlocks(len));
+            hmac.burn(extra);
+            counters.count(OpCounters.SHA256_BLOCKS, extra);
+            countCbc(len, n);
+            Util.arrayFillNonAtomic(ram, MAC_OUT, MAC_SIZE, (byte) 0);
+            ok = ps[S_BAD] == 0;
+        } else {
+            loadKeys();
+            resumeAead(clientKey);
+            short tag = tagLength();
+            ok = kind[KIND] == KIND_GCM ? gcm.verifyTag(ram, MAC_OUT, tag) : ccm.verifyTag(ram, MAC_OUT, tag);
             countAead(len);
+        }
+        if (!ok) {
+            return -1;
+        }
+        increment(READ_SEQ);
+        return len;
+    }
+
+    /**
+     * Starts protecting a record of {@code len} plaintext bytes: writes its header and explicit
+     * nonce or IV at buf[off] and returns their length (prefixLength()). The write sequence
+     * number is used up here, before any ciphertext leaves: a record abandoned half-way never
+     * lets a nonce serve twice.
+     */
+    short begin(byte type, short len, byte[] buf, short off) {
+        loadKeys();
+        short fragment;
+        ps[S_POS] = 0;
+        ps[S_TOTAL] = len;
+        ps[S_TYPE] = type;
+        short iv = (short) (off + Tls.RECORD_HEADER_SIZE);
+        setAad(WRITE_SEQ, type, len);
+        if (kind[KIND] == KIND_CBC) {
+            short macked = (short) (len + MAC_SIZE);
+            fragment = (short) (CBC_IV_SIZE + macked + 16 - (short) (macked % 16));
+            random.generateData(buf, iv, CBC_IV_SIZE);
+            counters.count(OpCounters.RANDOM_BYTES, CBC_IV_SIZE);
+            Util.arrayCopyNonAtomic(buf, iv, ram, CHAIN, CBC_IV_SIZE);
+            hmac.init(ram, SERVER_MAC, MAC_KEY_SIZE);
+            hmac.update(ram, AAD, AAD_SIZE);
+        } else {
+            Util.arrayCopyNonAtomic(ram, WRITE_SEQ, buf, iv, EXPLICIT_NONCE_SIZE);
+            Util.arrayCopyNonAtomic(ram, WRITE_SEQ, ram, (short) (NONCE + FIXED_IV_SIZE), EXPLICIT_NONCE_SIZE);
+            beginAead(true, len, type);
+            fragment = (short) (EXPLICIT_NONCE_SIZE + len + tagLength());
         }
         buf[off] = type;
         Util.setShort(buf, (short) (off + 1), Tls.VERSION_TLS12);
         Util.setShort(buf, (short) (off + 3), fragment);
         increment(WRITE_SEQ);
-        return (short) (Tls.RECORD_HEADER_SIZE + fragment);
+        return prefixLength();
     }
 
     /**
-     * Checks and decrypts the record at {@code off} (its header already validated by the caller);
-     * returns the plaintext length, the plaintext at off + prefixLength(), or -1 if the record
-     * does not authenticate (bad_record_mac).
+     * Encrypts the next {@code len} plaintext bytes at buf[off] in place (RAM); not the last
+     * ones (finishProtect). Returns len, or -1 past the announced length or (CBC) for a piece
+     * that is not whole blocks.
      */
-    short unprotect(byte[] buf, short off) {
-        loadKeys();
-        byte type = buf[off];
-        short fragment = Util.getShort(buf, (short) (off + 3));
-        short p = (short) (off + prefixLength());
-        short len;
-        if (kind[KIND] == KIND_CBC) {
-            len = unprotectCbc(type, buf, off, p, fragment);
-        } else {
-            short tag = tagLength();
-            len = (short) (fragment - EXPLICIT_NONCE_SIZE - tag);
-            if (len < 0) {
-                return -1;
-            }
-            setAad(READ_SEQ, type, len);
-            setNonce(CLIENT_IV, buf, (short) (off + Tls.RECORD_HEADER_SIZE));
-            boolean ok;
-            if (kind[KIND] == KIND_GCM) {
-                gcm.setKey(clientKey);
-                gcm.begin(false, ram, NONCE, ram, AAD, AAD_SIZE);
-                gcm.update(buf, p, len, buf, p);
-                ok = gcm.verifyTag(buf, (short) (p + len), tag);
-            } else {
-                ccm.setKey(clientKey);
-                ccm.begin(false, ram, NONCE, (short) 12, ram, AAD, AAD_SIZE, len, tag);
-                ccm.update(buf, p, len, buf, p);
-                ok = ccm.verifyTag(buf, (short) (p + len), tag);
-            }
-            countAead(len);
-            if (!ok) {
-                return -1;
-            }
+    short takePlain(byte[] buf, short off, short len) {
+        short pos = ps[S_POS];
+        if (len < 0 || (short) (ps[S_TOTAL] - pos) < len
+                || (kind[KIND] == KIND_CBC && (short) (len % 16) != 0)) {
+            return -1;
         }
-        if (len >= 0) {
-            increment(READ_SEQ);
+        loadKeys();
+        ps[S_POS] = (short) (pos + len);
+        if (kind[KIND] == KIND_CBC) {
+            hmac.update(buf, off, len);
+            encryptCbc(buf, off, len);
+        } else {
+            resumeAead(serverKey);
+            if (kind[KIND] == KIND_GCM) {
+                gcm.update(buf, off, len, buf, off);
+            } else {
+                ccm.update(buf, off, len, buf, off);
+            }
         }
         return len;
     }
 
-    private short protectCbc(byte type, byte[] buf, short off, short p, short len) {
-        setAad(WRITE_SEQ, type, len);
-        hmac.init(ram, SERVER_MAC, MAC_KEY_SIZE);
-        hmac.update(ram, AAD, AAD_SIZE);
-        short end = (short) (p + len);
-        end += hmac.doFinal(buf, p, len, buf, end);
-        // Padding: padLength + 1 bytes of value padLength, to a whole number of blocks.
-        short padLength = (short) (15 - (short) ((short) (end - p) % 16));
-        Util.arrayFillNonAtomic(buf, end, (short) (padLength + 1), (byte) padLength);
-        end += (short) (padLength + 1);
-        short iv = (short) (off + Tls.RECORD_HEADER_SIZE);
-        random.generateData(buf, iv, CBC_IV_SIZE);
-        counters.count(OpCounters.RANDOM_BYTES, CBC_IV_SIZE);
-        countCbc(len, (short) (end - p));
-        cbc.init(serverKey, Cipher.MODE_ENCRYPT, buf, iv, CBC_IV_SIZE);
-        cbc.doFinal(buf, p, (short) (end - p), buf, p);
-        return (short) (end - iv);
+    /**
+     * The last {@code len} plaintext bytes at buf[off], encrypted in place and followed by the
+     * tag (AEAD) or the encrypted MAC and padding (CBC); returns the bytes written from off, or
+     * -1 when the pieces do not add up to the announced length.
+     */
+    short finishProtect(byte[] buf, short off, short len) {
+        if (len < 0 || (short) (ps[S_POS] + len) != ps[S_TOTAL]) {
+            return -1;
+        }
+        loadKeys();
+        ps[S_POS] = ps[S_TOTAL];
+        short total = ps[S_TOTAL];
+        if (kind[KIND] == KIND_CBC) {
+            short end = (short) (off + len);
+            end += hmac.doFinal(buf, off, len, buf, end);
+            // Padding: padLength + 1 bytes of value padLength, to a whole number of blocks.
+            short padLength = (short) (15 - (short) ((short) (total + MAC_SIZE) % 16));
+            Util.arrayFillNonAtomic(buf, end, (short) (padLength + 1), (byte) padLength);
+            end += (short) (padLength + 1);
+            encryptCbc(buf, off, (short) (end - off));
+            countCbc(total, (short) (total + MAC_SIZE + padLength + 1));
+            return (short) (end - off);
+        }
+        resumeAead(serverKey);
+        if (kind[KIND] == KIND_GCM) {
+            gcm.update(buf, off, len, buf, off);
+            gcm.finishTag(buf, (short) (off + len));
+        } else {
+            ccm.update(buf, off, len, buf, off);
+            ccm.finishTag(buf, (short) (off + len));
+        }
+        countAead(total);
+        return (short) (len + tagLength());
+    }
+
+    /** The content type of the record in pieces. */
+    byte pieceType() {
+        return (byte) ps[S_TYPE];
+    }
+
+    /** Whether a piece of {@code len} bytes that is not the last can be taken: CBC takes whole blocks. */
+    boolean takesPiece(short len) {
+        return kind[KIND] != KIND_CBC || (short) (len % 16) == 0;
+    }
+
+    /** CBC encryption of whole blocks in place, chained from the last ciphertext block (CHAIN). */
+    private void encryptCbc(byte[] buf, short off, short len) {
+        if (len == 0) {
+            return;
+        }
+        cbc.init(serverKey, Cipher.MODE_ENCRYPT, ram, CHAIN, CBC_IV_SIZE);
+        cbc.doFinal(buf, off, len, buf, off);
+        Util.arrayCopyNonAtomic(buf, (short) (off + len - 16), ram, CHAIN, (short) 16);
+    }
+
+    /** The AEAD's message: AAD and nonce (salt + the explicit part already in NONCE), then begin. */
+    private void beginAead(boolean encrypt, short len, byte type) {
+        setAad(encrypt ? WRITE_SEQ : READ_SEQ, type, len);
+        Util.arrayCopyNonAtomic(ram, encrypt ? SERVER_IV : CLIENT_IV, ram, NONCE, FIXED_IV_SIZE);
+        AESKey key = encrypt ? serverKey : clientKey;
+        if (kind[KIND] == KIND_GCM) {
+            gcm.setKey(key);
+            gcm.begin(encrypt, ram, NONCE, ram, AAD, AAD_SIZE);
+        } else {
+            ccm.setKey(key);
+            ccm.begin(encrypt, ram, NONCE, (short) 12, ram, AAD, AAD_SIZE, len, tagLength());
+        }
+    }
+
+    private void resumeAead(AESKey key) {
+        if (kind[KIND] == KIND_GCM) {
+            gcm.resume(key);
+        } else {
+            ccm.resume(key);
+        }
+    }
+
+    /** Protects the {@code len} plaintext bytes at off + prefixLength() (one piece); returns the record's length. */
+    short protect(byte type, byte[] buf, short off, short len) {
+        short prefix = begin(type, len, buf, off);
+        return (short) (prefix + finishProtect(buf, (short) (off + prefix), len));
     }
 
     /**
-     * RFC 5246 6.2.3.2 with the Lucky Thirteen countermeasure (AlFardan and Paterson, 2013): the
-     * padding and the MAC are both checked, without a branch on either before the MAC, and the
-     * MAC costs as many SHA-256 blocks whatever the padding length, so neither the answer nor
-     * the time tells a padding error from a MAC error. The padding's length byte is read as is;
-     * when it is too long for the record, the record is bad and the MAC is taken over the
-     * longest plaintext instead. Every byte that could be padding (the last min(n, 256)) is
-     * read, masked in or out by arithmetic. The only branch is on the result.
+     * Checks and decrypts the record at {@code off} (its header already validated by the caller,
+     * in RAM); returns the plaintext length, the plaintext at off + RECORD_HEADER_SIZE, or -1 if
+     * the record does not authenticate (bad_record_mac).
      */
-    private short unprotectCbc(byte type, byte[] buf, short off, short p, short fragment) {
-        short n = (short) (fragment - CBC_IV_SIZE);
-        if (n < (short) (MAC_SIZE + 16) || (short) (n % 16) != 0) {
-            return -1; // the length is public: no secret is involved yet
+    short unprotect(byte[] buf, short off) {
+        short fragment = Util.getShort(buf, (short) (off + 3));
+        short tail = fragment < 32 ? fragment : 32;
+        short body = (short) (off + Tls.RECORD_HEADER_SIZE);
+        if (open(buf, off, buf, (short) (body + fragment - tail)) < 0) {
+            return -1;
         }
-        cbc.init(clientKey, Cipher.MODE_DECRYPT, buf, (short) (off + Tls.RECORD_HEADER_SIZE), CBC_IV_SIZE);
-        cbc.doFinal(buf, p, n, buf, p);
-        short padLength = (short) (buf[(short) (p + n - 1)] & 0xFF);
-        // tooLong: all ones if padLength + 1 + MAC_SIZE > n, else 0 (n - MAC_SIZE - 1 >= 47).
-        short tooLong = (short) ((short) (n - MAC_SIZE - 1 - padLength) >> 15);
-        byte bad = (byte) (tooLong & 1);
-        padLength = (short) (padLength & (short) ~tooLong);
-        short window = n < PAD_WINDOW ? n : PAD_WINDOW;
-        for (short i = 0; i < window; i++) {
-            // inPadding: all ones if i <= padLength, else 0.
-            short inPadding = (short) ~((short) (padLength - i) >> 15);
-            bad |= (byte) ((buf[(short) (p + n - 1 - i)] ^ padLength) & inPadding);
-        }
-        short len = (short) (n - padLength - 1 - MAC_SIZE);
-        setAad(READ_SEQ, type, len);
-        hmac.init(ram, CLIENT_MAC, MAC_KEY_SIZE);
-        hmac.update(ram, AAD, AAD_SIZE);
-        hmac.doFinal(buf, p, len, ram, MAC_OUT);
-        // As many compression-function calls as the longest plaintext (no padding) would take.
-        short longest = (short) (n - 1 - MAC_SIZE);
-        short extra = (short) (innerBlocks(longest) - innerBlocks(len));
-        hmac.burn(extra);
-        counters.count(OpCounters.SHA256_BLOCKS, extra);
-        for (short i = 0; i < MAC_SIZE; i++) {
-            bad |= (byte) (ram[(short) (MAC_OUT + i)] ^ buf[(short) (p + len + i)]);
-        }
-        countCbc(len, n);
-        return bad == 0 ? len : -1;
+        take(buf, body, fragment);
+        short len = finish();
+        return len < 0 ? (short) -1 : len;
     }
 
     /** SHA-256 blocks of the inner hash of HMAC over the MAC header and len bytes. */
@@ -307,12 +562,6 @@ final class RecordCipher {
         ram[(short) (AAD + 8)] = type;
         Util.setShort(ram, (short) (AAD + 9), Tls.VERSION_TLS12);
         Util.setShort(ram, (short) (AAD + 11), len);
-    }
-
-    /** nonce = salt (implicit, 4 bytes) + nonce_explicit (8 bytes) (RFC 5288 3, RFC 6655 3). */
-    private void setNonce(short saltOff, byte[] explicit, short explicitOff) {
-        Util.arrayCopyNonAtomic(ram, saltOff, ram, NONCE, FIXED_IV_SIZE);
-        Util.arrayCopyNonAtomic(explicit, explicitOff, ram, (short) (NONCE + FIXED_IV_SIZE), EXPLICIT_NONCE_SIZE);
     }
 
     private void increment(short seqOff) {

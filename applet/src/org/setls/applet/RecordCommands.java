@@ -10,33 +10,46 @@ import javacard.framework.Util;
  * RECORD when the records stay in the card, EXPORT KEYS when the host takes them over (tandem
  * mode), CLOSE SESSION. P2 names the session (Sessions).
  *
- * A record that one APDU carries whole, whose answer fits that APDU, is processed in place in the
- * APDU buffer (RAM): its plaintext never reaches EEPROM (with extended APDUs, every record on
- * jcardsim). A longer one (chained APDUs, or more than a real card's APDU buffer holds) is still
- * collected in the I/O buffer at EapTls.MSG_OFF and processed there (docs/resources.md, issue 10).
+ * Record plaintext lives in RAM only (issue 10): a record is processed in place in the APDU
+ * buffer, whole when one APDU carries it and its answer, otherwise in pieces across APDUs (P1's
+ * two high bits: first, next, last piece), each piece decrypted or encrypted as it comes and its
+ * result answered at once. Unprotecting in pieces is release-then-confirm: the plaintext of the
+ * first pieces leaves before the record is known to authenticate, and the host keeps it only if
+ * the last piece's answer says it did (docs/apdu.md, docs/resources.md). Nothing of a record is
+ * written to the persistent I/O buffer. The pieces of one record come in a row: any other
+ * command, or a piece of another session, abandons it (PIECE_OWNER).
  *
  * A session ends, and its slot is free for the next client, when the card protects a close_notify
  * or a fatal alert for it, rejects one of its records, exports its keys, or is told to close it.
  */
 final class RecordCommands {
+    /** The record in pieces: its command (high byte) and session (low byte); 0 if none. */
+    private static final short OWNER = Transients.PIECE_OWNER;
+    static final short OWNER_SIZE = 1;
+
     private final TlsServer tls;
+    private final RecordCipher cipher;
     private final EapTls eap;
     private final Sessions sessions;
-    private final OpCounters counters;
     private final CommandInput input;
-    private final ResponseStream out;
-    private final byte[] io;
+    private final short[] st;
 
-    /** Allocated once, at install. */
-    RecordCommands(TlsServer tls, EapTls eap, Sessions sessions, CommandInput input, ResponseStream out,
-                   byte[] io, OpCounters counters) {
+    /** Allocated once, at install; the piece state is the arena's. */
+    RecordCommands(TlsServer tls, RecordCipher cipher, EapTls eap, Sessions sessions, CommandInput input,
+                   Transients ram) {
         this.sessions = sessions;
-        this.counters = counters;
         this.tls = tls;
+        this.cipher = cipher;
         this.eap = eap;
         this.input = input;
-        this.out = out;
-        this.io = io;
+        st = ram.shorts;
+    }
+
+    /** Any other command abandons a record in pieces (the dispatcher calls this for every command). */
+    void abandonUnless(byte ins) {
+        if ((short) ((st[OWNER] >> 8) & 0xFF) != (short) (ins & 0xFF)) {
+            st[OWNER] = 0;
+        }
     }
 
     /** Makes the session P2 names the active one; 6985 unless its handshake completed. */
@@ -49,109 +62,273 @@ final class RecordCommands {
 
     /** Most bytes a protected record adds to its plaintext: CBC's IV, MAC and padding, with the header. */
     private static final short EXPANSION_MAX = Tls.RECORD_HEADER_SIZE + 16 + 32 + 16;
+    /** Most bytes the last piece of a protected record adds: CBC's MAC and padding. */
+    private static final short TRAILER_MAX = 32 + 16;
     /** Room the rejection of a record takes: 2 bytes and a protected alert. */
     private static final short REJECTION_MAX = 2 + EXPANSION_MAX + 2;
+    /** Bytes of the record's end that its first piece carries after the header (CBC reads them first). */
+    private static final short TAIL_MAX = 32;
 
-    /** UNPROTECT RECORD: data = one TLS record; answer = content type + plaintext. */
+    /**
+     * The command's data, all of it in the APDU buffer (which is RAM): its length at
+     * apdu.getOffsetCdata(). A command that does not fit (a chain, or more than the card's APDU
+     * buffer) is refused with 6A84 before anything is done: the host sends the record in pieces.
+     */
+    private short wholeData(APDU apdu) {
+        short whole = input.wholeInBuffer(apdu, apdu.setIncomingAndReceive());
+        if (whole < 0) {
+            ISOException.throwIt(Sw.FILE_FULL);
+        }
+        return whole;
+    }
+
+    private short owner(APDU apdu) {
+        byte[] buf = apdu.getBuffer();
+        return (short) (((buf[ISO7816.OFFSET_INS] & 0xFF) << 8) | (buf[ISO7816.OFFSET_P2] & 0xFF));
+    }
+
+    /** A NEXT or LAST piece continues the record its FIRST piece began, in the same session: 6985 if not. */
+    private void requireOwner(APDU apdu) {
+        if (st[OWNER] == 0 || st[OWNER] != owner(apdu)) {
+            st[OWNER] = 0;
+            ISOException.throwIt(Sw.CONDITIONS_NOT_SATISFIED);
+        }
+    }
+
+    /** A host mistake in a record's pieces: the record is abandoned, the session kept (6700). */
+    private void wrongPiece() {
+        st[OWNER] = 0;
+        ISOException.throwIt(Sw.WRONG_LENGTH);
+    }
+
+    /**
+     * UNPROTECT RECORD. P1 00: data = one TLS record; P1 40, 80, C0: its first, next and last
+     * piece (the first: header, the record's last min(32, fragment) bytes, then the fragment's
+     * first bytes). Answer: content type + plaintext (whole, and each piece: its plaintext,
+     * not yet authenticated but by the last), or a rejection: 00, the alert's description, the protected fatal alert.
+     */
     void unprotect(APDU apdu) {
         requireEstablished(apdu);
         byte[] buf = apdu.getBuffer();
-        short got = apdu.setIncomingAndReceive();
+        byte p1 = buf[ISO7816.OFFSET_P1];
+        if ((p1 & ~Constants.PIECE_MASK) != 0) {
+            ISOException.throwIt(Sw.INCORRECT_P1P2);
+        }
+        byte piece = (byte) (p1 & Constants.PIECE_MASK);
+        short whole = wholeData(apdu);
         short off = apdu.getOffsetCdata();
-        short whole = input.wholeInBuffer(apdu, got);
-        if (whole >= 0 && (short) (off + REJECTION_MAX) <= ResponseStream.bufferLength(buf)) {
-            unprotectInPlace(apdu, buf, off, whole);
+        if (piece == Constants.PIECE_WHOLE) {
+            st[OWNER] = 0;
+            if ((short) (off + REJECTION_MAX) > ResponseStream.bufferLength(buf)) {
+                ISOException.throwIt(Sw.FILE_FULL);
+            }
+            unprotectWhole(apdu, buf, off, whole);
             return;
         }
-        sessions.claimIo(); // the record goes through the I/O buffer
-        short len = input.collect(apdu, got, io, EapTls.MSG_OFF, Persistent.MESSAGE_CAPACITY);
-        if (len < 0) {
-            return; // a link of a chain: 9000, send the next
+        short le = ResponseStream.outgoingLimit(apdu);
+        if (le <= whole || le < REJECTION_MAX) {
+            ISOException.throwIt(Sw.WRONG_LENGTH); // Le too short for the answer: nothing was done
         }
-        counters.count(OpCounters.EEPROM_BYTES, len);
-        byte type = io[EapTls.MSG_OFF];
-        short plain = tls.unprotectRecord(io, EapTls.MSG_OFF, len);
+        if (piece == Constants.PIECE_FIRST) {
+            st[OWNER] = 0;
+            if (whole < Tls.RECORD_HEADER_SIZE) {
+                ISOException.throwIt(Sw.WRONG_LENGTH);
+            }
+            short fragment = Util.getShort(buf, (short) (off + 3));
+            short tail = fragment < TAIL_MAX ? fragment : TAIL_MAX;
+            if (fragment >= 0 && whole < (short) (Tls.RECORD_HEADER_SIZE + tail)) {
+                ISOException.throwIt(Sw.WRONG_LENGTH);
+            }
+            byte refused = headerRefusal(buf, off);
+            if (refused != 0) {
+                reject(apdu, buf, refused);
+                return;
+            }
+            if (cipher.open(buf, off, buf, (short) (off + Tls.RECORD_HEADER_SIZE)) < 0) {
+                reject(apdu, buf, Tls.ALERT_BAD_RECORD_MAC);
+                return;
+            }
+            st[OWNER] = owner(apdu);
+            short at = (short) (off + Tls.RECORD_HEADER_SIZE + tail);
+            short n = cipher.take(buf, at, (short) (whole - Tls.RECORD_HEADER_SIZE - tail));
+            if (n < 0) {
+                wrongPiece();
+            }
+            sendPlain(apdu, buf, at, n);
+            return;
+        }
+        requireOwner(apdu);
+        short n = cipher.take(buf, off, whole);
+        if (n < 0) {
+            wrongPiece();
+        }
+        if (piece == Constants.PIECE_NEXT) {
+            sendPlain(apdu, buf, off, n);
+            return;
+        }
+        st[OWNER] = 0;
+        short plain = cipher.finish();
+        if (plain == -2) {
+            ISOException.throwIt(Sw.WRONG_LENGTH); // fewer bytes than the header announced
+        }
         if (plain < 0) {
-            // Content type 0 (no TLS record has it) marks a rejection; the alert's description
-            // follows, then the protected fatal alert. Data cannot travel with an error status
-            // word (T=0 drops it; Quirks: NO_T0_GET_RESPONSE).
-            byte description = (byte) -plain;
-            short n = tls.closeWithAlert(io, EapTls.MSG_OFF, description);
-            eap.endSession();
-            counters.count(OpCounters.EEPROM_BYTES, (short) (n + 2));
-            io[(short) (EapTls.MSG_OFF - 2)] = Constants.REJECTED;
-            io[(short) (EapTls.MSG_OFF - 1)] = description;
-            out.send(apdu, io, (short) (EapTls.MSG_OFF - 2), (short) (n + 2));
+            reject(apdu, buf, Tls.ALERT_BAD_RECORD_MAC);
             return;
         }
-        short start = (short) (EapTls.MSG_OFF + tls.prefixLength() - 1);
-        counters.count(OpCounters.EEPROM_BYTES, (short) (plain + 1)); // decrypted in place
-        io[start] = type;
-        out.send(apdu, io, start, (short) (plain + 1));
+        if (plain > Tls.MAX_PLAINTEXT) {
+            reject(apdu, buf, Tls.ALERT_RECORD_OVERFLOW);
+            return;
+        }
+        sendPlain(apdu, buf, off, n);
+    }
+
+    /** A piece's answer: the record's content type, then the n plaintext bytes at buf[at] (at >= 1). */
+    private void sendPlain(APDU apdu, byte[] buf, short at, short n) {
+        buf[(short) (at - 1)] = cipher.pieceType();
+        apdu.setOutgoingLength((short) (n + 1));
+        apdu.sendBytes((short) (at - 1), (short) (n + 1));
+    }
+
+    /**
+     * Content type 0 (no TLS record has it) marks a rejection; the alert's description follows,
+     * then the protected fatal alert, and the session is over. Data cannot travel with an error
+     * status word (T=0 drops it; Quirks: NO_T0_GET_RESPONSE). Direction already outgoing.
+     */
+    private void reject(APDU apdu, byte[] buf, byte description) {
+        st[OWNER] = 0;
+        short n = tls.closeWithAlert(buf, (short) 2, description);
+        eap.endSession();
+        buf[0] = Constants.REJECTED;
+        buf[1] = description;
+        apdu.setOutgoingLength((short) (n + 2));
+        apdu.sendBytes((short) 0, (short) (n + 2));
+    }
+
+    /**
+     * Why a received record's header (at buf[off], 5 bytes there) is refused: the alert's
+     * description, or 0. unexpected_message for a content type an established session does not
+     * take (a ChangeCipherSpec), protocol_version, record_overflow for more than 2^14 + 2048 bytes
+     * of ciphertext (RFC 5246 6.2.1).
+     */
+    private static byte headerRefusal(byte[] buf, short off) {
+        byte type = buf[off];
+        if (type != Tls.CONTENT_APPLICATION_DATA && type != Tls.CONTENT_ALERT
+                && type != Tls.CONTENT_HANDSHAKE) {
+            return Tls.ALERT_UNEXPECTED_MESSAGE;
+        }
+        if (Util.getShort(buf, (short) (off + 1)) != Tls.VERSION_TLS12) {
+            return Tls.ALERT_PROTOCOL_VERSION;
+        }
+        short fragment = Util.getShort(buf, (short) (off + 3));
+        if (fragment < 0 || fragment > Tls.MAX_CIPHERTEXT) {
+            return Tls.ALERT_RECORD_OVERFLOW;
+        }
+        return 0;
     }
 
     /** UNPROTECT of a record the APDU buffer holds whole, in place there; the answer from there. */
-    private void unprotectInPlace(APDU apdu, byte[] buf, short off, short len) {
+    private void unprotectWhole(APDU apdu, byte[] buf, short off, short len) {
         short le = ResponseStream.outgoingLimit(apdu);
         if (le < len && le < REJECTION_MAX) {
             ISOException.throwIt(Sw.WRONG_LENGTH); // Le too short for the answer: nothing was done
         }
         byte type = buf[off];
-        short plain = tls.unprotectRecord(buf, off, len);
-        if (plain < 0) {
-            byte description = (byte) -plain;
-            short n = tls.closeWithAlert(buf, off, description);
-            eap.endSession();
-            buf[(short) (off - 2)] = Constants.REJECTED;
-            buf[(short) (off - 1)] = description;
-            apdu.setOutgoingLength((short) (n + 2));
-            apdu.sendBytes((short) (off - 2), (short) (n + 2));
+        byte refused = len < Tls.RECORD_HEADER_SIZE ? Tls.ALERT_DECODE_ERROR : headerRefusal(buf, off);
+        if (refused == 0 && (short) (Util.getShort(buf, (short) (off + 3)) + Tls.RECORD_HEADER_SIZE) != len) {
+            refused = Tls.ALERT_DECODE_ERROR; // the command carries one whole record
+        }
+        short plain = refused != 0 ? 0 : cipher.unprotect(buf, off);
+        if (refused == 0 && plain < 0) {
+            refused = Tls.ALERT_BAD_RECORD_MAC;
+        }
+        if (refused == 0 && plain > Tls.MAX_PLAINTEXT) {
+            refused = Tls.ALERT_RECORD_OVERFLOW;
+        }
+        if (refused != 0) {
+            reject(apdu, buf, refused);
             return;
         }
-        short start = (short) (off + tls.prefixLength() - 1);
+        short start = (short) (off + Tls.RECORD_HEADER_SIZE - 1);
         buf[start] = type;
         apdu.setOutgoingLength((short) (plain + 1));
         apdu.sendBytes(start, (short) (plain + 1));
     }
 
     /**
-     * PROTECT RECORD: P1 = content type (alert or application data); answer = the record. A
-     * close_notify or a fatal alert ends the session once protected.
+     * PROTECT RECORD. P1 = content type (alert or application data), whole; or 40, 80, C0 with
+     * the type in its low bits (application data only): the first piece (data = the plaintext's
+     * total length, 2 bytes, then its first bytes; answer = header, explicit nonce or IV, their
+     * ciphertext), next pieces (answer = their ciphertext), the last (answer = its ciphertext and
+     * the tag, or the encrypted MAC and padding). A close_notify or a fatal alert ends the session
+     * once protected.
      */
     void protect(APDU apdu) {
         requireEstablished(apdu);
         byte[] buf = apdu.getBuffer();
-        byte type = buf[ISO7816.OFFSET_P1];
-        if (type != Tls.CONTENT_APPLICATION_DATA && type != Tls.CONTENT_ALERT) {
+        byte p1 = buf[ISO7816.OFFSET_P1];
+        byte piece = (byte) (p1 & Constants.PIECE_MASK);
+        byte type = (byte) (p1 & ~Constants.PIECE_MASK);
+        if (type != Tls.CONTENT_APPLICATION_DATA
+                && (type != Tls.CONTENT_ALERT || piece != Constants.PIECE_WHOLE)) {
             ISOException.throwIt(Sw.INCORRECT_P1P2);
         }
-        short got = apdu.setIncomingAndReceive();
-        short whole = input.wholeInBuffer(apdu, got);
-        short prefix = tls.prefixLength();
-        if (whole >= 0 && whole <= Tls.MAX_PLAINTEXT
-                && (short) (prefix + whole + EXPANSION_MAX) <= ResponseStream.bufferLength(buf)) {
-            protectInPlace(apdu, buf, type, apdu.getOffsetCdata(), whole, prefix);
+        short whole = wholeData(apdu);
+        short off = apdu.getOffsetCdata();
+        short room = ResponseStream.bufferLength(buf);
+        if (piece == Constants.PIECE_WHOLE) {
+            st[OWNER] = 0;
+            short prefix = cipher.prefixLength();
+            if (whole > Tls.MAX_PLAINTEXT || (short) (prefix + whole + EXPANSION_MAX) > room) {
+                ISOException.throwIt(Sw.FILE_FULL);
+            }
+            protectWhole(apdu, buf, type, off, whole, prefix);
             return;
         }
-        sessions.claimIo(); // the plaintext goes through the I/O buffer
-        short len = input.collect(apdu, got, io, (short) (EapTls.MSG_OFF + prefix), Tls.MAX_PLAINTEXT);
-        if (len < 0) {
+        short le = ResponseStream.outgoingLimit(apdu);
+        if (piece == Constants.PIECE_FIRST) {
+            st[OWNER] = 0;
+            short n = (short) (whole - 2);
+            short prefix = cipher.prefixLength();
+            if (n < 0 || (short) (prefix + n) > room || le < (short) (prefix + n)) {
+                ISOException.throwIt(Sw.WRONG_LENGTH);
+            }
+            short total = Util.getShort(buf, off);
+            if (total < n || total > Tls.MAX_PLAINTEXT || !cipher.takesPiece(n)) {
+                ISOException.throwIt(Sw.WRONG_LENGTH);
+            }
+            st[OWNER] = owner(apdu); // before the record's header overwrites the command's
+            Util.arrayCopyNonAtomic(buf, (short) (off + 2), buf, prefix, n);
+            cipher.begin(type, total, buf, (short) 0); // the write sequence number is used from here on
+            if (cipher.takePlain(buf, prefix, n) < 0) {
+                wrongPiece();
+            }
+            apdu.setOutgoingLength((short) (prefix + n));
+            apdu.sendBytes((short) 0, (short) (prefix + n));
             return;
         }
-        short p = (short) (EapTls.MSG_OFF + tls.prefixLength());
-        boolean closing = type == Tls.CONTENT_ALERT && len == 2
-                && (io[p] == Tls.ALERT_FATAL || io[(short) (p + 1)] == Tls.ALERT_CLOSE_NOTIFY);
-        short n = tls.protectRecord(type, io, EapTls.MSG_OFF, len);
-        counters.count(OpCounters.EEPROM_BYTES, len); // the plaintext in ...
-        counters.count(OpCounters.EEPROM_BYTES, n);   // ... and the record, in place
-        if (closing) {
-            eap.endSession();
+        requireOwner(apdu);
+        if (piece == Constants.PIECE_NEXT) {
+            if (le < whole || cipher.takePlain(buf, off, whole) < 0) {
+                wrongPiece();
+            }
+            apdu.setOutgoingLength(whole);
+            apdu.sendBytes(off, whole);
+            return;
         }
-        out.send(apdu, io, EapTls.MSG_OFF, n);
+        st[OWNER] = 0;
+        if ((short) (off + whole + TRAILER_MAX) > room || le < (short) (whole + TRAILER_MAX)) {
+            ISOException.throwIt(Sw.WRONG_LENGTH);
+        }
+        short n = cipher.finishProtect(buf, off, whole);
+        if (n < 0) {
+            ISOException.throwIt(Sw.WRONG_LENGTH); // the pieces do not add up to the announced length
+        }
+        apdu.setOutgoingLength(n);
+        apdu.sendBytes(off, n);
     }
 
     /** PROTECT of a plaintext the APDU buffer holds whole: the record built there, sent from there. */
-    private void protectInPlace(APDU apdu, byte[] buf, byte type, short off, short len, short prefix) {
+    private void protectWhole(APDU apdu, byte[] buf, byte type, short off, short len, short prefix) {
         short le = ResponseStream.outgoingLimit(apdu);
         if (le < (short) (len + EXPANSION_MAX)) {
             ISOException.throwIt(Sw.WRONG_LENGTH); // Le too short for the record: nothing was done

@@ -33,6 +33,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     private final Persistent persistent;
     private final Sessions sessions;
     /** TAG_CAPABILITIES: CAPABILITIES and the signature hashes TlsServer found at install. */
+    private final ClientAuth clientAuth;
     private final byte capabilities;
 
     /**
@@ -60,8 +61,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         Signature ecdsa = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
         operator = new OperatorSession(persistent, hmac, random, keys, ecdsa, cbc, counters, ram);
         personalisation = new Personalisation(persistent, keys, counters, out, operator, input, ecdsa, sessions);
-        records = new RecordCommands(tls, eap, sessions, input, out, persistent.io, counters);
+        records = new RecordCommands(tls, cipher, eap, sessions, input, ram);
         capabilities = (byte) (CAPABILITIES | tls.signatureCapabilities());
+        clientAuth = tls.clientAuth();
     }
 
     /** The persistent state, for the in-process JUnit tests (package-private: no APDU reaches it). */
@@ -83,6 +85,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         sessions.resetAll();
         eap.abandonPacket();
         input.abandonUnless((byte) 0);
+        records.abandonUnless((byte) 0);
         out.abandon();
         operator.end();
         return true;
@@ -115,6 +118,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         abortOpenTransaction();
         eap.abandonPacket();
         out.abandon();
+        records.abandonUnless((byte) 0);
         if (sessions.addressed()) {
             eap.endSession();
         }
@@ -147,6 +151,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
             out.abandon();
             input.abandonUnless(ins);
         }
+        records.abandonUnless(ins); // a record's pieces come in a row
         if (ins != INS_PROCESS_EAP) {
             eap.abandonPacket(); // an EAP packet's chained APDUs come in a row
         }
@@ -205,6 +210,9 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
             case INS_OPERATOR_AUTHENTICATE:
                 operator.authenticate(apdu);
                 break;
+            case INS_SET_TIME:
+                clientAuth.setTime(apdu);
+                break;
             default:
                 ISOException.throwIt(Sw.INS_NOT_SUPPORTED);
         }
@@ -212,8 +220,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
 
     /** The commands that accept ISO 7816-4 command chaining. */
     private static boolean takesLongData(byte ins) {
-        return ins == INS_PROCESS_EAP || ins == INS_UNPROTECT_RECORD || ins == INS_PROTECT_RECORD
-                || ins == INS_SIGN_CSR;
+        return ins == INS_PROCESS_EAP || ins == INS_SIGN_CSR;
     }
 
     /** SELECT: version, capabilities (the ECDSA hashes included), message capacity, default EAP packet size, identity, session and handshake slots. */
@@ -227,6 +234,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         n = Tlv.putByte(buf, n, TAG_IDENTITY_SLOTS, MAX_IDENTITIES);
         n = Tlv.putByte(buf, n, TAG_SESSION_SLOTS, (byte) Sessions.SESSIONS);
         n = Tlv.putByte(buf, n, TAG_HANDSHAKE_SLOTS, (byte) Sessions.HANDSHAKES);
+        n = Tlv.putByte(buf, n, TAG_CAPABILITIES_2, clientAuth.capabilities());
         apdu.setOutgoingAndSend((short) 0, n);
     }
 }

@@ -31,6 +31,10 @@ interface Tls {
     byte HS_SERVER_HELLO_DONE = 14;
     byte HS_CLIENT_KEY_EXCHANGE = 16;
     byte HS_FINISHED = 20;
+    byte HS_CERTIFICATE_REQUEST = 13;
+    byte HS_CERTIFICATE_VERIFY = 15;
+    /** ClientCertificateType ecdsa_sign (RFC 8422 5.5). */
+    byte CERT_TYPE_ECDSA_SIGN = 64;
     short HS_HEADER_SIZE = 4;
 
     // RFC 5246 7.2: AlertLevel and AlertDescription.
@@ -47,6 +51,12 @@ interface Tls {
     byte ALERT_PROTOCOL_VERSION = 70;
     byte ALERT_INTERNAL_ERROR = 80;
     byte ALERT_NO_RENEGOTIATION = 100;
+    byte ALERT_BAD_CERTIFICATE = 42;
+    byte ALERT_UNSUPPORTED_CERTIFICATE = 43;
+    byte ALERT_CERTIFICATE_REVOKED = 44;
+    byte ALERT_CERTIFICATE_EXPIRED = 45;
+    byte ALERT_CERTIFICATE_UNKNOWN = 46;
+    byte ALERT_UNKNOWN_CA = 48;
 
     // Cipher suites (RFC 5289, RFC 7251).
     short TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 = (short) 0xC02B;

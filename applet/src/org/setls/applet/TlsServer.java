@@ -1,5 +1,6 @@
 package org.setls.applet;
 
+import javacard.framework.APDU;
 import javacard.framework.Util;
 import javacard.security.CryptoException;
 import javacard.security.ECPrivateKey;
@@ -45,6 +46,8 @@ final class TlsServer implements MessageHandler {
     static final short RANDOMS_SIZE = 2 * Tls.RANDOM_SIZE;
     // The Finished, session state: bytes of the arena from Transients.TLS_FINISHED.
     private static final short FINISHED_MESSAGE_SIZE = Tls.HS_HEADER_SIZE + Tls.VERIFY_DATA_SIZE; // 16
+    /** Bytes of a protected Finished record decrypted at a time in the APDU buffer (a short one has 261). */
+    private static final short FINISHED_CHUNK = 128;
     private static final short CLIENT_VERIFY = Transients.TLS_FINISHED;                       // expected
     private static final short SERVER_VERIFY = (short) (CLIENT_VERIFY + Tls.VERIFY_DATA_SIZE);
     private static final short FINISHED_IN = (short) (SERVER_VERIFY + Tls.VERIFY_DATA_SIZE);  // received
@@ -79,6 +82,9 @@ final class TlsServer implements MessageHandler {
     static final short PHASE_EXPORTED = 4;
     static final short PHASE_EXPECT_CHANGE_CIPHER_SPEC = 5;
     static final short PHASE_EXPECT_FINISHED = 6;
+    /** Client authentication (ClientAuth): the client's Certificate, then its CertificateVerify. */
+    static final short PHASE_EXPECT_CERTIFICATE = 7;
+    static final short PHASE_EXPECT_CERTIFICATE_VERIFY = 8;
 
     // ST_FLAGS bits: what the ServerHello answers.
     private static final short F_EXTENDED_MASTER_SECRET = 0x01;
@@ -124,6 +130,7 @@ final class TlsServer implements MessageHandler {
     private final ClientHelloParser hello;
     private final OpCounters counters;
     private final Persistent persistent;
+    private final ClientAuth clientAuth;
 
     /** Allocated once, at install; the state is the arena's. */
     TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters,
@@ -153,6 +160,11 @@ final class TlsServer implements MessageHandler {
         signer512 = optionalSignature(Signature.ALG_ECDSA_SHA_512);
         alert = new TlsAlert();
         hello = new ClientHelloParser(ram, alert, persistent, signer384 != null, signer512 != null);
+        clientAuth = new ClientAuth(ram, alert, sessions, counters, persistent);
+    }
+
+    ClientAuth clientAuth() {
+        return clientAuth;
     }
 
     /**
@@ -202,6 +214,7 @@ final class TlsServer implements MessageHandler {
         transcripts[hs].reset();
         sessionHashes[hs].reset();
         hello.reset();
+        clientAuth.begin(boundIdentity());
     }
 
     /** The session is over: its handshake slot is freed and wiped, its keys forgotten. */
@@ -282,16 +295,24 @@ final class TlsServer implements MessageHandler {
         short gathered = off; // the ClientKeyExchange's fragments, gathered in place
         boolean helloDone = false;
         boolean finishedDone = false;
+        boolean certificateSeen = false;
         for (short p = off; p < end; ) {
             if (helloDone || finishedDone) {
                 alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // nothing follows a flight's last message
             }
             short phase = st[ST_PHASE];
             boolean protectedRecord = phase == PHASE_EXPECT_FINISHED;
-            short fragment = checkRecordHeader(buf, p, end, phase != PHASE_EXPECT_CLIENT_HELLO, protectedRecord);
             byte type = buf[p];
+            boolean copy = type == Constants.CONTENT_TRANSCRIPT_COPY && phase == PHASE_EXPECT_CERTIFICATE_VERIFY;
+            if (copy) {
+                buf[p] = Tls.CONTENT_HANDSHAKE; // checked as one (the type is put back below)
+            }
+            short fragment = checkRecordHeader(buf, p, end, phase != PHASE_EXPECT_CLIENT_HELLO, protectedRecord);
             short body = (short) (p + Tls.RECORD_HEADER_SIZE);
-            if (protectedRecord) {
+            if (copy) {
+                buf[p] = type;
+                clientAuth.onTranscriptCopy(buf, body, fragment);
+            } else if (protectedRecord) {
                 finishedDone = onProtectedRecord(buf, p);
             } else {
                 // RFC 5246 6.2.1: no empty Handshake, Alert or ChangeCipherSpec fragments.
@@ -303,7 +324,9 @@ final class TlsServer implements MessageHandler {
                 }
                 if (phase == PHASE_EXPECT_CLIENT_HELLO) {
                     helloDone = onClientHelloRecord(buf, type, body, fragment);
-                } else if (phase == PHASE_EXPECT_CLIENT_KEY_EXCHANGE) {
+                } else if (phase == PHASE_EXPECT_CLIENT_KEY_EXCHANGE || phase == PHASE_EXPECT_CERTIFICATE
+                        || phase == PHASE_EXPECT_CERTIFICATE_VERIFY) {
+                    certificateSeen |= phase == PHASE_EXPECT_CERTIFICATE;
                     if (type != Tls.CONTENT_HANDSHAKE) {
                         alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
                     }
@@ -320,6 +343,13 @@ final class TlsServer implements MessageHandler {
         }
         if (gathered != off) {
             // The host hands the ClientKeyExchange over whole, in one message (docs/apdu.md).
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
+        }
+        short phaseNow = st[ST_PHASE];
+        if (phaseNow == PHASE_EXPECT_CERTIFICATE_VERIFY
+                || (certificateSeen && phaseNow == PHASE_EXPECT_CLIENT_KEY_EXCHANGE)) {
+            // Certificate .. CertificateVerify come in one message: the master secret and the
+            // client's key do not outlive it (docs/apdu.md).
             alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
         }
         if (helloDone) {
@@ -462,6 +492,16 @@ final class TlsServer implements MessageHandler {
         w = writeServerHello(buf, w);
         w = writeCertificate(buf, w);
         w = writeServerKeyExchange(buf, w);
+        boolean asks = clientAuth.asking(boundIdentity());
+        if (asks) {
+            short request = w;
+            buf[w] = Tls.HS_CERTIFICATE_REQUEST;
+            w += Tls.HS_HEADER_SIZE;
+            w = clientAuth.writeRequest(boundIdentity(), buf, w);
+            w = closeHandshake(buf, request, w);
+        } else {
+            clientAuth.notAsking();
+        }
         short start = w;
         buf[w] = Tls.HS_SERVER_HELLO_DONE;
         w += Tls.HS_HEADER_SIZE;
@@ -469,7 +509,7 @@ final class TlsServer implements MessageHandler {
         buf[off] = Tls.CONTENT_HANDSHAKE;
         Util.setShort(buf, (short) (off + 1), Tls.VERSION_TLS12);
         Util.setShort(buf, (short) (off + 3), (short) (w - off - Tls.RECORD_HEADER_SIZE));
-        st[ST_PHASE] = PHASE_EXPECT_CLIENT_KEY_EXCHANGE;
+        st[ST_PHASE] = asks ? PHASE_EXPECT_CERTIFICATE : PHASE_EXPECT_CLIENT_KEY_EXCHANGE;
         return (short) (w - off);
     }
 
@@ -555,6 +595,7 @@ final class TlsServer implements MessageHandler {
     private void hashHandshake(byte[] buf, short off, short len) {
         transcript().update(buf, off, len);
         sessionHash().update(buf, off, len);
+        clientAuth.hash(buf, off, len);
         short bytes = (short) (st[ST_HASH_REST] + len); // at most 63 + a record's 16389
         counters.count(OpCounters.SHA256_BLOCKS, (short) (2 * (short) (bytes >> 6)));
         st[ST_HASH_REST] = (short) (bytes & 63);
@@ -573,15 +614,23 @@ final class TlsServer implements MessageHandler {
      */
     private short onClientKeyExchangeBytes(byte[] buf, short off, short end) {
         short got = (short) (end - off);
-        if (buf[off] != Tls.HS_CLIENT_KEY_EXCHANGE) {
-            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // the server asked for no certificate
+        short phase = st[ST_PHASE];
+        byte type = phase == PHASE_EXPECT_CERTIFICATE ? Tls.HS_CERTIFICATE
+                : phase == PHASE_EXPECT_CERTIFICATE_VERIFY ? Tls.HS_CERTIFICATE_VERIFY : Tls.HS_CLIENT_KEY_EXCHANGE;
+        short max = phase == PHASE_EXPECT_CERTIFICATE ? ClientAuth.CERTIFICATE_MESSAGE_MAX
+                : phase == PHASE_EXPECT_CERTIFICATE_VERIFY ? ClientAuth.CERTIFICATE_VERIFY_MAX : CLIENT_KEY_EXCHANGE_MAX;
+        if (buf[off] != type) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // e.g. a Certificate the server did not ask for
         }
         if (got < Tls.HS_HEADER_SIZE) {
             return end;
         }
         short body = Util.getShort(buf, (short) (off + 2));
-        if (buf[(short) (off + 1)] != 0 || body < 0 || body > CLIENT_KEY_EXCHANGE_MAX) {
+        if (buf[(short) (off + 1)] != 0 || body < 0) {
             alert.raise(Tls.ALERT_DECODE_ERROR);
+        }
+        if (body > max) {
+            alert.raise(phase == PHASE_EXPECT_CERTIFICATE ? Tls.ALERT_UNSUPPORTED_CERTIFICATE : Tls.ALERT_DECODE_ERROR);
         }
         short whole = (short) (Tls.HS_HEADER_SIZE + body);
         if (got < whole) {
@@ -590,8 +639,34 @@ final class TlsServer implements MessageHandler {
         if (got > whole) {
             alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // a message follows: ChangeCipherSpec is due
         }
-        onClientKeyExchange(buf, off, end);
+        if (phase == PHASE_EXPECT_CERTIFICATE) {
+            onCertificate(buf, off, end);
+        } else if (phase == PHASE_EXPECT_CERTIFICATE_VERIFY) {
+            onCertificateVerify(buf, off, end);
+        } else {
+            onClientKeyExchange(buf, off, end);
+        }
         return off;
+    }
+
+    /** The client's Certificate (RFC 5246 7.4.6): ClientAuth decides; then the ClientKeyExchange. */
+    private void onCertificate(byte[] buf, short off, short end) {
+        short body = handshakeBody(buf, off, end, Tls.HS_CERTIFICATE);
+        hashHandshake(buf, off, (short) (end - off));
+        clientAuth.onCertificate(boundIdentity(), buf, (short) (off + Tls.HS_HEADER_SIZE), body);
+        st[ST_PHASE] = PHASE_EXPECT_CLIENT_KEY_EXCHANGE;
+    }
+
+    /**
+     * The client's CertificateVerify (RFC 5246 7.4.8), verified by ClientAuth; then, in this APDU,
+     * both Finished values (the client's over ClientHello .. CertificateVerify).
+     */
+    private void onCertificateVerify(byte[] buf, short off, short end) {
+        short body = handshakeBody(buf, off, end, Tls.HS_CERTIFICATE_VERIFY);
+        clientAuth.onCertificateVerify(buf, (short) (off + Tls.HS_HEADER_SIZE), body);
+        hashHandshake(buf, off, (short) (end - off));
+        clientAuth.finishedHash(secrets, HASH);
+        finishedValues();
     }
 
     private void onClientKeyExchange(byte[] buf, short off, short end) {
@@ -609,13 +684,31 @@ final class TlsServer implements MessageHandler {
         }
         short length = (short) (end - off);
         transcript().update(buf, off, length);
+        clientAuth.hash(buf, off, length);
         sessionHash().doFinal(buf, off, length, secrets, HASH);
         short bytes = (short) (st[ST_HASH_REST] + length);
         counters.count(OpCounters.SHA256_BLOCKS, (short) (2 * (short) (bytes >> 6)));
+        st[ST_HASH_REST] = (short) (bytes & 63);
         countFinalBlocks((short) (bytes & 63));
         short premaster = agree(buf, point, pointLength);
         deriveMasterSecret(premaster);
         deriveKeys();
+        if (clientAuth.expectsCertificateVerify()) {
+            // The CertificateVerify follows in this message: it signs the session hash, and the
+            // client's Finished covers it (finishedValues() then).
+            clientAuth.keepSessionHash(secrets, HASH);
+            st[ST_PHASE] = PHASE_EXPECT_CERTIFICATE_VERIFY;
+            return;
+        }
+        finishedValues();
+    }
+
+    /**
+     * verify_data of both Finished messages, the client's over the hash at HASH; wipes the master
+     * secret. The server's is over the transcript through the Finished the client must send.
+     */
+    private void finishedValues() {
+        short bytes = st[ST_HASH_REST];
         // Both verify_data now (RFC 5246 7.4.9), the server's over the Finished the client must
         // send: the master secret and the hashes die with this APDU.
         finishedVerifyData(LABEL_CLIENT_FINISHED, (short) LABEL_CLIENT_FINISHED.length, CLIENT_VERIFY);
@@ -626,7 +719,7 @@ final class TlsServer implements MessageHandler {
         Util.arrayCopyNonAtomic(secrets, CLIENT_VERIFY, secrets, (short) (expected + Tls.HS_HEADER_SIZE),
                 Tls.VERIFY_DATA_SIZE);
         transcript().doFinal(secrets, expected, FINISHED_MESSAGE_SIZE, secrets, HASH);
-        countFinalBlocks((short) ((short) (bytes & 63) + FINISHED_MESSAGE_SIZE));
+        countFinalBlocks((short) (bytes + FINISHED_MESSAGE_SIZE));
         finishedVerifyData(LABEL_SERVER_FINISHED, (short) LABEL_SERVER_FINISHED.length, SERVER_VERIFY);
         ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
         st[ST_PHASE] = PHASE_EXPECT_CHANGE_CIPHER_SPEC;
@@ -717,7 +810,31 @@ final class TlsServer implements MessageHandler {
         if (type == Tls.CONTENT_CHANGE_CIPHER_SPEC) {
             alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
         }
-        short plain = cipher.unprotect(buf, p);
+        // Decrypted in RAM, never in the I/O buffer: the ciphertext goes through the APDU buffer
+        // (free once the message is in the I/O buffer) in chunks, and only the Finished's bytes
+        // are kept, in TLS_FINISHED (issue 10: no plaintext in EEPROM).
+        byte[] ram = APDU.getCurrentAPDUBuffer();
+        short fragment = Util.getShort(buf, (short) (p + 3));
+        short body = (short) (p + Tls.RECORD_HEADER_SIZE);
+        short tail = fragment < 32 ? fragment : 32;
+        if (cipher.open(buf, p, buf, (short) (body + fragment - tail)) < 0) {
+            alert.raise(Tls.ALERT_BAD_RECORD_MAC);
+        }
+        short got = st[ST_FINISHED_GOT];
+        short room = (short) (FINISHED_MESSAGE_SIZE - got);
+        short n = 0;
+        for (short i = 0; i < fragment; i += FINISHED_CHUNK) {
+            short k = (short) (fragment - i) < FINISHED_CHUNK ? (short) (fragment - i) : FINISHED_CHUNK;
+            Util.arrayCopyNonAtomic(buf, (short) (body + i), ram, (short) 0, k);
+            short out = cipher.take(ram, (short) 0, k);
+            short keep = (short) (room - n) < out ? (short) (room - n) : out;
+            if (keep > 0) {
+                Util.arrayCopyNonAtomic(ram, (short) 0, secrets, (short) (FINISHED_IN + got + n), keep);
+                n += keep;
+            }
+        }
+        Util.arrayFillNonAtomic(ram, (short) 0, FINISHED_CHUNK, (byte) 0);
+        short plain = cipher.finish();
         if (plain < 0) {
             alert.raise(Tls.ALERT_BAD_RECORD_MAC);
         }
@@ -730,12 +847,6 @@ final class TlsServer implements MessageHandler {
         if (type == Tls.CONTENT_ALERT) {
             alert.raise(Tls.ALERT_CLOSE_NOTIFY); // the client gave up: nothing to answer
         }
-        short q = (short) (p + cipher.prefixLength());
-        short got = st[ST_FINISHED_GOT];
-        short room = (short) (FINISHED_MESSAGE_SIZE - got);
-        short n = plain < room ? plain : room;
-        counters.count(OpCounters.EEPROM_BYTES, plain); // decrypted in place in the I/O buffer
-        Util.arrayCopyNonAtomic(buf, q, secrets, (short) (FINISHED_IN + got), n);
         got += n;
         st[ST_FINISHED_GOT] = got;
         if (secrets[FINISHED_IN] != Tls.HS_FINISHED) {
@@ -771,55 +882,21 @@ final class TlsServer implements MessageHandler {
         w = Util.setShort(buf, w, Tls.VERSION_TLS12);
         w = Util.setShort(buf, w, (short) 1);
         buf[w++] = 1;
-        short p = (short) (w + cipher.prefixLength());
-        buf[p] = Tls.HS_FINISHED;
-        buf[(short) (p + 1)] = 0;
-        Util.setShort(buf, (short) (p + 2), Tls.VERIFY_DATA_SIZE);
-        Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, buf, (short) (p + Tls.HS_HEADER_SIZE), Tls.VERIFY_DATA_SIZE);
-        w += cipher.protect(Tls.CONTENT_HANDSHAKE, buf, w, FINISHED_MESSAGE_SIZE);
+        // Built and protected in RAM (the APDU buffer), only the record copied to the I/O buffer.
+        byte[] ram = APDU.getCurrentAPDUBuffer();
+        short p = cipher.prefixLength();
+        ram[p] = Tls.HS_FINISHED;
+        ram[(short) (p + 1)] = 0;
+        Util.setShort(ram, (short) (p + 2), Tls.VERIFY_DATA_SIZE);
+        Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, ram, (short) (p + Tls.HS_HEADER_SIZE), Tls.VERIFY_DATA_SIZE);
+        short n = cipher.protect(Tls.CONTENT_HANDSHAKE, ram, (short) 0, FINISHED_MESSAGE_SIZE);
+        w = Util.arrayCopyNonAtomic(ram, (short) 0, buf, w, n);
         st[ST_PHASE] = PHASE_ESTABLISHED;
         releaseHandshake(); // wipes TLS_FINISHED and the rest of the handshake's state
         return (short) (w - off);
     }
 
     // ---- after the handshake: the record layer in the card ------------------------------------
-
-    /**
-     * Decrypts the TLS record in buf[off, off+len); returns the plaintext length (plaintext at
-     * off + prefixLength()), or minus the alert description when the record must be rejected
-     * (closeWithAlert() then writes the alert to send): bad_record_mac for a record that does not
-     * authenticate, record_overflow for more than 2^14 bytes of plaintext (RFC 5246 6.2.1) or
-     * 2^14 + 2048 of ciphertext, unexpected_message for a content type no established session
-     * takes (a ChangeCipherSpec).
-     */
-    short unprotectRecord(byte[] buf, short off, short len) {
-        if (len < Tls.RECORD_HEADER_SIZE) {
-            return (short) -Tls.ALERT_DECODE_ERROR;
-        }
-        byte type = buf[off];
-        if (type != Tls.CONTENT_APPLICATION_DATA && type != Tls.CONTENT_ALERT
-                && type != Tls.CONTENT_HANDSHAKE) {
-            return (short) -Tls.ALERT_UNEXPECTED_MESSAGE;
-        }
-        if (Util.getShort(buf, (short) (off + 1)) != Tls.VERSION_TLS12) {
-            return (short) -Tls.ALERT_PROTOCOL_VERSION;
-        }
-        short fragment = Util.getShort(buf, (short) (off + 3));
-        if (fragment < 0 || fragment > Tls.MAX_CIPHERTEXT) {
-            return (short) -Tls.ALERT_RECORD_OVERFLOW;
-        }
-        if ((short) (fragment + Tls.RECORD_HEADER_SIZE) != len) {
-            return (short) -Tls.ALERT_DECODE_ERROR; // the command carries one whole record
-        }
-        short plain = cipher.unprotect(buf, off);
-        if (plain < 0) {
-            return (short) -Tls.ALERT_BAD_RECORD_MAC;
-        }
-        if (plain > Tls.MAX_PLAINTEXT) {
-            return (short) -Tls.ALERT_RECORD_OVERFLOW;
-        }
-        return plain;
-    }
 
     /** Protects {@code len} bytes at off + prefix as a record of {@code type}; returns its length. */
     short protectRecord(byte type, byte[] buf, short off, short len) {

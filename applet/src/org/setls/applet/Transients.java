@@ -91,14 +91,26 @@ final class Transients {
     /** TlsServer: the ephemeral ECDH private scalar, from flight 1 to flight 3 (never in EEPROM). */
     static final short EPHEMERAL = (short) (TLS_FINISHED + TLS_FINISHED_SIZE);
     static final short EPHEMERAL_SIZE = P256.COORDINATE_SIZE;                    // 32
+    /**
+     * ClientAuth: the session hash (ClientHello .. ClientKeyExchange) the client's
+     * CertificateVerify signs, from the ClientKeyExchange to the CertificateVerify.
+     */
+    static final short CLIENT_AUTH_HASH = (short) (EPHEMERAL + EPHEMERAL_SIZE);
+    static final short CLIENT_AUTH_HASH_SIZE = ClientAuth.HASH_SIZE;             // 32
     static final short HANDSHAKE_BYTES_SIZE = (short) (TLS_RANDOMS_SIZE + HELLO_FIELD_SIZE + TLS_FINISHED_SIZE
-            + EPHEMERAL_SIZE);                                                   // 140
+            + EPHEMERAL_SIZE + CLIENT_AUTH_HASH_SIZE);                           // 172
     /** Sessions: the bytes of every session slot, SESSION_BYTES_SIZE each. */
     static final short SESSION_SLOTS = (short) (HANDSHAKE_BYTES + HANDSHAKE_BYTES_SIZE);
     static final short SESSION_SLOTS_SIZE = (short) (Sessions.SESSIONS * SESSION_BYTES_SIZE);
     /** Sessions: the bytes of every handshake slot, HANDSHAKE_BYTES_SIZE each. */
     static final short HANDSHAKE_SLOTS = (short) (SESSION_SLOTS + SESSION_SLOTS_SIZE);
     static final short HANDSHAKE_SLOTS_SIZE = (short) (Sessions.HANDSHAKES * HANDSHAKE_BYTES_SIZE);
+    /**
+     * ClientAuth: the host's clock (SET TIME), card-wide: client certificates' validity is checked
+     * against it; a deselect forgets it.
+     */
+    static final short CLOCK = (short) (HANDSHAKE_SLOTS + HANDSHAKE_SLOTS_SIZE);
+    static final short CLOCK_SIZE = ClientAuth.CLOCK_SIZE;                       // 8
     // Scratch.
     /**
      * TlsServer, the ClientKeyExchange: master secret, session hash, key block (premaster secret
@@ -106,7 +118,7 @@ final class Transients {
      * generation's scratch. All of it is wiped before the answer leaves: the Finished need only
      * TLS_FINISHED.
      */
-    static final short HANDSHAKE_KEYS = (short) (HANDSHAKE_SLOTS + HANDSHAKE_SLOTS_SIZE);
+    static final short HANDSHAKE_KEYS = (short) (CLOCK + CLOCK_SIZE);
     static final short HANDSHAKE_KEYS_SIZE = TlsServer.KEYS_SIZE;                // 176
     //   operator commands, at the same offset (they never run inside a handshake's APDU, and the
     //   ephemeral scalar that outlives flight 1 is in the handshake's EPHEMERAL, not here); the
@@ -114,9 +126,20 @@ final class Transients {
     /** OperatorSession: a point, a decrypted secret, Z, HKDF's PRK, a MAC being checked. */
     static final short OPERATOR_WORK = HANDSHAKE_KEYS;
     static final short OPERATOR_WORK_SIZE = OperatorSession.WORK_SIZE;          // 160
-    /** RecordCipher: the AAD or MAC header, the nonce, the MAC of a received record. */
+    //   ClientAuth, the client's Certificate and CertificateVerify: at the end of HANDSHAKE_KEYS,
+    //   in the key block, which is free before the keys are derived and after they are installed
+    //   (the master secret and the session hash before it stay intact until the Finished values)
+    /** ClientAuth: a certificate's time, a SHA-256 (an issuer name's, the transcript copy's). */
+    static final short CERT_WORK_SIZE = ClientAuth.WORK_SIZE;                   // 48
+    static final short CERT_WORK = (short) (HANDSHAKE_KEYS + HANDSHAKE_KEYS_SIZE - CERT_WORK_SIZE);
+    /**
+     * RecordCipher: the AAD or MAC header, the nonce, the MAC of a received record or its tag,
+     * the last CBC block. With OVERLAY's AEAD or HMAC state and SHORT_SCRATCH's GHASH it lives
+     * across the APDUs of one record in pieces: nothing else runs between them (any other
+     * command abandons the record first).
+     */
     static final short RECORD_SCRATCH = (short) (HANDSHAKE_KEYS + HANDSHAKE_KEYS_SIZE);
-    static final short RECORD_SCRATCH_SIZE = RecordCipher.SCRATCH_SIZE;          // 60
+    static final short RECORD_SCRATCH_SIZE = RecordCipher.SCRATCH_SIZE;          // 76
     /** Key derivation (HMAC_PAD, PRF_A) or record AEAD (GCM_STATE, CCM_STATE): never at once. */
     static final short OVERLAY = (short) (RECORD_SCRATCH + RECORD_SCRATCH_SIZE);
     //   key derivation, and the CBC suite's record MAC
@@ -157,8 +180,20 @@ final class Transients {
      */
     static final short OPERATOR_STATE = (short) (SESSIONS_STATE + SESSIONS_STATE_SIZE);
     static final short OPERATOR_STATE_SIZE = OperatorSession.STATE_SIZE;         // 5
+    /**
+     * RecordCommands: the command and session of the record in pieces, if any (card-wide: the
+     * pieces of one record come in a row, like a chain).
+     */
+    static final short PIECE_OWNER = (short) (OPERATOR_STATE + OPERATOR_STATE_SIZE);
+    static final short PIECE_OWNER_SIZE = RecordCommands.OWNER_SIZE;              // 1
+    /**
+     * RecordCipher: how far the record in pieces is, its lengths, type and (CBC) padding and MAC
+     * check (card-wide, with PIECE_OWNER; its AEAD or HMAC state is in the record scratch).
+     */
+    static final short RECORD_PIECE = (short) (PIECE_OWNER + PIECE_OWNER_SIZE);
+    static final short RECORD_PIECE_SIZE = RecordCipher.PIECE_SIZE;              // 7
     /** The active session's shorts (Sessions swaps them with SESSION_SHORT_SLOTS). */
-    static final short SESSION_SHORTS = (short) (OPERATOR_STATE + OPERATOR_STATE_SIZE);
+    static final short SESSION_SHORTS = (short) (RECORD_PIECE + RECORD_PIECE_SIZE);
     /** EapTls: the conversation's state, identifiers, lengths of the message in and out. */
     static final short EAP_STATE = SESSION_SHORTS;
     static final short EAP_STATE_SIZE = EapTls.STATE_SIZE;                       // 7
@@ -184,7 +219,11 @@ final class Transients {
     /** ClientHelloParser: the step, what is left of each open structure, what the hello said. */
     static final short HELLO_STATE = (short) (TLS_HANDSHAKE + TLS_HANDSHAKE_SIZE);
     static final short HELLO_STATE_SIZE = ClientHelloParser.STATE_SIZE;          // 15
-    static final short HANDSHAKE_SHORTS_SIZE = (short) (TLS_HANDSHAKE_SIZE + HELLO_STATE_SIZE); // 19
+    /** ClientAuth: the client authentication's step, the commonName bytes staged, the third digest's rest. */
+    static final short CLIENT_AUTH_STATE = (short) (HELLO_STATE + HELLO_STATE_SIZE);
+    static final short CLIENT_AUTH_STATE_SIZE = ClientAuth.STATE_SIZE;           // 3
+    static final short HANDSHAKE_SHORTS_SIZE = (short) (TLS_HANDSHAKE_SIZE + HELLO_STATE_SIZE
+            + CLIENT_AUTH_STATE_SIZE);                                           // 22
     /** Sessions: the shorts of every session slot. */
     static final short SESSION_SHORT_SLOTS = (short) (HANDSHAKE_SHORTS + HANDSHAKE_SHORTS_SIZE);
     static final short SESSION_SHORT_SLOTS_SIZE = (short) (Sessions.SESSIONS * SESSION_SHORTS_SIZE);
@@ -198,6 +237,10 @@ final class Transients {
     /** PointCheck: the accumulator and three 256-bit numbers in byte limbs. */
     static final short CURVE = SHORT_SCRATCH;
     static final short CURVE_SIZE = PointCheck.WORK_SIZE;                        // 162
+    //   flight 3, before the curve check: the client's certificates, parsed
+    /** ClientAuth: the fields X509 found in each of the client's certificates (two at most). */
+    static final short CERT_FIELDS = SHORT_SCRATCH;
+    static final short CERT_FIELDS_SIZE = ClientAuth.FIELDS_SIZE;                // 32
     //   records, at the same offset
     /** AesGcm: the table M of the key's multiples and the product Z. */
     static final short GHASH = SHORT_SCRATCH;
@@ -207,8 +250,8 @@ final class Transients {
     static final short GCM_LENGTHS_SIZE = AesGcm.LENGTHS_SIZE;                   // 3
     /** AesCcm: tag length, direction, q, bytes still due. */
     static final short CCM_PARAMS = (short) (GCM_LENGTHS + GCM_LENGTHS_SIZE);
-    static final short CCM_PARAMS_SIZE = AesCcm.PARAMS_SIZE;                     // 4
-    /** The larger overlay: the curve check's 162 shorts (GHASH's three regions: 143). */
+    static final short CCM_PARAMS_SIZE = AesCcm.PARAMS_SIZE;                     // 5
+    /** The larger overlay: the curve check's 162 shorts (GHASH's three regions: 144). */
     static final short SHORT_SCRATCH_SIZE = CURVE_SIZE;
     static final short SHORTS_SIZE = (short) (SHORT_SCRATCH + SHORT_SCRATCH_SIZE);
 

@@ -96,6 +96,8 @@ class TransientsTest {
     static final Region GHASH = shorts("GHASH", Transients.GHASH, Transients.GHASH_SIZE, false);
     static final Region GCM_LENGTHS = shorts("GCM_LENGTHS", Transients.GCM_LENGTHS, Transients.GCM_LENGTHS_SIZE, false);
     static final Region CCM_PARAMS = shorts("CCM_PARAMS", Transients.CCM_PARAMS, Transients.CCM_PARAMS_SIZE, false);
+    static final Region PIECE_OWNER = shorts("PIECE_OWNER", Transients.PIECE_OWNER, Transients.PIECE_OWNER_SIZE, true);
+    static final Region RECORD_PIECE = shorts("RECORD_PIECE", Transients.RECORD_PIECE, Transients.RECORD_PIECE_SIZE, true);
     static final Region OPERATOR_SECRETS = bytes("OPERATOR_SECRETS", Transients.OPERATOR_SECRETS,
             Transients.OPERATOR_SECRETS_SIZE, true);
     static final Region OPERATOR_WORK = bytes("OPERATOR_WORK", Transients.OPERATOR_WORK, Transients.OPERATOR_WORK_SIZE, false);
@@ -115,16 +117,24 @@ class TransientsTest {
             Transients.SESSION_SHORT_SLOTS_SIZE, true);
     static final Region HANDSHAKE_SHORT_SLOTS = shorts("HANDSHAKE_SHORT_SLOTS", Transients.HANDSHAKE_SHORT_SLOTS,
             Transients.HANDSHAKE_SHORT_SLOTS_SIZE, true);
-    static final List<Region> ALL = List.of(EAP_NAME, OPERATOR_SECRETS, TLS_RANDOMS, RECORD_KEYS, RECORD_SEQ,
+    static final Region CLIENT_AUTH_HASH = bytes("CLIENT_AUTH_HASH", Transients.CLIENT_AUTH_HASH,
+            Transients.CLIENT_AUTH_HASH_SIZE, true);
+    static final Region CLOCK = bytes("CLOCK", Transients.CLOCK, Transients.CLOCK_SIZE, true);
+    static final Region CERT_WORK = bytes("CERT_WORK", Transients.CERT_WORK, Transients.CERT_WORK_SIZE, false);
+    static final Region CLIENT_AUTH_STATE = shorts("CLIENT_AUTH_STATE", Transients.CLIENT_AUTH_STATE,
+            Transients.CLIENT_AUTH_STATE_SIZE, true);
+    static final Region CERT_FIELDS = shorts("CERT_FIELDS", Transients.CERT_FIELDS, Transients.CERT_FIELDS_SIZE, false);
+    static final List<Region> ALL = List.of(CLIENT_AUTH_HASH, CLOCK, CERT_WORK, CLIENT_AUTH_STATE, CERT_FIELDS, EAP_NAME, OPERATOR_SECRETS, TLS_RANDOMS, RECORD_KEYS, RECORD_SEQ,
             HELLO_FIELD, TLS_FINISHED, EPHEMERAL, SESSION_SLOTS, HANDSHAKE_SLOTS, HANDSHAKE_KEYS, OPERATOR_WORK,
             RECORD_SCRATCH, HMAC_PAD, PRF_A, GCM_STATE, CCM_STATE, EAP_STATE, INPUT_STATE, RESPONSE_STATE, EAP_PACKET,
             SESSIONS_STATE, OPERATOR_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK, TLS_HANDSHAKE, HELLO_STATE,
-            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, CURVE, GHASH, GCM_LENGTHS, CCM_PARAMS);
+            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, CURVE, GHASH, GCM_LENGTHS, CCM_PARAMS, PIECE_OWNER,
+            RECORD_PIECE);
     /** The active session's and handshake's areas: what Sessions swaps with the slots. */
     static final Region[] SESSION_AREA = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK};
     static final Region[] SESSION_OWN = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND};
     static final Region[] HANDSHAKE_AREA = {TLS_RANDOMS, HELLO_FIELD, TLS_FINISHED, EPHEMERAL, TLS_HANDSHAKE,
-        HELLO_STATE};
+        HELLO_STATE, CLIENT_AUTH_HASH, CLIENT_AUTH_STATE};
 
     // ---- running a phase against the map ------------------------------------------------------
 
@@ -286,7 +296,7 @@ class TransientsTest {
 
     @Test
     void recordsOfEachSuiteUseOnlyTheirRegions() {
-        Region[] session = {RECORD_KEYS, RECORD_SEQ, RECORD_KIND};
+        Region[] session = {RECORD_KEYS, RECORD_SEQ, RECORD_KIND, RECORD_PIECE};
         record Suite(short id, Region... scratch) {
         }
         Suite[] suites = {
@@ -334,8 +344,38 @@ class TransientsTest {
                     short got = cipher.unprotect(buf, s(off));
                     assertUntouched(masks, name + ", unprotect");
                     assertEquals(length, got, name + ": the record authenticates (" + n + " bytes)");
-                    assertArrayEquals(plain, Arrays.copyOfRange(buf, off + prefix, off + prefix + length), name);
+                    assertArrayEquals(plain, Arrays.copyOfRange(buf, off + 5, off + 5 + length), name);
                 }
+                // The same in pieces across "APDUs": protected in pieces of 48 bytes, unprotected
+                // in pieces of 32 (each in a fresh buffer, the arena kept), read back whole.
+                System.arraycopy(plain, 0, buf, 0, length);
+                Object[] masks = prepare(live);
+                byte[] record = new byte[buf.length];
+                short w = cipher.begin(Tls.CONTENT_APPLICATION_DATA, s(length), record, s(0));
+                int done = 0;
+                for (; length - done > 48; done += 48) {
+                    byte[] piece = Arrays.copyOfRange(plain, done, done + 48);
+                    assertEquals(48, cipher.takePlain(piece, s(0), s(48)));
+                    System.arraycopy(piece, 0, record, w, 48);
+                    w += 48;
+                }
+                byte[] last = Arrays.copyOf(Arrays.copyOfRange(plain, done, length), length - done + 48);
+                short tail = cipher.finishProtect(last, s(0), s(length - done));
+                System.arraycopy(last, 0, record, w, tail);
+                w += tail;
+                assertUntouched(masks, name + ", protect in pieces");
+                int fragment = w - 5;
+                masks = prepare(live);
+                assertTrue(cipher.open(record, s(0), record, s(5 + fragment - Math.min(32, fragment))) >= 0, name);
+                java.io.ByteArrayOutputStream got = new java.io.ByteArrayOutputStream();
+                for (int at = 5; at < w; at += 32) {
+                    byte[] piece = Arrays.copyOfRange(record, at, Math.min(w, at + 32));
+                    short k = cipher.take(piece, s(0), s(piece.length));
+                    got.write(piece, 0, k);
+                }
+                assertEquals(length, cipher.finish(), name + ": in pieces, the record authenticates");
+                assertUntouched(masks, name + ", unprotect in pieces");
+                assertArrayEquals(plain, got.toByteArray(), name + " in pieces");
             }
             cipher.clear();
         }
@@ -368,7 +408,7 @@ class TransientsTest {
         Sessions sessions = new Sessions(ram);
         Region[] live = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK, TLS_RANDOMS,
             HELLO_FIELD, TLS_FINISHED, EPHEMERAL, TLS_HANDSHAKE, HELLO_STATE, SESSION_SLOTS, HANDSHAKE_SLOTS,
-            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, SESSIONS_STATE};
+            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, SESSIONS_STATE, CLIENT_AUTH_HASH, CLIENT_AUTH_STATE};
         Object[] masks = prepare(live);
         for (Region r : live) {
             fill(new Region[] {r}, 0);
