@@ -132,6 +132,7 @@ class FlightAssembler:
         self._pending: list[bytes] = []  # flight 3's records, sent with the first protected one
         self._key_exchange_done = False
         self._after_ccs = False
+        self.resumed = False   # the card answered the ClientHello with an abbreviated handshake
 
     @property
     def hello_complete(self) -> bool:
@@ -174,9 +175,20 @@ class FlightAssembler:
                           AlertDescription.UNEXPECTED_MESSAGE)
 
     def answered(self, answer: bytes) -> None:
-        """The card's answer to the last message: a non-empty one after the Finished ends it."""
-        if answer and self.phase is FlightPhase.FINISHED:
+        """The card's answer to the last message: a non-empty one after the Finished ends a full
+        handshake. An answer to the ClientHello that holds a ChangeCipherSpec starts an abbreviated
+        one (RFC 5246 7.3, a resumed session): the client's flight is then ChangeCipherSpec and
+        Finished, no ClientKeyExchange, and the card answers it with nothing (`resumed_done()`)."""
+        if answer and self.phase is FlightPhase.FINISHED and not self.resumed:
             self.phase = FlightPhase.DONE
+        elif answer and self.phase is FlightPhase.CLIENT_KEY_EXCHANGE and not self._key_exchange_done:
+            if any(r.content_type == ContentType.CHANGE_CIPHER_SPEC for r in split_records(answer)):
+                self.resumed = True
+                self._key_exchange_done = True   # no ClientKeyExchange in an abbreviated handshake
+
+    def resumed_done(self) -> None:
+        """The card verified the client's Finished of an abbreviated handshake: it is over."""
+        self.phase = FlightPhase.DONE
 
     def _out(self, message: bytes | None) -> bytes | None:
         if message is not None:

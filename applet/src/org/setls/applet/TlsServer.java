@@ -67,7 +67,8 @@ final class TlsServer implements MessageHandler {
     private static final short ST_HASH_REST = (short) (ST_FLAGS + 1); // transcript bytes modulo 64 (counters)
     private static final short ST_SIGNATURE = (short) (ST_FLAGS + 2); // the ServerKeyExchange's scheme
     private static final short ST_FINISHED_GOT = (short) (ST_FLAGS + 3); // bytes of the client Finished so far
-    static final short HANDSHAKE_STATE_SIZE = 4;
+    private static final short ST_CACHE_ENTRY = (short) (ST_FLAGS + 4); // the SessionCache entry of F_CACHED
+    static final short HANDSHAKE_STATE_SIZE = 5;
     private static final short IDENTITY = Transients.TLS_IDENTITY;
     /** The ephemeral ECDH scalar, from flight 1 to flight 3: bytes of the active handshake. */
     private static final short EPHEMERAL = Transients.EPHEMERAL;
@@ -84,6 +85,17 @@ final class TlsServer implements MessageHandler {
     private static final short F_EXTENDED_MASTER_SECRET = 0x01;
     private static final short F_RENEGOTIATION_INFO = 0x02;
     private static final short F_POINT_FORMATS = 0x04;
+    /** A full handshake whose session is sealed in ST_CACHE_ENTRY (its ID in the ServerHello). */
+    private static final short F_CACHED = 0x08;
+    /** A full handshake that answers with a NewSessionTicket (RFC 5077 3.3). */
+    private static final short F_TICKET = 0x10;
+    /** An abbreviated handshake (RFC 5246 7.3): resumed from the cache or a ticket. */
+    private static final short F_ABBREVIATED = 0x20;
+    /** NewSessionTicket: type, length<3>, ticket_lifetime_hint<4>, ticket<2>; then the ticket. */
+    private static final short TICKET_MESSAGE_HEAD = 10;
+    private static final short TICKET_MESSAGE_SIZE = (short) (TICKET_MESSAGE_HEAD + SessionCache.TICKET_SIZE);
+    /** RFC 5077 3.3: a hint to the client only; the card has no clock to enforce it. */
+    private static final short TICKET_LIFETIME_HINT = 7200;
 
     /** The largest ClientKeyExchange body: ClientECDiffieHellmanPublic, ECPoint point<1..2^8-1>. */
     private static final short CLIENT_KEY_EXCHANGE_MAX = 256;
@@ -124,11 +136,13 @@ final class TlsServer implements MessageHandler {
     private final ClientHelloParser hello;
     private final OpCounters counters;
     private final Persistent persistent;
+    private final SessionCache cache;
 
     /** Allocated once, at install; the state is the arena's. */
     TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters,
-              Persistent persistent, Sessions sessions, Transients ram) {
+              Persistent persistent, Sessions sessions, Transients ram, SessionCache cache) {
         this.persistent = persistent;
+        this.cache = cache;
         this.sessions = sessions;
         this.keys = keys;
         curve = new PointCheck(ram);
@@ -152,7 +166,7 @@ final class TlsServer implements MessageHandler {
         signer384 = optionalSignature(Signature.ALG_ECDSA_SHA_384);
         signer512 = optionalSignature(Signature.ALG_ECDSA_SHA_512);
         alert = new TlsAlert();
-        hello = new ClientHelloParser(ram, alert, persistent, signer384 != null, signer512 != null);
+        hello = new ClientHelloParser(ram, alert, persistent, signer384 != null, signer512 != null, cache);
     }
 
     /**
@@ -282,6 +296,9 @@ final class TlsServer implements MessageHandler {
         short gathered = off; // the ClientKeyExchange's fragments, gathered in place
         boolean helloDone = false;
         boolean finishedDone = false;
+        if (st[ST_PHASE] == PHASE_EXPECT_CLIENT_HELLO) {
+            hello.forgetPositions(); // the buffer holds a new message
+        }
         for (short p = off; p < end; ) {
             if (helloDone || finishedDone) {
                 alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // nothing follows a flight's last message
@@ -324,9 +341,19 @@ final class TlsServer implements MessageHandler {
         }
         if (helloDone) {
             negotiate();
+            if (tryResume(buf)) {
+                return writeAbbreviatedFlight(buf, off);
+            }
+            offerResumption();
             return writeServerFlight(buf, off);
         }
         if (finishedDone) {
+            if ((st[ST_FLAGS] & F_ABBREVIATED) != 0) {
+                // RFC 5246 7.3: the client's Finished ends an abbreviated handshake; nothing to answer.
+                st[ST_PHASE] = PHASE_ESTABLISHED;
+                releaseHandshake();
+                return 0;
+            }
             return writeServerFinishedFlight(buf, off);
         }
         return 0; // the card waits for more of the client's flight
@@ -481,12 +508,12 @@ final class TlsServer implements MessageHandler {
         random.generateData(secrets, SERVER_RANDOM, Tls.RANDOM_SIZE);
         counters.count(OpCounters.RANDOM_BYTES, Tls.RANDOM_SIZE);
         w = Util.arrayCopyNonAtomic(secrets, SERVER_RANDOM, buf, w, Tls.RANDOM_SIZE);
-        buf[w++] = 0; // empty session_id: this server does not resume sessions yet
+        short flags = st[ST_FLAGS];
+        w = writeSessionId(buf, w, flags);
         w = Util.setShort(buf, w, st[ST_SUITE]);
         buf[w++] = Tls.COMPRESSION_NULL;
         short extensions = w;
         w += 2;
-        short flags = st[ST_FLAGS];
         if ((flags & F_EXTENDED_MASTER_SECRET) != 0) {
             w = Util.setShort(buf, w, Tls.EXT_EXTENDED_MASTER_SECRET);
             w = Util.setShort(buf, w, (short) 0);
@@ -501,6 +528,10 @@ final class TlsServer implements MessageHandler {
             w = Util.setShort(buf, w, (short) 2);
             buf[w++] = 1;
             buf[w++] = Tls.POINT_FORMAT_UNCOMPRESSED;
+        }
+        if ((flags & F_TICKET) != 0) {
+            w = Util.setShort(buf, w, Tls.EXT_SESSION_TICKET); // RFC 5077 3.2: empty, a ticket follows
+            w = Util.setShort(buf, w, (short) 0);
         }
         if (w == (short) (extensions + 2)) {
             w = extensions; // no extensions at all: omit the length too
@@ -625,8 +656,17 @@ final class TlsServer implements MessageHandler {
         Util.setShort(secrets, (short) (expected + 2), Tls.VERIFY_DATA_SIZE);
         Util.arrayCopyNonAtomic(secrets, CLIENT_VERIFY, secrets, (short) (expected + Tls.HS_HEADER_SIZE),
                 Tls.VERIFY_DATA_SIZE);
-        transcript().doFinal(secrets, expected, FINISHED_MESSAGE_SIZE, secrets, HASH);
-        countFinalBlocks((short) ((short) (bytes & 63) + FINISHED_MESSAGE_SIZE));
+        transcript().update(secrets, expected, FINISHED_MESSAGE_SIZE);
+        short hashed = FINISHED_MESSAGE_SIZE;
+        if ((st[ST_FLAGS] & F_CACHED) != 0) {
+            sealSession(); // the master secret, sealed; the hash and key block are free again
+        }
+        if ((st[ST_FLAGS] & F_TICKET) != 0) {
+            hashNewSessionTicket(); // RFC 5077 3.3: in the transcript the server's Finished covers
+            hashed += TICKET_MESSAGE_SIZE;
+        }
+        transcript().doFinal(secrets, HASH, (short) 0, secrets, HASH);
+        countFinalBlocks((short) ((short) (bytes & 63) + hashed));
         finishedVerifyData(LABEL_SERVER_FINISHED, (short) LABEL_SERVER_FINISHED.length, SERVER_VERIFY);
         ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
         st[ST_PHASE] = PHASE_EXPECT_CHANGE_CIPHER_SPEC;
@@ -767,6 +807,21 @@ final class TlsServer implements MessageHandler {
 
     private short writeServerFinishedFlight(byte[] buf, short off) {
         short w = off;
+        short flags = st[ST_FLAGS];
+        if ((flags & F_CACHED) != 0) {
+            cache.validate(st[ST_CACHE_ENTRY]); // the client's Finished verified: resumable
+        }
+        if ((flags & F_TICKET) != 0) {
+            w = writeNewSessionTicket(buf, w);
+        }
+        w = writeChangeCipherSpecAndFinished(buf, w);
+        st[ST_PHASE] = PHASE_ESTABLISHED;
+        releaseHandshake(); // wipes TLS_FINISHED and the rest of the handshake's state
+        return (short) (w - off);
+    }
+
+    /** ChangeCipherSpec, then the protected Finished of SERVER_VERIFY; returns the offset after them. */
+    private short writeChangeCipherSpecAndFinished(byte[] buf, short w) {
         buf[w++] = Tls.CONTENT_CHANGE_CIPHER_SPEC;
         w = Util.setShort(buf, w, Tls.VERSION_TLS12);
         w = Util.setShort(buf, w, (short) 1);
@@ -777,8 +832,193 @@ final class TlsServer implements MessageHandler {
         Util.setShort(buf, (short) (p + 2), Tls.VERIFY_DATA_SIZE);
         Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, buf, (short) (p + Tls.HS_HEADER_SIZE), Tls.VERIFY_DATA_SIZE);
         w += cipher.protect(Tls.CONTENT_HANDSHAKE, buf, w, FINISHED_MESSAGE_SIZE);
-        st[ST_PHASE] = PHASE_ESTABLISHED;
-        releaseHandshake(); // wipes TLS_FINISHED and the rest of the handshake's state
+        return w;
+    }
+
+    // ---- resumption (SessionCache: session IDs and RFC 5077 tickets) --------------------------
+
+    /**
+     * After negotiate(): whether the hello resumes a session of this card, by a ticket (first) or
+     * by a cached session ID. The state opens into HANDSHAKE_KEYS (scratch); the session is
+     * resumed only if it used the extended master secret and this hello offers it (RFC 7627 5.3:
+     * otherwise a full handshake), it belongs to the identity this hello selected, and its suite
+     * is offered and still allowed. A ticket that does not open is ignored (RFC 5077 3.4): a full
+     * handshake follows. With a ticket, the client's session_id is echoed (RFC 5077 3.4), so it
+     * must lie whole in this message's buffer.
+     */
+    private boolean tryResume(byte[] buf) {
+        if ((st[ST_FLAGS] & F_EXTENDED_MASTER_SECRET) == 0) {
+            return false;
+        }
+        boolean opened = false;
+        short ticket = hello.ticketAt();
+        if (ticket >= 0 && (hello.sessionIdLength() == 0 || hello.sessionIdAt() >= 0)) {
+            opened = cache.openTicket(buf, ticket, SessionCache.TICKET_SIZE, secrets, MASTER_SECRET);
+            st[ST_CACHE_ENTRY] = -1;
+        }
+        if (!opened) {
+            short entry = hello.sessionIdEntry();
+            opened = cache.openEntry(entry, secrets, MASTER_SECRET);
+            st[ST_CACHE_ENTRY] = entry;
+        }
+        if (!opened) {
+            return false;
+        }
+        short state = MASTER_SECRET;
+        short suite = Util.getShort(secrets, (short) (state + SessionCache.STATE_SUITE));
+        byte sealedFlags = secrets[(short) (state + SessionCache.STATE_FLAGS)];
+        byte slot = secrets[(short) (state + SessionCache.STATE_SLOT)];
+        boolean ok = (sealedFlags & SessionCache.FLAG_EXTENDED_MASTER_SECRET) != 0
+                && slot >= 0 && slot < Constants.MAX_IDENTITIES && persistent.slot(slot) == boundIdentity()
+                && (hello.suites() & ClientHelloParser.suiteBit(suite)) != 0
+                && boundIdentity().preferredSuite(ClientHelloParser.suiteBit(suite)) == suite;
+        if (!ok) {
+            ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
+            return false;
+        }
+        st[ST_SUITE] = suite;
+        restoreClientIdentity(secrets, (short) (state + SessionCache.STATE_CLIENT));
+        // Only the master secret stays: the hash and key block are needed now.
+        ram.clearBytes(HASH, (short) (KEYS_SIZE - Tls.MASTER_SECRET_SIZE));
+        st[ST_FLAGS] |= F_ABBREVIATED;
+        return true;
+    }
+
+    /**
+     * A full handshake that can be resumed later: with the extended master secret only (RFC
+     * 7627 5.3), it claims a cache entry (its session ID goes in the ServerHello) and, if the
+     * client offered session_ticket, answers with a NewSessionTicket.
+     */
+    private void offerResumption() {
+        short flags = st[ST_FLAGS];
+        if ((flags & F_EXTENDED_MASTER_SECRET) == 0) {
+            return;
+        }
+        st[ST_CACHE_ENTRY] = cache.claim();
+        flags |= F_CACHED;
+        if ((hello.facts() & ClientHelloParser.F_SESSION_TICKET) != 0) {
+            flags |= F_TICKET;
+        }
+        st[ST_FLAGS] = flags;
+    }
+
+    /** The ServerHello's session_id: the client's (resumed), the claimed entry's (full, cached), or empty. */
+    private short writeSessionId(byte[] buf, short w, short flags) {
+        if ((flags & F_ABBREVIATED) != 0) {
+            short length = hello.sessionIdLength();
+            short at = hello.sessionIdAt();
+            buf[w++] = (byte) length;
+            if (length == 0) {
+                return w;
+            }
+            if (at >= 0) {
+                return Util.arrayCopyNonAtomic(buf, at, buf, w, length); // the ClientHello, not yet overwritten
+            }
+            return cache.writeId(st[ST_CACHE_ENTRY], buf, w); // resumed by ID: the same ID
+        }
+        if ((flags & F_CACHED) != 0) {
+            buf[w++] = (byte) SessionCache.ID_SIZE;
+            return cache.writeId(st[ST_CACHE_ENTRY], buf, w);
+        }
+        buf[w++] = 0; // not resumable: no extended master secret
+        return w;
+    }
+
+    /**
+     * At the ClientKeyExchange: the state of the session (master secret, suite, flags, identity
+     * slot, client identity) at HANDSHAKE_KEYS, sealed into the claimed entry, then wiped but the
+     * master secret.
+     */
+    private void sealSession() {
+        short state = MASTER_SECRET;
+        Util.setShort(secrets, (short) (state + SessionCache.STATE_SUITE), st[ST_SUITE]);
+        secrets[(short) (state + SessionCache.STATE_FLAGS)] = SessionCache.FLAG_EXTENDED_MASTER_SECRET;
+        secrets[(short) (state + SessionCache.STATE_SLOT)] = identitySlot();
+        writeClientIdentity(secrets, (short) (state + SessionCache.STATE_CLIENT));
+        cache.seal(st[ST_CACHE_ENTRY], secrets, state);
+        ram.clearBytes(HASH, (short) (KEYS_SIZE - Tls.MASTER_SECRET_SIZE));
+    }
+
+    /** The slot of the identity this handshake serves. */
+    private byte identitySlot() {
+        for (byte slot = 0; slot < Constants.MAX_IDENTITIES; slot++) {
+            if (persistent.slot(slot) == boundIdentity()) {
+                return slot;
+            }
+        }
+        return -1;
+    }
+
+    /**
+     * The client identity sealed with the session (SessionCache.CLIENT_SIZE bytes): none yet, all
+     * zero. Client authentication writes the SHA-256 of the client's subject here.
+     */
+    private void writeClientIdentity(byte[] out, short off) {
+        Util.arrayFillNonAtomic(out, off, SessionCache.CLIENT_SIZE, (byte) 0);
+    }
+
+    /** A resumed session keeps the client identity it was established with: client authentication restores it here. */
+    private void restoreClientIdentity(byte[] in, short off) {
+    }
+
+    /** The NewSessionTicket's header at KEY_BLOCK (scratch), for the transcript and the flight. */
+    private short ticketMessageHead(byte[] out, short w) {
+        out[w++] = Tls.HS_NEW_SESSION_TICKET;
+        out[w++] = 0;
+        w = Util.setShort(out, w, (short) (TICKET_MESSAGE_SIZE - Tls.HS_HEADER_SIZE));
+        w = Util.setShort(out, w, (short) 0);
+        w = Util.setShort(out, w, TICKET_LIFETIME_HINT);
+        return Util.setShort(out, w, SessionCache.TICKET_SIZE);
+    }
+
+    /** Adds the NewSessionTicket the server will send to the transcript (before its Finished). */
+    private void hashNewSessionTicket() {
+        ticketMessageHead(secrets, KEY_BLOCK);
+        transcript().update(secrets, KEY_BLOCK, TICKET_MESSAGE_HEAD);
+        transcript().update(cache.keyIdArray(), (short) 0, SessionCache.KEY_ID_SIZE);
+        short e = st[ST_CACHE_ENTRY];
+        transcript().update(cache.entryArray(), SessionCache.sealedOffset(e), SessionCache.sealedSize());
+        ram.clearBytes(KEY_BLOCK, TICKET_MESSAGE_HEAD);
+    }
+
+    /** The NewSessionTicket record (RFC 5077 3.3) at buf[w]; returns the offset after it. */
+    private short writeNewSessionTicket(byte[] buf, short w) {
+        buf[w] = Tls.CONTENT_HANDSHAKE;
+        Util.setShort(buf, (short) (w + 1), Tls.VERSION_TLS12);
+        Util.setShort(buf, (short) (w + 3), TICKET_MESSAGE_SIZE);
+        w = ticketMessageHead(buf, (short) (w + Tls.RECORD_HEADER_SIZE));
+        return cache.writeTicket(st[ST_CACHE_ENTRY], buf, w);
+    }
+
+    /**
+     * The abbreviated handshake's server flight (RFC 5246 7.3): ServerHello, ChangeCipherSpec,
+     * Finished. The keys come from the resumed master secret; both verify_data are computed now,
+     * the client's over the server's Finished it must have seen, so the master secret dies with
+     * this APDU as in a full handshake.
+     */
+    private short writeAbbreviatedFlight(byte[] buf, short off) {
+        short w = (short) (off + Tls.RECORD_HEADER_SIZE);
+        w = writeServerHello(buf, w);
+        buf[off] = Tls.CONTENT_HANDSHAKE;
+        Util.setShort(buf, (short) (off + 1), Tls.VERSION_TLS12);
+        Util.setShort(buf, (short) (off + 3), (short) (w - off - Tls.RECORD_HEADER_SIZE));
+        deriveKeys();
+        short rest = st[ST_HASH_REST];
+        sessionHash().doFinal(secrets, HASH, (short) 0, secrets, HASH);
+        countFinalBlocks(rest);
+        finishedVerifyData(LABEL_SERVER_FINISHED, (short) LABEL_SERVER_FINISHED.length, SERVER_VERIFY);
+        short message = KEY_BLOCK; // the server's Finished message, for the transcript
+        secrets[message] = Tls.HS_FINISHED;
+        secrets[(short) (message + 1)] = 0;
+        Util.setShort(secrets, (short) (message + 2), Tls.VERIFY_DATA_SIZE);
+        Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, secrets, (short) (message + Tls.HS_HEADER_SIZE),
+                Tls.VERIFY_DATA_SIZE);
+        transcript().doFinal(secrets, message, FINISHED_MESSAGE_SIZE, secrets, HASH);
+        countFinalBlocks((short) (rest + FINISHED_MESSAGE_SIZE));
+        finishedVerifyData(LABEL_CLIENT_FINISHED, (short) LABEL_CLIENT_FINISHED.length, CLIENT_VERIFY);
+        ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
+        w = writeChangeCipherSpecAndFinished(buf, w);
+        st[ST_PHASE] = PHASE_EXPECT_CHANGE_CIPHER_SPEC;
         return (short) (w - off);
     }
 

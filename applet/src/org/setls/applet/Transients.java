@@ -234,7 +234,13 @@ final class Transients {
     /** OpCounters: the diagnostic operation counters, one short each. */
     static final short OP_COUNTERS = 0;
     static final short OP_COUNTERS_SIZE = OpCounters.COUNT;                      // 11
-    static final short COUNTERS_SIZE = (short) (OP_COUNTERS + OP_COUNTERS_SIZE);
+    /**
+     * SessionCache: which cached sessions are valid, the entry claimed next. CLEAR_ON_RESET like
+     * the counters: a reselection keeps the cache, a reset or a power loss forgets it.
+     */
+    static final short CACHE_STATE = (short) (OP_COUNTERS + OP_COUNTERS_SIZE);
+    static final short CACHE_STATE_SIZE = SessionCache.STATE_SHORTS;             // 2
+    static final short COUNTERS_SIZE = (short) (CACHE_STATE + CACHE_STATE_SIZE);
 
     final byte[] bytes;
     final short[] shorts;
