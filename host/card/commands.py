@@ -116,6 +116,11 @@ class SeTlsCard:
         return self.session.caps.session_slots
 
     @property
+    def ticket_key_id(self) -> bytes:
+        """The id that starts this card's RFC 5077 tickets (b"" if it issues none)."""
+        return self.session.caps.ticket_key_id
+
+    @property
     def handshake_slots(self) -> int:
         """Handshakes the card runs at once (SELECT tag 86)."""
         return self.session.caps.handshake_slots

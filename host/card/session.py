@@ -90,6 +90,17 @@ class CardCapabilities:
         return slots[0] if slots else 1
 
     @property
+    def ticket_key_id(self) -> bytes:
+        """The id in clear at the start of the card's session tickets (tag 87; b"" if it resumes none)."""
+        return self.extra.get(SelectTag.TICKET_KEY_ID, b"")
+
+    @property
+    def session_cache(self) -> int:
+        """Session ID cache entries (tag 88; 0 for a card that resumes none)."""
+        entries = self.extra.get(SelectTag.SESSION_CACHE)
+        return entries[0] if entries else 0
+
+    @property
     def has_handles(self) -> bool:
         """Version 2 and later: commands name their session (docs/apdu.md, the session handle)."""
         return self.version >= (2, 0)
