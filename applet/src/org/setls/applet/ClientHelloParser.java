@@ -218,6 +218,10 @@ final class ClientHelloParser {
                 return 4;
             case Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256:
                 return 8;
+            case Tls.TLS_PSK_WITH_AES_128_CCM_8:
+                return 16;
+            case Tls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256:
+                return 32;
             default:
                 return 0;
         }

@@ -56,7 +56,8 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         TlsPrf prf = new TlsPrf(hmac, ram);
         prf.setCounters(counters);
         EcKeyGenerator keys = new EcKeyGenerator(random);
-        TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, persistent, sessions, ram, cache);
+        TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, persistent, sessions, ram, cache,
+                new PskKeyExchange(persistent.psks, random, counters));
         IdentityDirectory directory = new IdentityDirectory(persistent, new EchoHandler(), tls);
         eap = new EapTls(persistent.io, directory, sessions, counters, ram);
         // One ECDSA object: it verifies the operator's signatures and signs certification requests.

@@ -54,6 +54,8 @@ interface Tls {
     short TLS_ECDHE_ECDSA_WITH_AES_128_CCM = (short) 0xC0AC;
     short TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 = (short) 0xC0AE;
     short TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 = (short) 0xC023;
+    short TLS_PSK_WITH_AES_128_CCM_8 = (short) 0xC0A8;              // RFC 6655, RFC 7925
+    short TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 = (short) 0xC037;   // RFC 5489
     /** RFC 5746 3.3: the signalling cipher suite value for secure renegotiation. */
     short TLS_EMPTY_RENEGOTIATION_INFO_SCSV = 0x00FF;
 

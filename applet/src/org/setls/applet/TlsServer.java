@@ -52,11 +52,13 @@ final class TlsServer implements MessageHandler {
     // The ClientKeyExchange's secrets, scratch: bytes of the arena from Transients.HANDSHAKE_KEYS.
     private static final short HASH_SIZE = 32;
     private static final short KEY_BLOCK_MAX = 96;
+    /** The key block's room: also the premaster secret's, whose largest is a plain PSK's (130). */
+    private static final short KEY_BLOCK_ROOM = PskKeyExchange.PREMASTER_MAX;
     private static final short MASTER_SECRET = Transients.HANDSHAKE_KEYS;
     private static final short HASH = (short) (MASTER_SECRET + Tls.MASTER_SECRET_SIZE);
     // The key block is also the premaster secret briefly, then the Finished the client must send.
     private static final short KEY_BLOCK = (short) (HASH + HASH_SIZE);
-    static final short KEYS_SIZE = Tls.MASTER_SECRET_SIZE + HASH_SIZE + KEY_BLOCK_MAX;
+    static final short KEYS_SIZE = Tls.MASTER_SECRET_SIZE + HASH_SIZE + KEY_BLOCK_ROOM;
 
     // State of the session: shorts of the active session from Transients.TLS_STATE.
     private static final short ST_PHASE = Transients.TLS_STATE;
@@ -137,11 +139,13 @@ final class TlsServer implements MessageHandler {
     private final OpCounters counters;
     private final Persistent persistent;
     private final SessionCache cache;
+    private final PskKeyExchange psk;
 
     /** Allocated once, at install; the state is the arena's. */
     TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters,
-              Persistent persistent, Sessions sessions, Transients ram, SessionCache cache) {
+              Persistent persistent, Sessions sessions, Transients ram, SessionCache cache, PskKeyExchange psk) {
         this.persistent = persistent;
+        this.psk = psk;
         this.cache = cache;
         this.sessions = sessions;
         this.keys = keys;
@@ -440,14 +444,19 @@ final class TlsServer implements MessageHandler {
         }
         short suite = boundIdentity().preferredSuite(hello.suites());
         if (suite == 0) {
+            suite = pskSuite(hello.suites());
+        }
+        if (suite == 0) {
             alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
         }
-        if ((facts & ClientHelloParser.F_GROUPS) != 0 && (facts & ClientHelloParser.F_SECP256R1) == 0) {
+        boolean pskOnly = suite == Tls.TLS_PSK_WITH_AES_128_CCM_8;
+        if (!pskOnly && (facts & ClientHelloParser.F_GROUPS) != 0 && (facts & ClientHelloParser.F_SECP256R1) == 0) {
             alert.raise(Tls.ALERT_HANDSHAKE_FAILURE); // RFC 8422 5.1.1: no curve in common
         }
-        // RFC 9155 5: a TLS 1.2 ClientHello without signature_algorithms is refused (a PSK suite
-        // would be exempt; the card has none), and so is one with no scheme the card can sign with.
-        if ((facts & ClientHelloParser.F_SIGNATURES) == 0 || hello.signature() == 0) {
+        // RFC 9155 5: a TLS 1.2 ClientHello without signature_algorithms is refused, and so is
+        // one with no scheme the card can sign with; PSK suites sign nothing and are exempt.
+        if (!PskKeyExchange.isPsk(suite)
+                && ((facts & ClientHelloParser.F_SIGNATURES) == 0 || hello.signature() == 0)) {
             alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
         }
         st[ST_SUITE] = suite;
@@ -463,6 +472,23 @@ final class TlsServer implements MessageHandler {
             flags |= F_POINT_FORMATS;
         }
         st[ST_FLAGS] = flags;
+    }
+
+    /**
+     * A PSK suite when no certificate suite of the identity is offered (RFC 4279, RFC 7925): the
+     * plain PSK suite first (the cheaper one), if the card holds any PSK; 0 otherwise.
+     */
+    private short pskSuite(short offered) {
+        if (!psk.hasKeys()) {
+            return 0;
+        }
+        if ((offered & ClientHelloParser.suiteBit(Tls.TLS_PSK_WITH_AES_128_CCM_8)) != 0) {
+            return Tls.TLS_PSK_WITH_AES_128_CCM_8;
+        }
+        if ((offered & ClientHelloParser.suiteBit(Tls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256)) != 0) {
+            return Tls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256;
+        }
+        return 0;
     }
 
     /**
@@ -487,8 +513,14 @@ final class TlsServer implements MessageHandler {
     private short writeServerFlight(byte[] buf, short off) {
         short w = (short) (off + Tls.RECORD_HEADER_SIZE);
         w = writeServerHello(buf, w);
-        w = writeCertificate(buf, w);
-        w = writeServerKeyExchange(buf, w);
+        short suite = st[ST_SUITE];
+        if (suite == Tls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256) {
+            w = writePskServerKeyExchange(buf, w);
+        } else if (suite != Tls.TLS_PSK_WITH_AES_128_CCM_8) {
+            // RFC 4279 2: a plain PSK server sends neither Certificate nor, without a hint, ServerKeyExchange.
+            w = writeCertificate(buf, w);
+            w = writeServerKeyExchange(buf, w);
+        }
         short start = w;
         buf[w] = Tls.HS_SERVER_HELLO_DONE;
         w += Tls.HS_HEADER_SIZE;
@@ -574,6 +606,23 @@ final class TlsServer implements MessageHandler {
         return closeHandshake(buf, start, w);
     }
 
+    /**
+     * ECDHE_PSK's ServerKeyExchange (RFC 5489 2): an empty psk_identity_hint, then the
+     * ServerECDHParams; no signature (the PSK authenticates the server).
+     */
+    private short writePskServerKeyExchange(byte[] buf, short w) {
+        short start = w;
+        buf[w] = Tls.HS_SERVER_KEY_EXCHANGE;
+        w += Tls.HS_HEADER_SIZE;
+        w = Util.setShort(buf, w, (short) 0);
+        buf[w++] = Tls.CURVE_TYPE_NAMED;
+        w = Util.setShort(buf, w, Tls.GROUP_SECP256R1);
+        buf[w++] = (byte) P256.POINT_SIZE;
+        w += keys.generateEphemeral(ephemeral, secrets, EPHEMERAL, buf, w);
+        counters.count(OpCounters.EC_KEYGEN, (short) 1);
+        return closeHandshake(buf, start, w);
+    }
+
     /** Fills in a handshake message's length and adds it to the transcript. */
     private short closeHandshake(byte[] buf, short start, short end) {
         buf[(short) (start + 1)] = 0;
@@ -627,16 +676,39 @@ final class TlsServer implements MessageHandler {
 
     private void onClientKeyExchange(byte[] buf, short off, short end) {
         short body = handshakeBody(buf, off, end, Tls.HS_CLIENT_KEY_EXCHANGE);
-        if (body < 1) {
-            alert.raise(Tls.ALERT_DECODE_ERROR);
+        short suite = st[ST_SUITE];
+        short p = (short) (off + Tls.HS_HEADER_SIZE);
+        // RFC 4279 2, RFC 5489 2: psk_identity<0..2^16-1> first in the PSK suites.
+        short identity = (short) (p + 2);
+        short identityLength = 0;
+        if (PskKeyExchange.isPsk(suite)) {
+            if (body < 2) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+            identityLength = Util.getShort(buf, p);
+            if (identityLength < 0 || identityLength > (short) (body - 2)) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+            p = (short) (identity + identityLength);
+            body = (short) (body - 2 - identityLength);
         }
-        short point = (short) (off + Tls.HS_HEADER_SIZE + 1);
-        short pointLength = (short) (buf[(short) (off + Tls.HS_HEADER_SIZE)] & 0xFF);
-        if ((short) (pointLength + 1) != body) {
-            alert.raise(Tls.ALERT_DECODE_ERROR);
-        }
-        if (!P256.isPlausiblePoint(buf, point, pointLength) || !curve.isOnCurve(buf, point)) {
-            alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
+        short point = (short) (p + 1);
+        short pointLength = 0;
+        if (suite == Tls.TLS_PSK_WITH_AES_128_CCM_8) {
+            if (body != 0) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+        } else {
+            if (body < 1) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+            pointLength = (short) (buf[p] & 0xFF);
+            if ((short) (pointLength + 1) != body) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+            if (!P256.isPlausiblePoint(buf, point, pointLength) || !curve.isOnCurve(buf, point)) {
+                alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
+            }
         }
         short length = (short) (end - off);
         transcript().update(buf, off, length);
@@ -644,7 +716,15 @@ final class TlsServer implements MessageHandler {
         short bytes = (short) (st[ST_HASH_REST] + length);
         counters.count(OpCounters.SHA256_BLOCKS, (short) (2 * (short) (bytes >> 6)));
         countFinalBlocks((short) (bytes & 63));
-        short premaster = agree(buf, point, pointLength);
+        short premaster;
+        if (suite == Tls.TLS_PSK_WITH_AES_128_CCM_8) {
+            premaster = psk.premaster(buf, identity, identityLength, secrets, KEY_BLOCK, (short) 0);
+        } else if (suite == Tls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256) {
+            short z = agree(buf, point, pointLength, (short) (KEY_BLOCK + 2));
+            premaster = psk.premaster(buf, identity, identityLength, secrets, KEY_BLOCK, z);
+        } else {
+            premaster = agree(buf, point, pointLength, KEY_BLOCK);
+        }
         deriveMasterSecret(premaster);
         deriveKeys();
         // Both verify_data now (RFC 5246 7.4.9), the server's over the Finished the client must
@@ -673,14 +753,14 @@ final class TlsServer implements MessageHandler {
     }
 
     /** ECDH with the client's point; any refusal of the point is an illegal_parameter. */
-    private short agree(byte[] buf, short point, short pointLength) {
+    private short agree(byte[] buf, short point, short pointLength, short out) {
         short length = 0;
         ECPrivateKey priv = (ECPrivateKey) ephemeral.getPrivate();
         try {
             P256.setDomainParameters(priv); // clearKey() may have dropped them (Quirks: CURVE_PARAMETERS)
             priv.setS(secrets, EPHEMERAL, P256.COORDINATE_SIZE);
             ecdh.init(priv);
-            length = ecdh.generateSecret(buf, point, pointLength, secrets, KEY_BLOCK);
+            length = ecdh.generateSecret(buf, point, pointLength, secrets, out);
             counters.count(OpCounters.ECDH, (short) 1);
         } catch (CryptoException e) {
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
