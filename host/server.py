@@ -126,6 +126,18 @@ def card_count(text: str) -> int:
     return count
 
 
+def psk_pair(text: str) -> tuple[bytes, bytes]:
+    """`IDENTITY:HEXKEY` (argparse type): an identity of 1-32 bytes and a key of 16-63 bytes."""
+    identity, _, key = text.partition(":")
+    try:
+        value = bytes.fromhex(key)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the key after ':' must be hex, e.g. client1:00112233...") from None
+    if not 1 <= len(identity.encode()) <= 32 or not 16 <= len(value) <= 63:
+        raise argparse.ArgumentTypeError(f"{text!r}: give IDENTITY (1-32 bytes):KEY (16-63 bytes in hex)")
+    return identity.encode(), value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m host.server",
                                      description="TLS servers whose handshake runs in a Java Card secure element.")
@@ -138,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_argument("--identity", default=DEMO_IDENTITY, help="identity name in the card")
     cards.add_argument("--export-keys", action="store_true",
                        help="simulated cards: personalise with a policy that allows tandem mode")
+    cards.add_argument("--sim-psk", action="append", type=psk_pair, default=[], metavar="IDENTITY:HEXKEY",
+                       help="simulated cards: store this pre-shared key (repeatable; PSK suites C0A8, C037)")
     cards.add_argument("--sim-speed", metavar="ROW",
                        help="simulated cards answer at the modeled speed of this card row of "
                             "bench/card-op-costs.csv (e.g. \"NXP JCOP4 J3R180\")")
@@ -271,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         pin = resolve_pin(args)
         with open_cards(sim=args.sim, readers=args.reader, sim_layer=simulator_layer(args)) as cards:
             if args.sim:
-                personalise_simulated(cards, IdentitySpec(args.identity, pin, export_keys=args.export_keys))
+                personalise_simulated(cards, IdentitySpec(args.identity, pin, export_keys=args.export_keys,
+                                                          psks=tuple(args.sim_psk)))
             slots = []
             for i, card in enumerate(cards):
                 card.unlock(args.identity, pin)

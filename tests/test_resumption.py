@@ -128,7 +128,7 @@ def test_python_ssl_reuses_a_session(pool: ServerProcess) -> None:
                 context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
             tls.sendall(b"python\n")
             assert tls.recv(100) == b"python\n"
-            return tls.session, tls.session_reused
+            return tls.session, bool(tls.session_reused)
 
     session, reused = connect(None)
     assert not reused and session is not None

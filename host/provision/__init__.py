@@ -45,6 +45,7 @@ class IdentitySpec:
     slot: int = 0
     export_keys: bool = True
     suites: tuple[int, ...] = ()
+    psks: tuple[tuple[bytes, bytes], ...] = ()   # (identity, key) pairs the operator stores (card-wide)
 
 
 def demo_operator(directory: Path = DEMO_DIR) -> OperatorKey:
@@ -75,6 +76,8 @@ def personalise(card: SeTlsCard, spec: IdentitySpec, ca: DemoCa, out_dir: Path |
     card.put_policy(spec.slot, export_keys=spec.export_keys)
     if spec.suites:
         card.put_suites(spec.slot, spec.suites)
+    for identity, key in spec.psks:
+        card.set_psk(identity, key)
     card.reset_pin(spec.slot, spec.pin)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
