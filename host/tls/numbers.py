@@ -35,6 +35,7 @@ class HandshakeType(enum.IntEnum):
 
     CLIENT_HELLO = 1
     SERVER_HELLO = 2
+    NEW_SESSION_TICKET = 4   # RFC 5077 3.3
     CERTIFICATE = 11
     SERVER_KEY_EXCHANGE = 12
     SERVER_HELLO_DONE = 14
