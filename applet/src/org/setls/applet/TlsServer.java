@@ -951,7 +951,8 @@ final class TlsServer implements MessageHandler {
         boolean ok = (sealedFlags & SessionCache.FLAG_EXTENDED_MASTER_SECRET) != 0
                 && slot >= 0 && slot < Constants.MAX_IDENTITIES && persistent.slot(slot) == boundIdentity()
                 && (hello.suites() & ClientHelloParser.suiteBit(suite)) != 0
-                && boundIdentity().preferredSuite(ClientHelloParser.suiteBit(suite)) == suite;
+                && (boundIdentity().preferredSuite(ClientHelloParser.suiteBit(suite)) == suite
+                    || (PskKeyExchange.isPsk(suite) && psk.hasKeys()));
         if (!ok) {
             ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
             return false;
