@@ -7,13 +7,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from host.tls.numbers import HANDSHAKE_HEADER_SIZE, ContentType, HandshakeType
+from host.tls.numbers import HANDSHAKE_HEADER_SIZE, ContentType, ExtensionType, HandshakeType
 from host.tls.records import RecordError, split_records
 
 __all__ = ["HANDSHAKE_HEADER_SIZE", "Resumption", "ServerHello", "alert_in", "client_hello_resumption",
            "server_hello_of", "suite_of_server_flight"]
 
-EXT_SESSION_TICKET = 35   # RFC 5077 3.2
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def client_hello_resumption(flight: bytes) -> Resumption:
         p += 2
         while p + 4 <= min(end, len(body)):
             kind, length = struct.unpack(">HH", body[p:p + 4])
-            if kind == EXT_SESSION_TICKET:
+            if kind == ExtensionType.SESSION_TICKET:
                 return Resumption(bytes(session_id), bytes(body[p + 4:p + 4 + length]))
             p += 4 + length
         return Resumption(bytes(session_id))

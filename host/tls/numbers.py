@@ -79,6 +79,7 @@ class ExtensionType(enum.IntEnum):
     PADDING = 21  # RFC 7685: the card skips it like any extension it does not know
     EXTENDED_MASTER_SECRET = 23
     RENEGOTIATION_INFO = 0xFF01
+    SESSION_TICKET = 35  # RFC 5077 3.2: the card resumes its own tickets and issues new ones
 
 
 class SignatureScheme(enum.IntEnum):
