@@ -27,7 +27,7 @@ from host.card.numbers import (
 )
 from host.card.operator import PIN_BLOCK, PSK_BLOCK, OperatorKey, OperatorSession
 from host.card.session import CardSession
-from host.card.transport import EapTlsTransport, Outcome
+from host.card.transport import EapTlsTransport
 from host.iso7816.apdu import CommandApdu, StatusWord
 from host.iso7816.channel import Channel, ChannelError
 from host.iso7816.pcsc import PcscChannel, find_reader
@@ -347,12 +347,13 @@ class SeTlsCard:
         return conversation.exchange(flight)
 
     def handshake_finished(self, handle: int | None = None) -> bool:
-        """After the card answered a message with nothing: True if the handshake is over (EAP-Success;
-        an abbreviated handshake ends with the client's Finished), False if the card waits for more."""
+        """After the card answered a message with nothing: True if that answer was EAP-Success (an
+        abbreviated handshake ends with the client's Finished, RFC 5216 2.1.3), False if the card
+        waits for more of the client's flight. No APDU."""
         conversation = self._conversations.get(self._handle(handle))
         if conversation is None:
             raise RuntimeError("begin_conversation() first")
-        return conversation.finish() is Outcome.SUCCESS
+        return conversation.succeeded
 
     def unprotect(self, record: bytes, handle: int | None = None) -> tuple[int, bytes]:
         data = self._command(Ins.UNPROTECT_RECORD, 0, self._handle(handle), record, ne=65536)
