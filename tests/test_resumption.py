@@ -46,9 +46,12 @@ def s_client_plain(port: int, *options: str, message: bytes = b"ping", timeout: 
     try:
         while time.monotonic() < deadline:
             if re.search(rb"Verify return code.*?\n---", output, re.DOTALL) and not sent:
-                process.stdin.write(message + b"\n")
-                process.stdin.flush()
                 sent = True
+                try:
+                    process.stdin.write(message + b"\n")
+                    process.stdin.flush()
+                except BrokenPipeError:   # s_client ended: the handshake failed; read what it printed
+                    pass
             if sent and output.rstrip().endswith(message):
                 break
             if not selector.select(timeout=0.2):

@@ -56,7 +56,12 @@ final class SessionCache {
     // RAM, CLEAR_ON_RESET: shorts of Transients.counters from Transients.CACHE_STATE.
     private static final short ST_VALID = Transients.CACHE_STATE;        // a bit per valid entry
     private static final short ST_NEXT = (short) (ST_VALID + 1);         // the entry claimed next
-    static final short STATE_SHORTS = 2;
+    private static final short ST_SERIAL = (short) (ST_VALID + 2);       // claims so far (1 to 8191, wrapping)
+    private static final short ST_CLAIMS = (short) (ST_VALID + 3);       // per entry: the claim that holds it
+    static final short STATE_SHORTS = (short) (3 + ENTRIES);
+    /** A claim is serial << CLAIM_SHIFT | entry: a handshake whose entry was claimed again since cannot seal it. */
+    private static final short CLAIM_SHIFT = 2;
+    private static final short ENTRY_MASK = 3;
 
     private final byte[] entries;
     private final byte[] keyId;
@@ -96,20 +101,38 @@ final class SessionCache {
         return entries[(short) ((short) (e * ENTRY_SIZE) + i)];
     }
 
+    /** The entry a claim names. */
+    static short entryOf(short claim) {
+        return (short) (claim & ENTRY_MASK);
+    }
+
+    /** True while no later claim took the claim's entry. */
+    boolean holds(short claim) {
+        return claim > 0 && st[(short) (ST_CLAIMS + entryOf(claim))] == claim;
+    }
+
     /**
      * Claims the oldest entry for a new session: it is invalid from now on, its new session ID
-     * drawn; returns its index.
+     * drawn; returns the claim (entryOf() names the entry), which seal() and validate() take: a
+     * handshake that outlived ENTRIES later claims lost its entry, and they then do nothing.
      */
     short claim() {
         short e = st[ST_NEXT];
         st[ST_NEXT] = (short) ((short) (e + 1) % ENTRIES);
+        short serial = (short) (st[ST_SERIAL] + 1);
+        if (serial > 8191) {
+            serial = 1;
+        }
+        st[ST_SERIAL] = serial;
+        short claim = (short) ((short) (serial << CLAIM_SHIFT) | e);
+        st[(short) (ST_CLAIMS + e)] = claim;
         st[ST_VALID] &= (short) ~(short) (1 << e);
         JCSystem.beginTransaction();
         random.generateData(entries, (short) (e * ENTRY_SIZE), ID_SIZE);
         JCSystem.commitTransaction();
         counters.count(OpCounters.RANDOM_BYTES, ID_SIZE);
         counters.count(OpCounters.EEPROM_BYTES, ID_SIZE);
-        return e;
+        return claim;
     }
 
     /** Writes entry {@code e}'s session ID at buf[off]; returns the offset after it. */
@@ -118,10 +141,14 @@ final class SessionCache {
     }
 
     /**
-     * Seals the state at state[off] (STATE_SIZE bytes, RAM) into entry {@code e} (still invalid:
-     * a tear leaves an entry that is never opened).
+     * Seals the state at state[off] (STATE_SIZE bytes, RAM) into the claim's entry (still invalid:
+     * a tear leaves an entry that is never opened); nothing if the claim lost its entry.
      */
-    void seal(short e, byte[] state, short off) {
+    void seal(short claim, byte[] state, short off) {
+        if (!holds(claim)) {
+            return;
+        }
+        short e = entryOf(claim);
         short nonce = (short) ((short) (e * ENTRY_SIZE) + ID_SIZE);
         short sealed = (short) (nonce + NONCE_SIZE);
         JCSystem.beginTransaction();
@@ -136,9 +163,11 @@ final class SessionCache {
         counters.count(OpCounters.EEPROM_BYTES, SEALED_SIZE);
     }
 
-    /** The Finished verified: entry {@code e} may be resumed. */
-    void validate(short e) {
-        st[ST_VALID] |= (short) (1 << e);
+    /** The Finished verified: the claim's entry may be resumed (if the claim still holds it). */
+    void validate(short claim) {
+        if (holds(claim)) {
+            st[ST_VALID] |= (short) (1 << entryOf(claim));
+        }
     }
 
     /** Forgets entry {@code e} (a session that failed after it was sealed). */

@@ -69,7 +69,8 @@ final class TlsServer implements MessageHandler {
     private static final short ST_HASH_REST = (short) (ST_FLAGS + 1); // transcript bytes modulo 64 (counters)
     private static final short ST_SIGNATURE = (short) (ST_FLAGS + 2); // the ServerKeyExchange's scheme
     private static final short ST_FINISHED_GOT = (short) (ST_FLAGS + 3); // bytes of the client Finished so far
-    private static final short ST_CACHE_ENTRY = (short) (ST_FLAGS + 4); // the SessionCache entry of F_CACHED
+    // F_CACHED: the SessionCache claim (its entry: SessionCache.entryOf); resumed: the entry or -1.
+    private static final short ST_CACHE_ENTRY = (short) (ST_FLAGS + 4);
     static final short HANDSHAKE_STATE_SIZE = 5;
     private static final short IDENTITY = Transients.TLS_IDENTITY;
     /** The ephemeral ECDH scalar, from flight 1 to flight 3: bytes of the active handshake. */
@@ -93,6 +94,11 @@ final class TlsServer implements MessageHandler {
     private static final short F_TICKET = 0x10;
     /** An abbreviated handshake (RFC 5246 7.3): resumed from the cache or a ticket. */
     private static final short F_ABBREVIATED = 0x20;
+    /**
+     * F_TICKET, but the claimed entry was claimed again by later handshakes before this one
+     * sealed it: an empty ticket (RFC 5077 3.3) and no session ID entry.
+     */
+    private static final short F_EMPTY_TICKET = 0x40;
     /** NewSessionTicket: type, length<3>, ticket_lifetime_hint<4>, ticket<2>; then the ticket. */
     private static final short TICKET_MESSAGE_HEAD = 10;
     private static final short TICKET_MESSAGE_SIZE = (short) (TICKET_MESSAGE_HEAD + SessionCache.TICKET_SIZE);
@@ -738,12 +744,14 @@ final class TlsServer implements MessageHandler {
                 Tls.VERIFY_DATA_SIZE);
         transcript().update(secrets, expected, FINISHED_MESSAGE_SIZE);
         short hashed = FINISHED_MESSAGE_SIZE;
+        if ((st[ST_FLAGS] & F_CACHED) != 0 && !cache.holds(st[ST_CACHE_ENTRY])) {
+            st[ST_FLAGS] = (short) ((st[ST_FLAGS] & ~F_CACHED) | F_EMPTY_TICKET); // its entry was lost
+        }
         if ((st[ST_FLAGS] & F_CACHED) != 0) {
             sealSession(); // the master secret, sealed; the hash and key block are free again
         }
         if ((st[ST_FLAGS] & F_TICKET) != 0) {
-            hashNewSessionTicket(); // RFC 5077 3.3: in the transcript the server's Finished covers
-            hashed += TICKET_MESSAGE_SIZE;
+            hashed += hashNewSessionTicket(); // RFC 5077 3.3: in the transcript the server's Finished covers
         }
         transcript().doFinal(secrets, HASH, (short) 0, secrets, HASH);
         countFinalBlocks((short) ((short) (bytes & 63) + hashed));
@@ -999,7 +1007,7 @@ final class TlsServer implements MessageHandler {
         }
         if ((flags & F_CACHED) != 0) {
             buf[w++] = (byte) SessionCache.ID_SIZE;
-            return cache.writeId(st[ST_CACHE_ENTRY], buf, w);
+            return cache.writeId(SessionCache.entryOf(st[ST_CACHE_ENTRY]), buf, w);
         }
         buf[w++] = 0; // not resumable: no extended master secret
         return w;
@@ -1042,33 +1050,45 @@ final class TlsServer implements MessageHandler {
     private void restoreClientIdentity(byte[] in, short off) {
     }
 
-    /** The NewSessionTicket's header at KEY_BLOCK (scratch), for the transcript and the flight. */
+    /** The ticket's length: TICKET_SIZE, or 0 (F_EMPTY_TICKET). */
+    private short ticketLength() {
+        return (st[ST_FLAGS] & F_EMPTY_TICKET) != 0 ? 0 : SessionCache.TICKET_SIZE;
+    }
+
+    /** The NewSessionTicket's header (KEY_BLOCK scratch for the transcript, or the flight). */
     private short ticketMessageHead(byte[] out, short w) {
         out[w++] = Tls.HS_NEW_SESSION_TICKET;
         out[w++] = 0;
-        w = Util.setShort(out, w, (short) (TICKET_MESSAGE_SIZE - Tls.HS_HEADER_SIZE));
+        w = Util.setShort(out, w, (short) (TICKET_MESSAGE_HEAD - Tls.HS_HEADER_SIZE + ticketLength()));
         w = Util.setShort(out, w, (short) 0);
         w = Util.setShort(out, w, TICKET_LIFETIME_HINT);
-        return Util.setShort(out, w, SessionCache.TICKET_SIZE);
+        return Util.setShort(out, w, ticketLength());
     }
 
-    /** Adds the NewSessionTicket the server will send to the transcript (before its Finished). */
-    private void hashNewSessionTicket() {
+    /** Adds the NewSessionTicket the server will send to the transcript (before its Finished); returns its length. */
+    private short hashNewSessionTicket() {
         ticketMessageHead(secrets, KEY_BLOCK);
         transcript().update(secrets, KEY_BLOCK, TICKET_MESSAGE_HEAD);
-        transcript().update(cache.keyIdArray(), (short) 0, SessionCache.KEY_ID_SIZE);
-        short e = st[ST_CACHE_ENTRY];
-        transcript().update(cache.entryArray(), SessionCache.sealedOffset(e), SessionCache.sealedSize());
         ram.clearBytes(KEY_BLOCK, TICKET_MESSAGE_HEAD);
+        if (ticketLength() == 0) {
+            return TICKET_MESSAGE_HEAD;
+        }
+        transcript().update(cache.keyIdArray(), (short) 0, SessionCache.KEY_ID_SIZE);
+        short e = SessionCache.entryOf(st[ST_CACHE_ENTRY]);
+        transcript().update(cache.entryArray(), SessionCache.sealedOffset(e), SessionCache.sealedSize());
+        return TICKET_MESSAGE_SIZE;
     }
 
     /** The NewSessionTicket record (RFC 5077 3.3) at buf[w]; returns the offset after it. */
     private short writeNewSessionTicket(byte[] buf, short w) {
         buf[w] = Tls.CONTENT_HANDSHAKE;
         Util.setShort(buf, (short) (w + 1), Tls.VERSION_TLS12);
-        Util.setShort(buf, (short) (w + 3), TICKET_MESSAGE_SIZE);
+        Util.setShort(buf, (short) (w + 3), (short) (TICKET_MESSAGE_HEAD + ticketLength()));
         w = ticketMessageHead(buf, (short) (w + Tls.RECORD_HEADER_SIZE));
-        return cache.writeTicket(st[ST_CACHE_ENTRY], buf, w);
+        if (ticketLength() == 0) {
+            return w;
+        }
+        return cache.writeTicket(SessionCache.entryOf(st[ST_CACHE_ENTRY]), buf, w);
     }
 
     /**
