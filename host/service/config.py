@@ -170,6 +170,8 @@ class CardsConfig:
     client_auth: str = "none"
     client_dates: bool = True
     sim_speed: str | None = None
+    # (identity, key) pairs for simulated cards: --sim-psk only (a secret: no key of the file).
+    sim_psks: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass

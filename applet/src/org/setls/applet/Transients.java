@@ -119,7 +119,7 @@ final class Transients {
      * TLS_FINISHED.
      */
     static final short HANDSHAKE_KEYS = (short) (CLOCK + CLOCK_SIZE);
-    static final short HANDSHAKE_KEYS_SIZE = TlsServer.KEYS_SIZE;                // 176
+    static final short HANDSHAKE_KEYS_SIZE = TlsServer.KEYS_SIZE;                // 210
     //   operator commands, at the same offset (they never run inside a handshake's APDU, and the
     //   ephemeral scalar that outlives flight 1 is in the handshake's EPHEMERAL, not here); the
     //   larger use sets the size (TransientsTest: OPERATOR_WORK_SIZE <= HANDSHAKE_KEYS_SIZE)
@@ -277,7 +277,13 @@ final class Transients {
     /** OpCounters: the diagnostic operation counters, one short each. */
     static final short OP_COUNTERS = 0;
     static final short OP_COUNTERS_SIZE = OpCounters.COUNT;                      // 11
-    static final short COUNTERS_SIZE = (short) (OP_COUNTERS + OP_COUNTERS_SIZE);
+    /**
+     * SessionCache: which cached sessions are valid, the entry claimed next. CLEAR_ON_RESET like
+     * the counters: a reselection keeps the cache, a reset or a power loss forgets it.
+     */
+    static final short CACHE_STATE = (short) (OP_COUNTERS + OP_COUNTERS_SIZE);
+    static final short CACHE_STATE_SIZE = SessionCache.STATE_SHORTS;             // 7
+    static final short COUNTERS_SIZE = (short) (CACHE_STATE + CACHE_STATE_SIZE);
 
     final byte[] bytes;
     final short[] shorts;

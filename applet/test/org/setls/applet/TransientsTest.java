@@ -223,7 +223,8 @@ class TransientsTest {
         Persistent persistent = ClientHelloParserTest.persistent(ram);
         byte[] names = ClientHelloParserTest.sniList("device.example.com");
         persistent.slot((byte) 1).setSni(names, s(0), s(names.length));
-        ClientHelloParser parser = new ClientHelloParser(ram, new TlsAlert(), persistent, true, true);
+        ClientHelloParser parser = new ClientHelloParser(ram, new TlsAlert(), persistent, true, true,
+                ClientHelloParserTest.cache(ram));
         byte[] message = ClientHelloParserTest.hello(ClientHelloParserTest.SUITES,
                 ClientHelloParserTest.usualExtensions(ClientHelloParserTest.serverName(0, "device.example.com"),
                         new byte[] {0, 21, 1, 40}, new byte[296]));
@@ -470,7 +471,7 @@ class TransientsTest {
         assertEquals(Transients.BYTES_SIZE, ram.bytes.length);
         assertEquals(Transients.SHORTS_SIZE, ram.shorts.length);
         assertEquals(Transients.REFS_SIZE, ram.refs.length);
-        assertEquals(OpCounters.COUNT, ram.counters.length);
+        assertEquals(OpCounters.COUNT + SessionCache.STATE_SHORTS, ram.counters.length);
         // The overlays fit the room the chains reserve for them.
         assertTrue(Transients.GCM_STATE_SIZE + Transients.CCM_STATE_SIZE <= Transients.OVERLAY_SIZE);
         assertTrue(Transients.GHASH_SIZE + Transients.GCM_LENGTHS_SIZE + Transients.CCM_PARAMS_SIZE
