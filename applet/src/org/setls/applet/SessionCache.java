@@ -11,8 +11,9 @@ import javacard.security.RandomData;
  *
  * <b>The sealed state.</b> What a resumed session needs, STATE_SIZE bytes: master secret (48),
  * suite (2), flags (1: bit 0 extended master secret), the identity slot (1), and the client
- * identity (CLIENT_SIZE bytes: the SHA-256 of the client certificate's subject, all zero when the
- * client did not authenticate; filled by client authentication, kept as it was established). It
+ * identity (CLIENT_SIZE bytes: the commonName of the client certificate the handshake verified, as
+ * ClientCertStore keeps it per session: a length byte, 0 when the client did not authenticate,
+ * then up to 64 bytes; a resumed session gets it back, so GET DATA 17 names its client). It
  * is sealed with AES-128-CCM (RFC 3610, a 12-byte nonce drawn per seal, a 16-byte tag, the key id
  * as AAD) under the <b>ticket key</b>: a persistent AESKey drawn in the card at install, which no
  * command reads. A ticket (RFC 5077 4) is key id (KEY_ID_SIZE bytes, in clear: it names the card,
@@ -45,13 +46,14 @@ final class SessionCache {
     static final short STATE_FLAGS = (short) (STATE_SUITE + 2);            // 50
     static final short STATE_SLOT = (short) (STATE_FLAGS + 1);             // 51
     static final short STATE_CLIENT = (short) (STATE_SLOT + 1);            // 52
-    static final short CLIENT_SIZE = 32;
-    static final short STATE_SIZE = (short) (STATE_CLIENT + CLIENT_SIZE);  // 84
+    /** The client's commonName as ClientCertStore keeps a session's: length (1) || up to 64 bytes. */
+    static final short CLIENT_SIZE = ClientCertStore.SUBJECT_ENTRY;         // 65
+    static final short STATE_SIZE = (short) (STATE_CLIENT + CLIENT_SIZE);  // 117
     static final byte FLAG_EXTENDED_MASTER_SECRET = 0x01;
-    private static final short SEALED_SIZE = (short) (NONCE_SIZE + STATE_SIZE + TAG_SIZE); // 112
-    static final short TICKET_SIZE = (short) (KEY_ID_SIZE + SEALED_SIZE);                 // 120
-    private static final short ENTRY_SIZE = (short) (ID_SIZE + SEALED_SIZE);              // 128
-    static final short ENTRIES_SIZE = (short) (ENTRIES * ENTRY_SIZE);                     // 512
+    private static final short SEALED_SIZE = (short) (NONCE_SIZE + STATE_SIZE + TAG_SIZE); // 145
+    static final short TICKET_SIZE = (short) (KEY_ID_SIZE + SEALED_SIZE);                 // 153
+    private static final short ENTRY_SIZE = (short) (ID_SIZE + SEALED_SIZE);              // 161
+    static final short ENTRIES_SIZE = (short) (ENTRIES * ENTRY_SIZE);                     // 644
 
     // RAM, CLEAR_ON_RESET: shorts of Transients.counters from Transients.CACHE_STATE.
     private static final short ST_VALID = Transients.CACHE_STATE;        // a bit per valid entry

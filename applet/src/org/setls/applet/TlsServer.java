@@ -1076,12 +1076,20 @@ final class TlsServer implements MessageHandler {
                 && (hello.suites() & ClientHelloParser.suiteBit(suite)) != 0
                 && (boundIdentity().preferredSuite(ClientHelloParser.suiteBit(suite)) == suite
                     || (PskKeyExchange.isPsk(suite) && psk.hasKeys()));
+        // A policy that now requires a client certificate resumes no session established without
+        // one (a PSK authenticated its client by the key: no certificate is ever asked of it).
+        if (ok && (boundIdentity().policy() & Constants.POLICY_CLIENT_AUTH_REQUIRED) != 0
+                && !PskKeyExchange.isPsk(suite)
+                && !ClientCertStore.hasClient(secrets, (short) (state + SessionCache.STATE_CLIENT))) {
+            ok = false;
+        }
         if (!ok) {
             ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
             return false;
         }
         st[ST_SUITE] = suite;
         restoreClientIdentity(secrets, (short) (state + SessionCache.STATE_CLIENT));
+        clientAuth.notAsking(); // no CertificateRequest in an abbreviated handshake: the third digest stops
         // Only the master secret stays: the hash and key block are needed now.
         ram.clearBytes(HASH, (short) (KEYS_SIZE - Tls.MASTER_SECRET_SIZE));
         st[ST_FLAGS] |= F_ABBREVIATED;
@@ -1154,15 +1162,20 @@ final class TlsServer implements MessageHandler {
     }
 
     /**
-     * The client identity sealed with the session (SessionCache.CLIENT_SIZE bytes): none yet, all
-     * zero. Client authentication writes the SHA-256 of the client's subject here.
+     * The client identity sealed with the session (SessionCache.CLIENT_SIZE bytes): the commonName
+     * of the client whose CertificateVerify this handshake verified (ClientCertStore's entry of the
+     * session; a length byte 0 when no client authenticated).
      */
     private void writeClientIdentity(byte[] out, short off) {
-        Util.arrayFillNonAtomic(out, off, SessionCache.CLIENT_SIZE, (byte) 0);
+        persistent.clientCerts.copyEntry(sessions.current(), out, off);
     }
 
-    /** A resumed session keeps the client identity it was established with: client authentication restores it here. */
+    /**
+     * A resumed session keeps the client identity it was established with: its commonName is the
+     * session's again (GET DATA 17). Counted as EEPROM bytes written.
+     */
     private void restoreClientIdentity(byte[] in, short off) {
+        counters.count(OpCounters.EEPROM_BYTES, persistent.clientCerts.restoreEntry(sessions.current(), in, off));
     }
 
     /** The ticket's length: TICKET_SIZE, or 0 (F_EMPTY_TICKET). */
