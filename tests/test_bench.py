@@ -176,16 +176,16 @@ def test_counters_of_a_gcm_handshake_by_python_ssl_match_a_hand_count(gcm_card: 
     # PRF: master secret 2 output blocks, key block 2, two Finished 1 each; 2 HMACs per block.
     assert counts["hmac"] == (2 + 2 + 1 + 1) * 2
     # Two 16-byte Finished records in GCM: per record H, E(K, J0) and 1 data block; GHASH of the
-    # AAD block, the lengths block and 1 data block. Sealing the session's 84 bytes in AES-CCM:
-    # B0, the AAD block and S0, then 6 blocks of CBC-MAC and 6 of CTR.
-    assert counts["aes_blocks"] == 2 * (2 + 1) + 3 + 6 + 6
+    # AAD block, the lengths block and 1 data block. Sealing the session's 117 bytes in AES-CCM
+    # (its client's commonName included): B0, the AAD block and S0, then 8 blocks of CBC-MAC and 8 of CTR.
+    assert counts["aes_blocks"] == 2 * (2 + 1) + 3 + 8 + 8
     assert counts["ghash_blocks"] == 2 * (2 + 1)
     # SHA-256: the session hash (through ClientKeyExchange) and the transcript (through the
-    # client's 16-byte Finished and the 130-byte NewSessionTicket the server's Finished covers),
+    # client's 16-byte Finished and the 163-byte NewSessionTicket the server's Finished covers),
     # each over the handshake messages once, plus the PRF.
     assert PRF_BLOCKS == 55
     session = trace.client_hello + trace.server_flight + trace.client_key_exchange
-    assert counts["sha256_blocks"] == blocks(session) + blocks(session + 16 + 130) + PRF_BLOCKS
+    assert counts["sha256_blocks"] == blocks(session) + blocks(session + 16 + 163) + PRF_BLOCKS
     assert counts["apdus"] == 3 + 1                    # identity, 2 flights, and the GET COUNTERS
     assert stats.phases["flight1"].apdus + stats.phases["flight3"].apdus == 3
 

@@ -185,7 +185,9 @@ def format_table(report: Report) -> list[str]:
 
 def record_table(report: Report) -> list[str]:
     rows = []
-    for run in sorted(report.runs, key=lambda r: (SUITES.index(r.suite), r.apdu_format)):
+    # The full handshakes' runs (each also measures the record round); resumed and PSK runs do not.
+    full = (r for r in report.runs if r.mode == FULL)
+    for run in sorted(full, key=lambda r: (SUITES.index(r.suite), r.apdu_format)):
         ref, other = report.model(run, REFERENCE_CARD), report.model(run, OTHER_CARD)
         rows.append([SHORT_NAMES[run.suite], run.apdu_format, fmt(run.phase(PHASE_RECORD, "apdus")),
                      f"{fmt(run.phase(PHASE_RECORD, 'bytes_sent'))} / {fmt(run.phase(PHASE_RECORD, 'bytes_received'))}",

@@ -58,11 +58,12 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         prf.setCounters(counters);
         EcKeyGenerator keys = new EcKeyGenerator(random);
         TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, persistent, sessions, ram, cache,
-                new PskKeyExchange(persistent.psks, random, counters));
+                new PskKeyExchange(persistent.psks, random, counters), hmac.digest());
         IdentityDirectory directory = new IdentityDirectory(persistent, new EchoHandler(), tls);
         eap = new EapTls(persistent.io, directory, sessions, counters, ram);
-        // One ECDSA object: it verifies the operator's signatures and signs certification requests.
-        Signature ecdsa = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
+        // The handshake's ECDSA-SHA256 object also verifies the operator's signatures and signs
+        // certification requests (an operator command never runs inside a handshake's APDU).
+        Signature ecdsa = tls.ecdsaSha256();
         operator = new OperatorSession(persistent, hmac, random, keys, ecdsa, cbc, counters, ram);
         personalisation = new Personalisation(persistent, keys, counters, out, operator, input, ecdsa, sessions);
         records = new RecordCommands(tls, cipher, eap, sessions, input, ram);

@@ -156,7 +156,8 @@ final class TlsServer implements MessageHandler {
 
     /** Allocated once, at install; the state is the arena's. */
     TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters,
-              Persistent persistent, Sessions sessions, Transients ram, SessionCache cache, PskKeyExchange psk) {
+              Persistent persistent, Sessions sessions, Transients ram, SessionCache cache, PskKeyExchange psk,
+              MessageDigest sha) {
         this.persistent = persistent;
         this.psk = psk;
         this.cache = cache;
@@ -184,11 +185,20 @@ final class TlsServer implements MessageHandler {
         signer512 = optionalSignature(Signature.ALG_ECDSA_SHA_512);
         alert = new TlsAlert();
         hello = new ClientHelloParser(ram, alert, persistent, signer384 != null, signer512 != null, cache);
-        clientAuth = new ClientAuth(ram, alert, sessions, counters, persistent);
+        clientAuth = new ClientAuth(ram, alert, sessions, counters, persistent, signer256, sha);
     }
 
     ClientAuth clientAuth() {
         return clientAuth;
+    }
+
+    /**
+     * The ECDSA-SHA256 object: it signs the ServerKeyExchange, verifies the client's chain and
+     * CertificateVerify, and (SeTlsApplet) the operator's signatures and CSRs; each use
+     * initialises it first, and no two run in one APDU (docs/resources.md: one object, not three).
+     */
+    Signature ecdsaSha256() {
+        return signer256;
     }
 
     /**

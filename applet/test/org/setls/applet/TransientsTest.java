@@ -118,7 +118,7 @@ class TransientsTest {
     static final Region HANDSHAKE_SHORT_SLOTS = shorts("HANDSHAKE_SHORT_SLOTS", Transients.HANDSHAKE_SHORT_SLOTS,
             Transients.HANDSHAKE_SHORT_SLOTS_SIZE, true);
     static final Region CLIENT_AUTH_HASH = bytes("CLIENT_AUTH_HASH", Transients.CLIENT_AUTH_HASH,
-            Transients.CLIENT_AUTH_HASH_SIZE, true);
+            Transients.CLIENT_AUTH_HASH_SIZE, false);
     static final Region CLOCK = bytes("CLOCK", Transients.CLOCK, Transients.CLOCK_SIZE, true);
     static final Region CERT_WORK = bytes("CERT_WORK", Transients.CERT_WORK, Transients.CERT_WORK_SIZE, false);
     static final Region CLIENT_AUTH_STATE = shorts("CLIENT_AUTH_STATE", Transients.CLIENT_AUTH_STATE,
@@ -134,7 +134,7 @@ class TransientsTest {
     static final Region[] SESSION_AREA = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK};
     static final Region[] SESSION_OWN = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND};
     static final Region[] HANDSHAKE_AREA = {TLS_RANDOMS, HELLO_FIELD, TLS_FINISHED, EPHEMERAL, TLS_HANDSHAKE,
-        HELLO_STATE, CLIENT_AUTH_HASH, CLIENT_AUTH_STATE};
+        HELLO_STATE, CLIENT_AUTH_STATE};
 
     // ---- running a phase against the map ------------------------------------------------------
 
@@ -409,7 +409,7 @@ class TransientsTest {
         Sessions sessions = new Sessions(ram);
         Region[] live = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK, TLS_RANDOMS,
             HELLO_FIELD, TLS_FINISHED, EPHEMERAL, TLS_HANDSHAKE, HELLO_STATE, SESSION_SLOTS, HANDSHAKE_SLOTS,
-            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, SESSIONS_STATE, CLIENT_AUTH_HASH, CLIENT_AUTH_STATE};
+            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, SESSIONS_STATE, CLIENT_AUTH_STATE};
         Object[] masks = prepare(live);
         for (Region r : live) {
             fill(new Region[] {r}, 0);
