@@ -72,6 +72,7 @@ class Code(enum.IntEnum):
     REQUEST_ENTITY_INCOMPLETE = 0x88    # 4.08 (RFC 7959 2.9.2)
     REQUEST_ENTITY_TOO_LARGE = 0x8D     # 4.13 (RFC 7959 2.9.3)
     UNSUPPORTED_CONTENT_FORMAT = 0x8F   # 4.15
+    INTERNAL_SERVER_ERROR = 0xA0        # 5.00
     CSM = 0xE1                          # 7.01
     PING = 0xE2                         # 7.02
     PONG = 0xE3                         # 7.03
@@ -113,6 +114,7 @@ class OptionNumber(enum.IntEnum):
     URI_PORT = 7
     URI_PATH = 11
     CONTENT_FORMAT = 12
+    MAX_AGE = 14
     URI_QUERY = 15
     ACCEPT = 17
     BLOCK2 = 23
@@ -304,6 +306,10 @@ class CoapResponder:
                 (OptionNumber.BLOCK1, BlockOption(block1.num, False, block1.szx).encode()),))
         return self._fit(response, block2)
 
+    def fit(self, response: CoapMessage, block2: BlockOption | None) -> CoapMessage | None:
+        """A response made elsewhere (a slow resource's), fitted as `answer()` fits its own."""
+        return self._fit(response, block2)
+
     def _fit(self, response: CoapMessage, block2: BlockOption | None) -> CoapMessage | None:
         representation = is_success(response.code) and bool(response.payload)
         if representation and block2 is not None:
@@ -355,9 +361,9 @@ class CoapResponder:
 
     def respond(self, request: CoapMessage) -> CoapMessage:
         """The response to a request, with its token, whatever its size (see `answer()`)."""
-        unsupported = [n for n, _ in request.options if is_critical(n) and n not in UNDERSTOOD_CRITICAL]
-        if unsupported:
-            return reply(request, Code.BAD_OPTION, {"error": f"option {unsupported[0]} is not supported"})
+        unsupported = unsupported_option(request)
+        if unsupported is not None:
+            return reply(request, Code.BAD_OPTION, {"error": f"option {unsupported} is not supported"})
         path = request.uri_path
         if path == WELL_KNOWN_CORE:
             if request.code != Code.GET:
@@ -383,6 +389,11 @@ def reply(request: CoapMessage, code: Code, body: dict[str, Any] | bytes,
     """A response with the request's token: `body` as JSON (or the bytes as they are)."""
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
     return CoapMessage(code, request.token, ((OptionNumber.CONTENT_FORMAT, encode_uint(content_format)),), payload)
+
+
+def unsupported_option(request: CoapMessage) -> int | None:
+    """The first critical option this server does not act on (RFC 7252 5.4.1: 4.02), or None."""
+    return next((n for n, _ in request.options if is_critical(n) and n not in UNDERSTOOD_CRITICAL), None)
 
 
 def block_option(request: CoapMessage, number: int) -> BlockOption | None:
