@@ -43,7 +43,7 @@ class UdpAssociation(DtlsAssociation):
         self.address = (address[0], address[1])
         self.peer = peer_name(address)
         self.info = SessionInfo(peer=self.peer, card="-", record_mode="none")
-        self.max_payload = MAX_PAYLOAD
+        self.max_payload = server.max_payload
         self.closed = False
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE)
 
@@ -84,8 +84,10 @@ class UdpAssociation(DtlsAssociation):
 class UdpServer(asyncio.DatagramProtocol):
     """Serves `application` on one UDP socket, one association per client address and port."""
 
-    def __init__(self, application: DtlsApplication, config: DtlsConfig | None = None, name: str = "coap") -> None:
+    def __init__(self, application: DtlsApplication, config: DtlsConfig | None = None, name: str = "coap",
+                 max_payload: int = MAX_PAYLOAD) -> None:
         self.application = application
+        self.max_payload = max_payload
         self.config = config or DtlsConfig()
         self.name = name
         self.port = 0
