@@ -378,7 +378,7 @@ class CoapUdpEndpoint:
         exchange = self._seen.get(received.message_id)
         if exchange is not None:   # RFC 7252 4.5: a duplicate
             if received.type is MessageType.CON and exchange.answer is not None:
-                log.debug("%s: CoAP: duplicate CON %d answered from the cache", self.client, received.message_id)
+                log.info("%s: CoAP: duplicate CON %d answered from the cache", self.client, received.message_id)
                 self._out.append(exchange.answer)
             return
         lifetime = self.params.exchange_lifetime if received.type is MessageType.CON else self.params.non_lifetime
