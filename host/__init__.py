@@ -13,6 +13,8 @@ Layers, bottom up; a module imports only from its own package and those below it
   host.se_tls       the paper's API: TlsTandem, ServerTLS, GenericServer, CardSlot; the pool's
                     supervisor (cards lost and reopened) and its events
   host.metrics      Prometheus metrics of the pool (prometheus_client): its events and state
+  host.dtls         DTLS 1.2 over UDP on the same tandem: cookies, associations by address,
+                    retransmission, the host's DTLS record layer (DtlsServer, DtlsAssociation)
   host.apps         device model, HTTPS (h11), CoAP over TLS, echo, the one pump loop
   host.provision    `python -m host.provision`: the card's lifecycle (init, keygen, CSRs the card signs,
                     chains, CAs, PSKs, policy, PIN/PUK, wipe); with host.demo_pki for the demo CA

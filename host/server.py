@@ -2,6 +2,7 @@
 
     python -m host.server --sim --tls-echo 8444
     python -m host.server --reader "Virtual PCD 00 00" --pin 1234 --https 8443 --coaps-tcp 5684
+    python -m host.server --sim --coaps                                          # CoAP over DTLS, UDP 5684
     python -m host.server --sim 2 --sim-speed "NXP JCOP4 J3R180" --https 8443   # at a real card's pace
     python -m host.server --config /etc/setls/setls.toml [--check]               # as a service
 
@@ -34,6 +35,7 @@ from host.card.errors import CardRefusedError
 from host.card.keeper import ChannelKeeper, ReaderKeeper
 from host.card.numbers import Policy
 from host.card.sim_speed import paced_simulator
+from host.dtls import DtlsApplication, DtlsConfig, DtlsServer
 from host.iso7816.channel import Channel, ChannelError
 from host.logs import RateLimit
 from host.logs import setup as setup_logging
@@ -69,6 +71,7 @@ from host.service.pin import (
 log = logging.getLogger("host.server")
 DEFAULT_BIND = ("127.0.0.1", "::1")   # both loopbacks: clients resolve localhost to either first
 WILDCARDS = {"0.0.0.0": 4, "::": 6}
+COAPS_PORT = 5684   # RFC 7252 12.7: coaps over UDP
 
 
 def bind_addresses(value: str) -> list[str]:
@@ -229,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     servers.add_argument("--tls-echo", type=tcp_port, metavar="PORT", help="TLS echo server")
     servers.add_argument("--https", type=tcp_port, metavar="PORT", help="HTTPS server")
     servers.add_argument("--coaps-tcp", type=tcp_port, metavar="PORT", help="CoAP over TLS (RFC 8323)")
+    servers.add_argument("--coaps", type=tcp_port, nargs="?", const=COAPS_PORT, metavar="PORT",
+                         help=f"CoAP over DTLS on UDP (RFC 7252; default port {COAPS_PORT}): the same resources, "
+                              f"Observe on /sensors/temperature")
     servers.add_argument("--record-layer", choices=("card", "host"),
                          help="who protects records after the handshake (host = tandem mode; default card)")
     servers.add_argument("--metrics-port", type=tcp_port, metavar="PORT",
@@ -270,7 +276,8 @@ OVERRIDES = {
     "sim": "cards.sim", "reader": "cards.readers", "identity": "cards.identity", "export_keys": "cards.export_keys",
     "client_auth": "cards.client_auth", "client_dates": "cards.client_dates", "suites": "cards.suites",
     "sim_speed": "cards.sim_speed", "bind": "servers.bind", "tls_echo": "servers.tls_echo", "https": "servers.https",
-    "coaps_tcp": "servers.coaps_tcp", "record_layer": "servers.record_layer", "metrics_port": "metrics.port",
+    "coaps_tcp": "servers.coaps_tcp", "coaps": "servers.coaps", "record_layer": "servers.record_layer",
+    "metrics_port": "metrics.port",
     "metrics_bind": "metrics.bind", "card_check": "cards.check_interval",
     "hello_timeout": "limits.hello_timeout", "per_address": "limits.per_address",
     "per_address_handshakes": "limits.per_address_handshakes",
@@ -301,9 +308,9 @@ def check_config(config: ServerConfig, cli_pin: str | None) -> str:
     if not cards.sim and not cards.readers:
         raise ConfigError(f"say which cards: --sim [N] or --reader NAME (cards.sim or cards.readers{where})")
     servers = config.servers
-    if servers.https is None and servers.coaps_tcp is None and servers.tls_echo is None:
-        raise ConfigError(f"no server to run: give --tls-echo, --https or --coaps-tcp "
-                          f"(servers.tls_echo, servers.https or servers.coaps_tcp{where})")
+    if all(port is None for port in (servers.https, servers.coaps_tcp, servers.coaps, servers.tls_echo)):
+        raise ConfigError(f"no server to run: give --tls-echo, --https, --coaps-tcp or --coaps "
+                          f"(servers.tls_echo, servers.https, servers.coaps_tcp or servers.coaps{where})")
     if cards.sim_speed and not cards.sim:
         raise ConfigError("--sim-speed paces simulated cards: give --sim as well")
     if cards.suites is not None:
@@ -422,8 +429,9 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
         per_address=limits.per_address, per_address_handshakes=limits.per_address_handshakes)
     listeners = []
     apps = application_servers(config, tandem)
-    if not apps:
-        raise CardOpenError("no server to run: give --tls-echo, --https or --coaps-tcp")
+    datagram_apps = datagram_servers(config)
+    if not apps and not datagram_apps:
+        raise CardOpenError("no server to run: give --tls-echo, --https, --coaps-tcp or --coaps")
     bind = config.servers.bind
     endpoints = []
     for name, port, app in apps:
@@ -441,6 +449,8 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
                 log.info("%s listening on %s (record layer in the %s)", name, endpoint(*sock.getsockname()[:2]),
                          record_layer)
         endpoints.append(f"{name} :{port}")
+    datagram_listeners = await start_dtls(config, tandem)
+    endpoints += [f"{name} udp:{port}" for name, port, _ in datagram_apps]
     tasks = []
     if limit is not None:
         tasks.append(asyncio.ensure_future(flush_logs(limit)))
@@ -467,6 +477,8 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
         metrics_server.shutdown()
     for listener in listeners:
         listener.close()
+    for dtls in datagram_listeners:
+        await dtls.close()
     for task in tasks:
         task.cancel()
     if limit is not None:
@@ -495,6 +507,34 @@ def application_servers(config: ServerConfig, tandem: TlsTandem) -> list[tuple[s
         from host.apps.coap_tcp import coap_tcp_application
         apps.append(("coaps+tcp", servers.coaps_tcp, coap_tcp_application(tandem)))
     return apps
+
+
+async def start_dtls(config: ServerConfig, tandem: TlsTandem) -> list[DtlsServer]:
+    """The DTLS servers (UDP): one per bind address for each of `datagram_servers()`."""
+    bind = config.servers.bind
+    started = []
+    for name, port, application in datagram_servers(config):
+        for address in listen_addresses(bind):
+            server = DtlsServer(tandem, application, DtlsConfig(idle=config.limits.idle_timeout))
+            try:
+                await server.start(address, port)
+            except OSError as exc:
+                if bind is None and address == "::1" and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    log.warning("%s: no IPv6 loopback here (%s): IPv4 only", name, listen_error(exc))
+                    continue
+                raise CardOpenError(f"cannot listen on udp {endpoint(address, port)}: {listen_error(exc)}") from None
+            log.info("%s listening on udp %s (record layer in the %s)", name, endpoint(address, server.port),
+                     config.servers.record_layer)
+            started.append(server)
+    return started
+
+
+def datagram_servers(config: ServerConfig) -> list[tuple[str, int, DtlsApplication]]:
+    """The servers on UDP: CoAP over DTLS (RFC 7252 9) on the device's resources."""
+    if config.servers.coaps is None:
+        return []
+    from host.apps.coap_udp import coap_udp_application
+    return [("coaps", config.servers.coaps, coap_udp_application())]
 
 
 def open_pool(stack: contextlib.ExitStack, config: ServerConfig) -> tuple[list[SeTlsCard], dict[str, str]]:

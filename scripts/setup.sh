@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(openjdk-17-jdk-headless ant maven pcscd libpcsclite-dev swig vsmartcard-vpcd
               pcsc-tools openssl curl chromium python3-venv
-              systemd)   # systemd-analyze verify checks the unit (~10 MB; installing it starts nothing)
+              systemd    # systemd-analyze verify checks the unit (~10 MB; installing it starts nothing)
+              autoconf automake libtool)   # DTLSSocket (aiocoap's coaps:// client) builds tinydtls from source
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

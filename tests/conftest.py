@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -144,15 +145,22 @@ class ServerProcess:
         return self.daemon.output()
 
 
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port free right now (`--coaps 0` would bind a different one per address)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def start_server(args: list[str], ready_timeout: float = 120.0) -> ServerProcess:
     """`python -m host.server ARGS` (a port 0 is replaced by a free one), once it is ready."""
     ports: dict[str, int] = {}
     full = list(args)
-    for flag in ("--tls-echo", "--https", "--coaps-tcp"):
+    for flag in ("--tls-echo", "--https", "--coaps-tcp", "--coaps"):
         if flag in full:
             i = full.index(flag)
             if full[i + 1] == "0":
-                full[i + 1] = str(free_port())
+                full[i + 1] = str(free_udp_port() if flag == "--coaps" else free_port())
             ports[flag.lstrip("-")] = int(full[i + 1])
     return ServerProcess(start_ready(["-m", "host.server", *full], ready_timeout), ports)
 

@@ -10,6 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from host.apps.coap import (
+    CoapMessage,
+    Code,
+    ContentFormat,
+    OptionNumber,
+    core_link_format,
+    decode_uint,
+    encode_uint,
+)
 from host.apps.coap_blockwise import (
     MAX_NUM,
     Block1Upload,
@@ -22,16 +31,9 @@ from host.apps.coap_blockwise import (
 from host.apps.coap_tcp import (
     CSM_BLOCK_WISE_TRANSFER,
     CSM_MAX_MESSAGE_SIZE,
-    CoapMessage,
     CoapTcpConnection,
-    Code,
-    ContentFormat,
-    OptionNumber,
-    core_link_format,
     decode_message,
-    decode_uint,
     encode_message,
-    encode_uint,
 )
 from host.apps.device import Device
 

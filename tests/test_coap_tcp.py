@@ -21,25 +21,27 @@ from fakes import PlainRecordLayer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from host.apps.coap import (
+    CoapFormatError,
+    CoapMessage,
+    Code,
+    ContentFormat,
+    OptionNumber,
+    core_link_format,
+    decode_options,
+    encode_options,
+    encode_uint,
+)
 from host.apps.coap_tcp import (
     ABORT_BAD_CSM_OPTION,
     CSM_BLOCK_WISE_TRANSFER,
     CSM_MAX_MESSAGE_SIZE,
     MAX_MESSAGE_SIZE,
     PING_CUSTODY,
-    CoapFormatError,
-    CoapMessage,
     CoapTcpConnection,
-    Code,
-    ContentFormat,
-    OptionNumber,
     coap_tcp_application,
-    core_link_format,
     decode_message,
-    decode_options,
     encode_message,
-    encode_options,
-    encode_uint,
     frame_size,
 )
 from host.apps.device import Device

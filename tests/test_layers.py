@@ -19,7 +19,9 @@ ALLOWED: dict[str, set[str]] = {
     "host.tls": {"host.paths"},
     "host.card": {"host.paths", "host.iso7816", "host.tls"},
     "host.se_tls": {"host.paths", "host.iso7816", "host.tls", "host.card"},
-    "host.apps": {"host.paths", "host.tls", "host.se_tls"},
+    # DTLS over UDP (cookies, associations, retransmission): beside host.se_tls, on the same tandem.
+    "host.dtls": {"host.paths", "host.iso7816", "host.tls", "host.card", "host.se_tls"},
+    "host.apps": {"host.paths", "host.tls", "host.se_tls", "host.dtls"},
     "host.demo_pki": {"host.paths"},
     # Logging set-up for the daemons (a rate limit on the root handler): imports nothing of the host.
     "host.logs": set(),
@@ -28,10 +30,10 @@ ALLOWED: dict[str, set[str]] = {
     "host.metrics": {"host.tls", "host.se_tls"},
     # The server as a device service: configuration, sd_notify, the PIN guard (host.card's commands).
     "host.service": {"host.paths", "host.iso7816", "host.tls", "host.card", "host.provision"},
-    "host.server": {"host.paths", "host.iso7816", "host.tls", "host.card", "host.se_tls", "host.apps",
-                    "host.provision", "host.logs", "host.service", "host.metrics"},
-    "host.bench": {"host.paths", "host.iso7816", "host.tls", "host.card", "host.se_tls", "host.apps",
-                   "host.provision", "host.demo_pki"},
+    "host.server": {"host.paths", "host.iso7816", "host.tls", "host.card", "host.se_tls", "host.dtls",
+                    "host.apps", "host.provision", "host.logs", "host.service", "host.metrics"},
+    "host.bench": {"host.paths", "host.iso7816", "host.tls", "host.card", "host.se_tls", "host.dtls",
+                   "host.apps", "host.provision", "host.demo_pki"},
 }
 
 

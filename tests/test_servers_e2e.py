@@ -19,17 +19,19 @@ from conftest import DEMO, ROOT, ServerFactory, ServerProcess
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from host.apps.coap_blockwise import BlockOption
-from host.apps.coap_tcp import (
-    CSM_BLOCK_WISE_TRANSFER,
-    CSM_MAX_MESSAGE_SIZE,
+from host.apps.coap import (
     CoapMessage,
     Code,
     OptionNumber,
     core_link_format,
+    encode_uint,
+)
+from host.apps.coap_blockwise import BlockOption
+from host.apps.coap_tcp import (
+    CSM_BLOCK_WISE_TRANSFER,
+    CSM_MAX_MESSAGE_SIZE,
     decode_message,
     encode_message,
-    encode_uint,
 )
 
 pytestmark = pytest.mark.timeout(300)

@@ -116,6 +116,20 @@ def test_no_configuration_file_keeps_the_command_line_as_it_was() -> None:
     assert nothing.returncode == 2 and "say which cards" in nothing.stderr   # a usage error, as before
 
 
+def test_coaps_alone_is_a_server_on_udp_5684_unless_a_port_is_given(tmp_path: Path) -> None:
+    default = check("--sim", "--coaps")
+    assert default.returncode == 0, default.stderr
+    assert "\ncoaps = 5684\n" in default.stdout
+    chosen = check("--sim", "--coaps", "6684")
+    assert "\ncoaps = 6684\n" in chosen.stdout
+    path = tmp_path / "setls.toml"
+    path.write_text("[cards]\nsim = 1\n[servers]\ncoaps = 0\n")   # port 0 counts as a server too
+    assert server_config(build_parser().parse_args(["--config", str(path)])).servers.coaps == 0
+    assert check("--config", str(path)).returncode == 0
+    with pytest.raises(ConfigError, match="servers.coaps: 70000 is outside"):
+        load("[servers]\ncoaps = 70000\n")
+
+
 # -- the unit and its installation ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")

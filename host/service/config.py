@@ -1,8 +1,8 @@
 """The server's configuration: a TOML file (read with `tomllib`), then the command line over it.
 
     [cards]     readers = ["Virtual PCD 00 00"] or sim = 1, identity, pin_file, missing = "wait"
-    [servers]   bind = ["127.0.0.1", "::1"], https = 8443, coaps_tcp = 5684, tls_echo = 8444,
-                record_layer = "card" | "host"
+    [servers]   bind = ["127.0.0.1", "::1"], https = 8443, coaps_tcp = 5684, coaps = 5684 (UDP),
+                tls_echo = 8444, record_layer = "card" | "host"
     [limits]    hello_timeout, per_address, per_address_handshakes, handshake_timeout, idle_timeout, backlog
     [logging]   level = "info" | "debug" | "warning" | "error", format = "text" | "json"
     [metrics]   port, bind (read by the metrics endpoint)
@@ -129,6 +129,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "bind": Key(_addresses, "addresses to listen on"),
         "https": Key(PORT, "HTTPS port"),
         "coaps_tcp": Key(PORT, "CoAP over TLS port (RFC 8323)"),
+        "coaps": Key(PORT, "CoAP over DTLS UDP port (RFC 7252; 5684 is CoAP's)"),
         "tls_echo": Key(PORT, "TLS echo port"),
         "record_layer": Key(_choice("card", "host"), "who protects records after the handshake"),
     },
@@ -183,6 +184,7 @@ class ServersConfig:
     bind: list[str] | None = None     # None: both loopbacks (host.server.DEFAULT_BIND)
     https: int | None = None
     coaps_tcp: int | None = None
+    coaps: int | None = None          # UDP
     tls_echo: int | None = None
     record_layer: str = "card"
 
