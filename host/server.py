@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from host.apps.echo import echo_application
+from host.apps.echo import dtls_echo_application, echo_application
 from host.card.commands import CardOpenError, SeTlsCard, open_cards
 from host.card.cost_model import MissingCost
 from host.card.errors import CardRefusedError
@@ -37,6 +37,7 @@ from host.iso7816.channel import Channel, ChannelError
 from host.logs import RateLimit
 from host.logs import setup as setup_logging
 from host.provision import DEFAULT_SUITES, DEMO_PIN, IdentitySpec, parse_suites, personalise_simulated
+from host.dtls import DtlsConfig, DtlsServer
 from host.se_tls import Admission, Application, CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem
 from host.service import config as configuration
 from host.service.config import ConfigError, ServerConfig
@@ -201,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="addresses to listen on, repeatable or comma-separated (default: 127.0.0.1 and ::1; "
                               "0.0.0.0 = all IPv4, :: = all IPv6 and IPv4)")
     servers.add_argument("--tls-echo", type=tcp_port, metavar="PORT", help="TLS echo server")
+    servers.add_argument("--dtls-echo", type=tcp_port, metavar="PORT", help="DTLS 1.2 echo server (UDP)")
+    servers.add_argument("--dtls-mtu", type=positive(int), metavar="BYTES",
+                         help="bytes per datagram the DTLS server fragments its flights to (default 1200)")
     servers.add_argument("--https", type=tcp_port, metavar="PORT", help="HTTPS server")
     servers.add_argument("--coaps-tcp", type=tcp_port, metavar="PORT", help="CoAP over TLS (RFC 8323)")
     servers.add_argument("--record-layer", choices=("card", "host"),
@@ -238,6 +242,7 @@ OVERRIDES = {
     "sim": "cards.sim", "reader": "cards.readers", "identity": "cards.identity", "export_keys": "cards.export_keys",
     "client_auth": "cards.client_auth", "client_dates": "cards.client_dates", "suites": "cards.suites",
     "sim_speed": "cards.sim_speed", "bind": "servers.bind", "tls_echo": "servers.tls_echo", "https": "servers.https",
+    "dtls_echo": "servers.dtls_echo", "dtls_mtu": "servers.dtls_mtu",
     "coaps_tcp": "servers.coaps_tcp", "record_layer": "servers.record_layer", "metrics_port": "metrics.port",
     "hello_timeout": "limits.hello_timeout", "per_address": "limits.per_address",
     "per_address_handshakes": "limits.per_address_handshakes",
@@ -266,9 +271,11 @@ def check_config(config: ServerConfig, cli_pin: str | None) -> str:
     if not cards.sim and not cards.readers:
         raise ConfigError(f"say which cards: --sim [N] or --reader NAME (cards.sim or cards.readers{where})")
     servers = config.servers
-    if servers.https is None and servers.coaps_tcp is None and servers.tls_echo is None:
-        raise ConfigError(f"no server to run: give --tls-echo, --https or --coaps-tcp "
-                          f"(servers.tls_echo, servers.https or servers.coaps_tcp{where})")
+    if servers.https is None and servers.coaps_tcp is None and servers.tls_echo is None and servers.dtls_echo is None:
+        raise ConfigError(f"no server to run: give --tls-echo, --dtls-echo, --https or --coaps-tcp "
+                          f"(servers.tls_echo, servers.dtls_echo, servers.https or servers.coaps_tcp{where})")
+    if servers.dtls_mtu < 256:
+        raise ConfigError(f"--dtls-mtu {servers.dtls_mtu} is below 256 bytes: give 256 or more")
     if cards.sim_speed and not cards.sim:
         raise ConfigError("--sim-speed paces simulated cards: give --sim as well")
     if cards.suites is not None:
@@ -356,7 +363,8 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
         per_address=limits.per_address, per_address_handshakes=limits.per_address_handshakes)
     listeners = []
     apps = application_servers(config, tandem)
-    if not apps:
+    dtls_servers = await start_dtls(config, tandem)
+    if not apps and not dtls_servers:
         raise CardOpenError("no server to run: give --tls-echo, --https or --coaps-tcp")
     bind = config.servers.bind
     endpoints = []
@@ -398,6 +406,8 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
     notifier.stopping()
     for listener in listeners:
         listener.close()
+    for dtls_server in dtls_servers:
+        await dtls_server.close()
     for task in tasks:
         task.cancel()
     if limit is not None:
@@ -405,6 +415,28 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
 
 
 STATUS_INTERVAL = 5.0   # seconds between STATUS= checks without a watchdog
+
+
+async def start_dtls(config: ServerConfig, tandem: TlsTandem) -> list[DtlsServer]:
+    """The DTLS servers (UDP) on every bind address: for now the echo server (--dtls-echo)."""
+    servers = config.servers
+    if servers.dtls_echo is None:
+        return []
+    dtls_config = DtlsConfig(mtu=servers.dtls_mtu, idle=config.limits.idle_timeout)
+    started = []
+    for address in listen_addresses(servers.bind):
+        server = DtlsServer(tandem, dtls_echo_application, dtls_config)
+        try:
+            await server.start(address, servers.dtls_echo)
+        except OSError as exc:
+            if servers.bind is None and address == "::1" and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                continue
+            raise CardOpenError(f"cannot listen on udp {endpoint(address, servers.dtls_echo)}: "
+                                f"{listen_error(exc)}") from None
+        log.info("dtls-echo listening on udp %s (MTU %d, record layer in the %s)",
+                 endpoint(address, server.port), servers.dtls_mtu, servers.record_layer)
+        started.append(server)
+    return started
 
 
 async def report_status(notifier: Notifier, status: Callable[[], str], interval: float) -> None:

@@ -129,6 +129,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "https": Key(PORT, "HTTPS port"),
         "coaps_tcp": Key(PORT, "CoAP over TLS port (RFC 8323)"),
         "tls_echo": Key(PORT, "TLS echo port"),
+        "dtls_echo": Key(PORT, "DTLS echo port (UDP, RFC 6347)"),
+        "dtls_mtu": Key(_int(256), "bytes per datagram the DTLS server's flights are fragmented to"),
         "record_layer": Key(_choice("card", "host"), "who protects records after the handshake"),
     },
     "limits": {
@@ -180,6 +182,8 @@ class ServersConfig:
     https: int | None = None
     coaps_tcp: int | None = None
     tls_echo: int | None = None
+    dtls_echo: int | None = None
+    dtls_mtu: int = 1200
     record_layer: str = "card"
 
 

@@ -52,7 +52,9 @@ final class ClientHelloParser {
     private static final byte HOST_NAME = 21;         // the first host_name, matched as it passes
     private static final byte OTHER_NAME = 22;        // another name, skipped
     private static final byte DONE = 23;
-    private static final byte[] SIZES = {4, 2, 32, 1, 0, 2, 2, 1, 1, 2, 4, 2, 2, 1, 1, 2, 2, 1, 0, 2, 3, 0, 0, 0};
+    private static final byte COOKIE_LENGTH = 24;     // DTLS (RFC 6347 4.2.1): cookie<0..2^8-1>
+    private static final byte COOKIE = 25;            // skipped (the host checked it)
+    private static final byte[] SIZES = {4, 2, 32, 1, 0, 2, 2, 1, 1, 2, 4, 2, 2, 1, 1, 2, 2, 1, 0, 2, 3, 0, 0, 0, 1, 0};
     // The structure each step's bytes count against: none (the header), the message body, the
     // extensions block, the current extension, the current list, the current server name.
     private static final byte IN_NOTHING = 0;
@@ -61,7 +63,7 @@ final class ClientHelloParser {
     private static final byte IN_EXTENSION = 3;
     private static final byte IN_LIST = 4;
     private static final byte IN_NAME = 5;
-    private static final byte[] CONTAINERS = {0, 1, 1, 1, 4, 1, 4, 1, 4, 1, 2, 3, 4, 3, 4, 3, 4, 3, 3, 3, 4, 5, 5, 0};
+    private static final byte[] CONTAINERS = {0, 1, 1, 1, 4, 1, 4, 1, 4, 1, 2, 3, 4, 3, 4, 3, 4, 3, 3, 3, 4, 5, 5, 0, 1, 4};
 
     /** What the hello said, as bits of {@link #facts()}. */
     static final short F_SCSV = 0x0001;               // TLS_EMPTY_RENEGOTIATION_INFO_SCSV offered
@@ -326,7 +328,14 @@ final class ClientHelloParser {
                 if (first > 32) {
                     alert.raise(Tls.ALERT_DECODE_ERROR); // SessionID is opaque<0..32>
                 }
-                openListInMessage(first, first == 0 ? SUITES_LENGTH : SESSION_ID);
+                openListInMessage(first, first != 0 ? SESSION_ID : afterSessionId());
+                break;
+            case COOKIE_LENGTH:
+                if (first == 0) {
+                    // The host answers a cookie-less ClientHello itself (HelloVerifyRequest).
+                    alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
+                }
+                openListInMessage(first, COOKIE);
                 break;
             case SUITES_LENGTH:
                 if (value == 0 || (value & 1) != 0) {
@@ -506,6 +515,11 @@ final class ClientHelloParser {
         }
     }
 
+    /** DTLS's ClientHello has the cookie after the session_id (RFC 6347 4.2.1). */
+    private byte afterSessionId() {
+        return st[Transients.DTLS_MODE] != 0 ? COOKIE_LENGTH : SUITES_LENGTH;
+    }
+
     /** Skips what is left of the current extension, or goes on with the next one. */
     private void endOrSkipExtension() {
         if (st[ST_EXTENSION] != 0) {
@@ -517,6 +531,8 @@ final class ClientHelloParser {
 
     private void afterSkip(byte step) {
         if (step == SESSION_ID) {
+            st[ST_STEP] = afterSessionId();
+        } else if (step == COOKIE) {
             st[ST_STEP] = SUITES_LENGTH;
         } else if (step == HOST_NAME || step == OTHER_NAME) {
             if (st[ST_LIST] != 0) {
