@@ -24,6 +24,7 @@ from host.card.numbers import (
     COUNTERS_RESET,
     MAX_IDENTITIES,
     TRANSCRIPT_COPY_CONTENT_TYPE,
+    UNPROTECT_DROPPED,
     UNPROTECT_REJECTED,
     AppletStatus,
     Cla,
@@ -452,6 +453,8 @@ class SeTlsCard:
                 answers = []
         if not answers:
             answers = self._unprotect_in_pieces(record, h)
+        if answers == [bytes([UNPROTECT_DROPPED])]:
+            raise RecordDropped("the card dropped the DTLS record (a replay, another epoch, or a bad MAC)")
         for answer in answers:
             if answer[:1] == bytes([UNPROTECT_REJECTED]):  # its description, then the alert to send
                 self._conversations.pop(h, None)   # the card ended the session

@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 
-from host.tls.numbers import CipherSuite, ContentType
+from host.tls.numbers import DTLS10, DTLS12, DTLS_HS_HEADER_SIZE, DTLS_RECORD_HEADER_SIZE, CipherSuite, ContentType
 from host.tls.protection import SessionKeys
 
-DTLS12 = 0xFEFD
-DTLS10 = 0xFEFF          # HelloVerifyRequest.server_version (RFC 6347 4.2.1)
-RECORD_HEADER_SIZE = 13  # type, version, epoch, sequence_number<6>, length
-HS_HEADER_SIZE = 12      # msg_type, length<3>, message_seq, fragment_offset<3>, fragment_length<3>
+RECORD_HEADER_SIZE = DTLS_RECORD_HEADER_SIZE
+HS_HEADER_SIZE = DTLS_HS_HEADER_SIZE
 HS_CLIENT_HELLO = 1
 HS_HELLO_VERIFY_REQUEST = 3
 HS_FINISHED = 20
