@@ -10,7 +10,9 @@ Layers, bottom up; a module imports only from its own package and those below it
                     the RecordLayers; DTLS belongs here too
   host.card         the applet's numbers and commands, the operator session's crypto, the EAP-TLS
                     transport, the error boundary (imports iso7816 and tls)
-  host.se_tls       the paper's API: TlsTandem, ServerTLS, GenericServer, CardSlot
+  host.se_tls       the paper's API: TlsTandem, ServerTLS, GenericServer, CardSlot; the pool's
+                    supervisor (cards lost and reopened) and its events
+  host.metrics      Prometheus metrics of the pool (prometheus_client): its events and state
   host.dtls         DTLS 1.2 over UDP on the same tandem: cookies, associations by address,
                     retransmission, the host's DTLS record layer (DtlsServer, DtlsAssociation)
   host.apps         device model, HTTPS (h11), CoAP over TLS, echo, the one pump loop

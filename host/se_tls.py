@@ -3,8 +3,11 @@
 - `CardSlot`: one card (a reader or a simulated card) with its own worker thread: all card I/O
   runs there, off the event loop, one APDU exchange after another. The card holds several TLS
   sessions, each named by a handle: the paper's InUse is lifted, sessions interleave on the card,
-  which is lent per operation. A card whose channel breaks is `lost`: it leaves the pool
-  (bringing it back is the service's job).
+  which is lent per operation. A card whose channel breaks is `lost`: it leaves the pool, and its
+  card-mode sessions are closed at once.
+- `CardSupervisor`: watches the pool (a `CardKeeper` per slot probes an idle card every few
+  seconds) and brings a lost card back when its keeper can reopen it (PIN verified again).
+- `PoolEvents`: what the pool reports as it happens (host.metrics counts it).
 - `TlsTandem`: the cards (one pool, shared by every server), the PIN, the identity and the record
   mode; `acquire()` lends a session of a card as a `CardLease` (a handle, and one of the card's
   handshake slots until the handshake ends; when every handle is taken the least recently used
@@ -26,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -62,6 +67,55 @@ class ClientNotReading(TimeoutError):
 
 class SessionEvicted(PeerClosed):
     """The session was closed to make room on its card: it may not use the card any more."""
+
+
+class PoolEvents:
+    """What the pool reports as it happens; this base ignores it all (host.metrics counts it).
+    Called on the event loop's thread."""
+
+    def handshake(self, outcome: str, card: str, suite: str, record_mode: str, seconds: float) -> None:
+        """A handshake ended: `outcome` is one of OUTCOMES; `card` "" when none was lent."""
+
+    def alert_sent(self, description: int) -> None:
+        """The server sent the client an alert (RFC 5246 7.2; close_notify included)."""
+
+    def alert_received(self, description: int) -> None:
+        """The client sent an alert."""
+
+    def card_error(self, card: str, reason: str) -> None:
+        """A card left the pool (its channel failed, it was removed or reset)."""
+
+    def card_reopened(self, card: str) -> None:
+        """A lost card came back: reopened and its PIN verified again."""
+
+
+# The outcomes of a connection's handshake, as PoolEvents.handshake and the status page name them.
+OUTCOMES = ("ok", "client_alert", "card_alert", "timeout", "client_left", "card_failed", "no_card",
+            "backlog_full", "address_limit", "bad_client_hello", "error")
+
+
+@dataclass
+class HandshakeRecord:
+    """One handshake, for the status page's recent list and latency plot."""
+
+    time: float          # wall clock (s since the epoch) at its end
+    client: str
+    card: str
+    outcome: str
+    suite: str
+    record_mode: str
+    seconds: float
+
+
+@dataclass
+class CardFacts:
+    """What the operator sees of a card (read by its CardKeeper when it is opened)."""
+
+    reader: str = ""
+    atr: str = ""                # hex
+    subject: str = ""            # the identity's certificate subject (RFC 4514)
+    not_after: str = ""          # the certificate's expiry, ISO 8601 UTC
+    pin_tries_left: int | None = None
 
 
 class SessionCard(Protocol):
@@ -101,6 +155,7 @@ class SessionInfo:
     apdus: int = 0
     bytes_to_card: int = 0
     bytes_from_card: int = 0
+    started: float = field(default_factory=time.time)   # wall clock at accept
     # The commonName of the client certificate the card verified (None: no client certificate;
     # "" for one without a commonName), read from the card after the handshake (GET DATA).
     client_subject: str | None = None
@@ -110,30 +165,129 @@ class SessionInfo:
         return suite_name(self.suite)
 
 
+class CardKeeper(Protocol):
+    """How the supervisor checks and reopens one card (host.card.keeper implements it). `probe`
+    and `facts` run in the card's worker thread, `reopen` in a thread of its own."""
+
+    def probe(self, card: Any) -> int:
+        """Raises unless the card can serve (present, applet selected, PIN verified); returns the
+        PIN tries left."""
+        ...
+
+    def reopen(self, old: Any) -> SessionCard:
+        """The card opened anew and unlocked (without risking its PIN), or an exception saying why not."""
+        ...
+
+    def facts(self, card: Any) -> dict[str, Any]:
+        """CardFacts's fields, read from the card."""
+        ...
+
+
+class AbsentCard:
+    """The card of a slot whose card has not come yet: it answers nothing."""
+
+    session_slots = handshake_slots = 1
+
+    def traffic(self) -> tuple[int, int, int]:
+        return (0, 0, 0)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"no card yet: {name}")
+
+
 class CardSlot:
     """One card and the thread that talks to it: its APDU exchanges run one after another, whichever
     session they serve. The card's session handles are lent here (`free_handles`); the sessions in
-    their record phase are `established`, the candidates to close when a handle is needed."""
+    their record phase are `established`, the candidates to close when a handle is needed.
+    `generation` counts the card's comebacks: what was lent before one is not given back to it."""
 
-    def __init__(self, name: str, card: SessionCard) -> None:
+    def __init__(self, name: str, card: SessionCard, keeper: CardKeeper | None = None,
+                 facts: CardFacts | None = None) -> None:
         self.name = name
         self.card = card
+        self.keeper = keeper
+        self.facts = facts or CardFacts()
         self.lost = ""   # why the card was lost; "" while it serves
+        self.lost_since = 0.0
+        self.generation = 0
         self.session_slots = int(getattr(card, "session_slots", 1))
         self.handshake_slots = int(getattr(card, "handshake_slots", 1))
         self.free_handles: list[int] = list(range(self.session_slots))
         self.established: dict[int, CardLease] = {}
+        self.in_flight = 0          # card operations running now (the worker thread counts them)
+        self.busy_seconds = 0.0     # time the card spent on operations, since start
+        self.last_answer = time.monotonic()   # when an operation last completed without a channel error
+        self.handshaking = 0        # handshakes in progress on the card
+        self._traffic_base = (0, 0, 0)   # APDUs and bytes of the card's earlier incarnations
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"card-{name}")
 
+    @classmethod
+    def absent(cls, name: str, keeper: CardKeeper, why: str, facts: CardFacts | None = None) -> CardSlot:
+        """A card that is not there yet (its reader is empty): in the pool as lost, for the
+        supervisor to open once it comes."""
+        slot = cls(name, AbsentCard(), keeper, facts)
+        slot.lost, slot.lost_since = why or "not there", time.time()
+        return slot
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed, fn, *args)
+
+    def _timed(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs a card operation in the worker thread, its time counted as busy time."""
+        start, generation = time.monotonic(), self.generation
+        self.in_flight += 1
+        answered = False
+        try:
+            result = fn(*args)
+            answered = True
+            return result
+        except ChannelError:
+            raise
+        except Exception:   # the card answered (a refusal is an answer)
+            answered = True
+            raise
+        finally:
+            self.busy_seconds += time.monotonic() - start
+            if generation == self.generation:   # not an operation of the card's earlier incarnation
+                self.in_flight -= 1
+                if answered:
+                    self.last_answer = time.monotonic()
 
     def submit(self, fn: Callable[..., object], *args: Any) -> None:
         """Queues a card operation now, without waiting for it: it runs before any queued later."""
         try:
-            self._executor.submit(fn, *args)
+            self._executor.submit(self._timed, fn, *args)
         except RuntimeError:   # the worker is shut down: the server stops
             pass
+
+    @property
+    def busy(self) -> bool:
+        """The card runs an operation or a handshake now."""
+        return self.in_flight > 0 or self.handshaking > 0
+
+    def traffic(self) -> tuple[int, int, int]:
+        """APDUs, bytes to and from the card since start, over all its incarnations."""
+        try:
+            now = self.card.traffic()
+        except Exception:  # a card object that cannot say (it counts nothing)
+            now = (0, 0, 0)
+        return (self._traffic_base[0] + now[0], self._traffic_base[1] + now[1], self._traffic_base[2] + now[2])
+
+    def replace(self, card: SessionCard, facts: CardFacts) -> None:
+        """The card came back as `card` (reopened): a new worker thread, every handle free."""
+        self._traffic_base = self.traffic()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                               thread_name_prefix=f"card-{self.name}")
+        self.card, self.facts = card, facts
+        self.generation += 1
+        self.session_slots = int(getattr(card, "session_slots", 1))
+        self.handshake_slots = int(getattr(card, "handshake_slots", 1))
+        self.free_handles = list(range(self.session_slots))
+        self.established = {}
+        self.handshaking = 0
+        self.in_flight = 0
+        self.last_answer = time.monotonic()
 
     def least_recently_used(self) -> CardLease | None:
         """The established session that was idle longest, if any."""
@@ -162,13 +316,25 @@ class CardLease:
         self.closing = False       # the session may not use the card any more
         self.last_used = time.monotonic()
         self.layer: BoundedCardRecordLayer | None = None
+        self.generation = slot.generation   # the card's incarnation this lease belongs to
+        slot.handshaking += 1
+
+    @property
+    def current(self) -> bool:
+        """The card has not been lost and reopened since this lease was made."""
+        return self.generation == self.slot.generation
+
+    def _end_handshake(self) -> None:
+        self.handshaking = False
+        if self.current:
+            self.slot.handshaking -= 1
+            self.tandem._put_back(self.slot)
 
     def handshake_done(self) -> None:
         """Card mode: the handshake slot goes back; the session stays, idle between its records."""
         if self.handshaking:
-            self.handshaking = False
-            self.tandem._put_back(self.slot)
-        if not self.returned:
+            self._end_handshake()
+        if not self.returned and self.current:
             self.slot.established[self.handle] = self
 
     def release(self) -> None:
@@ -176,13 +342,13 @@ class CardLease:
             return
         self.returned = True
         self.closing = True
-        self.slot.established.pop(self.handle, None)
-        if not self.card_closed and not self.slot.lost and hasattr(self.slot.card, "close_session"):
-            self.slot.submit(self._close_on_card)
-        self.slot.free_handles.append(self.handle)
+        if self.current:
+            self.slot.established.pop(self.handle, None)
+            if not self.card_closed and not self.slot.lost and hasattr(self.slot.card, "close_session"):
+                self.slot.submit(self._close_on_card)
+            self.slot.free_handles.append(self.handle)
         if self.handshaking:
-            self.handshaking = False
-            self.tandem._put_back(self.slot)
+            self._end_handshake()
 
     def _close_on_card(self) -> None:
         try:
@@ -202,9 +368,18 @@ class CardLease:
         self.release()
 
     def lose(self, error: Exception) -> None:
-        """The card failed (its channel broke): out of the pool for good."""
-        self.tandem.lose(self.slot, str(error))
+        """The card failed (its channel broke): out of the pool until the supervisor brings it back."""
+        if self.current:
+            self.tandem.lose(self.slot, str(error))
         self.release()
+
+    def cut(self) -> None:
+        """The card is gone: the session may not use it any more and its connection is closed
+        (no close_notify can be protected without the card's keys: the client sees the end of
+        the stream at once rather than an idle timeout)."""
+        self.closing = True
+        if self.layer is not None:
+            self.layer.cut()
 
 
 class SessionOnCard:
@@ -276,6 +451,13 @@ class BoundedCardRecordLayer(_BoundedWrites, CardRecordLayer):
         close_connection(self._writer)
 
 
+    def cut(self) -> None:
+        """The card is gone: the connection is closed without an alert."""
+        if not self.closed:
+            self.closed = True
+            close_connection(self._writer)
+
+
 class BoundedHostRecordLayer(_BoundedWrites, HostRecordLayer):
     """Records protected by the host (tandem mode), writes bounded."""
 
@@ -283,8 +465,11 @@ class BoundedHostRecordLayer(_BoundedWrites, HostRecordLayer):
 class TlsTandem:
     """The paper's tls-tandem: cards that serve one identity, with a record mode."""
 
+    RECENT = 60   # handshakes kept for the status page
+
     def __init__(self, slots: list[CardSlot], identity: str = "server", record_mode: str = "card",
-                 timeouts: Timeouts | None = None, identity_subject: str = "") -> None:
+                 timeouts: Timeouts | None = None, identity_subject: str = "",
+                 events: PoolEvents | None = None) -> None:
         if record_mode not in ("card", "host"):
             raise ValueError("record mode is 'card' or 'host'")
         self.identity = identity
@@ -299,14 +484,49 @@ class TlsTandem:
             for _ in range(slot.handshake_slots):
                 self.free.put_nowait(slot)
         self.last_session: SessionInfo | None = None
+        self.events = events or PoolEvents()
+        self.sessions: dict[int, SessionInfo] = {}   # open sessions, by a number of their own
+        self.recent: deque[HandshakeRecord] = deque(maxlen=self.RECENT)
+        self.servers: list[ServerTLS] = []           # every server fed by this pool (their backlogs)
+        self._session_ids = itertools.count(1)
         self._all_lost = asyncio.Event()
+        if not self.serving:   # no card at start (a device booted without its card)
+            self._all_lost.set()
+
+    @property
+    def serving(self) -> list[CardSlot]:
+        """The cards in the pool now."""
+        return [slot for slot in self.slots if not slot.lost]
+
+    @property
+    def backlog(self) -> int:
+        """Connections waiting for a card, over every server."""
+        return sum(server.waiting for server in self.servers)
+
+    def handshake_ended(self, outcome: str, client: str, card: str = "", suite: str = "", record_mode: str = "",
+                        seconds: float = 0.0) -> None:
+        """Records a handshake's end for the status page and tells the events."""
+        self.recent.append(HandshakeRecord(time.time(), client, card, outcome, suite, record_mode, seconds))
+        self.events.handshake(outcome, card, suite, record_mode, seconds)
+
+    def session_opened(self, info: SessionInfo) -> int:
+        key = next(self._session_ids)
+        self.sessions[key] = info
+        return key
+
+    def session_closed(self, key: int) -> None:
+        self.sessions.pop(key, None)
 
     async def acquire(self, timeout: float) -> CardLease:
         """A session on the next card with a free handshake slot (first come, first served across
         every server of the pool), on a free handle of it or, when every handle is taken, on the
         handle of its least recently used idle session, closed with close_notify to make room;
         TimeoutError after `timeout`, NoCardError at once when every card is lost."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         slot = await self._handshake_slot(timeout)
+        while slot.lost:   # a turn of a card lost while it waited in the queue: dropped
+            slot = await self._handshake_slot(max(0.0, deadline - loop.time()))
         if slot.free_handles:
             return CardLease(self, slot, slot.free_handles.pop(0))
         victim = slot.least_recently_used()
@@ -351,14 +571,39 @@ class TlsTandem:
             self._put_back(get.result())
 
     def lose(self, slot: CardSlot, reason: str) -> None:
-        """Takes a failed card out of the pool (one log line per card)."""
+        """Takes a failed card out of the pool (one log line per card): its card-mode sessions are
+        closed at once, its handshakes fail on their next operation."""
         if slot.lost:
             return
         slot.lost = reason or "its channel failed"
-        working = [s for s in self.slots if not s.lost]
+        slot.lost_since = time.time()
+        working = self.serving
         log.error("card %s lost: %s; %d card(s) left in the pool", slot.name, slot.lost, len(working))
+        self.events.card_error(slot.name, slot.lost)
+        for lease in list(slot.established.values()):
+            lease.cut()
+        slot.established.clear()
         if not working:
+            log.error("no card left: new connections get a fatal internal_error alert until a card comes back")
             self._all_lost.set()
+
+    def revive(self, slot: CardSlot, card: SessionCard, facts: CardFacts) -> None:
+        """A lost card came back (reopened, PIN verified): in the pool again with every handle free."""
+        if not slot.lost:
+            return
+        slot.replace(card, facts)
+        slot.lost = ""
+        kept = []   # turns of the card's earlier incarnation are dropped from the queue
+        while not self.free.empty():
+            queued = self.free.get_nowait()
+            if queued is not slot:
+                kept.append(queued)
+        for queued in kept + [slot] * slot.handshake_slots:
+            self.free.put_nowait(queued)
+        self._all_lost.clear()
+        log.warning("card %s is back: reopened and its PIN verified; %d card(s) in the pool", slot.name,
+                    len(self.serving))
+        self.events.card_reopened(slot.name)
 
     def _lost_reasons(self) -> str:
         return "every card is lost (" + "; ".join(f"{s.name}: {s.lost}" for s in self.slots) + ")"
@@ -452,8 +697,9 @@ class GenericServer:
     the record error's, internal_error for a failure of ours), logged in one line, and the record
     layer gives the card back. `serve()` returns the exception that ended the session, if any."""
 
-    def __init__(self, application: Application) -> None:
+    def __init__(self, application: Application, events: PoolEvents | None = None) -> None:
         self.application = application
+        self.events = events or PoolEvents()
 
     async def serve(self, layer: RecordLayer, info: SessionInfo) -> Exception | None:
         alert = AlertDescription.CLOSE_NOTIFY
@@ -469,6 +715,8 @@ class GenericServer:
             log.info("%s idle for %.0f s: closed", info.peer, layer.idle_timeout)
         except TlsAlert as exc:
             log.info("%s: %s", info.peer, exc)
+            if isinstance(exc, RemoteAlert):
+                self.events.alert_received(exc.description)
         except RecordError as exc:
             log.info("%s: %s", info.peer, exc)
             alert = exc.alert
@@ -483,7 +731,8 @@ class GenericServer:
             log.debug("%s: the application's traceback", info.peer, exc_info=True)
             ended, alert = exc, AlertDescription.INTERNAL_ERROR
         finally:
-            await layer.close(alert)
+            if await layer.close(alert):
+                self.events.alert_sent(alert)
         return ended
 
 
@@ -491,6 +740,21 @@ def card_lost(error: Exception) -> bool:
     """The card's channel is gone (the reader, the card or the simulator failed), not merely one
     exchange: a command too long for it, or one response cut short, leave the card in the pool."""
     return isinstance(error, ChannelError) and not isinstance(error, (CommandTooLongError, IncompleteResponseError))
+
+
+def handshake_outcome(error: Exception) -> str:
+    """The outcome (one of OUTCOMES) of a handshake that failed with `error`."""
+    if isinstance(error, RemoteAlert):
+        return "client_alert"
+    if isinstance(error, LocalAlert):
+        return "card_alert"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, (HandshakeFailed, ConnectionError)):
+        return "client_left"
+    if isinstance(error, (ChannelError, TransportError)):
+        return "card_failed"
+    return "error"
 
 
 def handshake_alert(error: Exception) -> AlertDescription | None:
@@ -627,6 +891,16 @@ class ServerTLS:
     admission: Admission[asyncio.StreamWriter] = field(default_factory=Admission)
     queued: set[asyncio.StreamReader] = field(default_factory=set, init=False)   # first flight there, no card yet
 
+    def __post_init__(self) -> None:
+        self.tandem.servers.append(self)
+        if type(self.server.events) is PoolEvents:   # the pool's events, unless the server has its own
+            self.server.events = self.tandem.events
+
+    def _alert(self, writer: asyncio.StreamWriter, description: AlertDescription) -> None:
+        """A fatal alert in the clear (before the handshake ends), counted (before it goes out)."""
+        self.tandem.events.alert_sent(description)
+        writer.write(alert_record(description))
+
     @property
     def waiting(self) -> int:
         """Connections waiting for a card whose client is still there (its end of stream may have
@@ -657,7 +931,8 @@ class ServerTLS:
                 log.warning("%s %s: %d connections of its address already wait for a card or are in their "
                             "handshake: alert internal_error sent", self.name, peer,
                             self.admission.per_address_handshakes)
-                writer.write(alert_record(AlertDescription.INTERNAL_ERROR))
+                self.tandem.handshake_ended("address_limit", peer)
+                self._alert(writer, AlertDescription.INTERNAL_ERROR)
                 return
             claimed = True
 
@@ -700,13 +975,16 @@ class ServerTLS:
         except TimeoutError:
             log.info("%s %s: handshake timed out: no complete ClientHello within %.0f s: closed", self.name, peer,
                      timeout)
+            self.tandem.handshake_ended("timeout", peer)
             return None
         except RecordError as exc:
             log.info("%s %s: %s: alert %s sent", self.name, peer, exc, exc.alert.name.lower())
-            writer.write(alert_record(exc.alert))
+            self.tandem.handshake_ended("bad_client_hello", peer)
+            self._alert(writer, exc.alert)
             return None
         if first.alert:
             log.info("%s %s: the client sent an alert instead of a ClientHello", self.name, peer)
+            self.tandem.handshake_ended("client_alert", peer)
             return None
         return first.data
 
@@ -719,7 +997,8 @@ class ServerTLS:
             # A fatal internal_error (RFC 5246 7.2.2: a failure unrelated to the peer) rather than
             # a bare close: the client can tell "busy" from a broken network.
             log.warning("%s backlog full (%d): connection from %s closed", self.name, self.backlog, peer)
-            writer.write(alert_record(AlertDescription.INTERNAL_ERROR))
+            self.tandem.handshake_ended("backlog_full", peer)
+            self._alert(writer, AlertDescription.INTERNAL_ERROR)
             return None
         self.queued.add(reader)
         acquire = asyncio.ensure_future(self.tandem.acquire(self.tandem.timeouts.backlog_wait))
@@ -741,9 +1020,11 @@ class ServerTLS:
         except TimeoutError:
             log.warning("%s %s: no card free within %.0f s: closed", self.name, peer,
                         self.tandem.timeouts.backlog_wait)
+            self.tandem.handshake_ended("timeout", peer)
         except NoCardError as exc:
             log.warning("%s %s: no card can serve: %s: alert internal_error sent", self.name, peer, exc)
-            writer.write(alert_record(AlertDescription.INTERNAL_ERROR))
+            self.tandem.handshake_ended("no_card", peer)
+            self._alert(writer, AlertDescription.INTERNAL_ERROR)
         except ConnectionError as exc:
             log.info("%s %s: client closed the connection during the handshake (waiting for a card): %s",
                      self.name, peer, exc)
@@ -758,10 +1039,13 @@ class ServerTLS:
     async def _session(self, lease: CardLease, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                        first: bytes, handshake_over: Callable[[], None]) -> None:
         peer = peer_of(writer)[1]
+        start = time.monotonic()
         try:
             layer, info = await self.tandem.open_session(reader, writer, lease, first)
         except Exception as exc:
             self._handshake_failed(lease, writer, peer, exc)
+            self.tandem.handshake_ended(handshake_outcome(exc), peer, lease.slot.name, "", self.tandem.record_mode,
+                                        time.monotonic() - start)
             return
         finally:
             handshake_over()   # the address's claim (Admission) ends with the handshake
@@ -769,7 +1053,13 @@ class ServerTLS:
                  info.peer, info.card, info.suite_name, info.record_mode, info.handshake_seconds, info.apdus,
                  info.bytes_to_card, info.bytes_from_card,
                  "-" if info.client_subject is None else repr(info.client_subject))
-        ended = await self.server.serve(layer, info)   # in card mode the session stays the card's until the end
+        self.tandem.handshake_ended("ok", info.peer, info.card, info.suite_name, info.record_mode,
+                                    info.handshake_seconds)
+        key = self.tandem.session_opened(info)
+        try:
+            ended = await self.server.serve(layer, info)   # in card mode the session stays the card's until the end
+        finally:
+            self.tandem.session_closed(key)
         if ended is not None and card_lost(ended):
             lease.lose(ended)
 
@@ -777,7 +1067,11 @@ class ServerTLS:
         """One line, and the alert that is due, for a handshake that failed; a lost card leaves the pool."""
         alert = handshake_alert(exc)
         if alert is not None and not writer.transport.is_closing():
-            writer.write(alert_record(alert))
+            self._alert(writer, alert)
+        elif isinstance(exc, LocalAlert):   # the card's alert went out in its flight
+            self.tandem.events.alert_sent(exc.description)
+        if isinstance(exc, RemoteAlert):
+            self.tandem.events.alert_received(exc.description)
         sent = f": alert {alert.name.lower()} sent" if alert is not None else ""
         if isinstance(exc, ChannelError):
             log.warning("%s %s: the card failed during the handshake: %s%s", self.name, peer, exc, sent)
@@ -789,3 +1083,87 @@ class ServerTLS:
             log.warning("%s %s: %s%s", self.name, peer, exc, sent)
         else:
             log.error("%s %s: handshake failed on an unexpected error%s", self.name, peer, sent, exc_info=exc)
+
+
+class CardSupervisor:
+    """Watches the pool's cards and brings lost ones back.
+
+    Every `interval` seconds: a card that answered nothing for that long is probed by its keeper
+    (one APDU exchange, queued behind the card's other operations); a failure or no answer within
+    `probe_timeout` takes it out of the pool (`TlsTandem.lose`: its card-mode sessions closed at
+    once). A lost card's keeper is asked to reopen it, every interval until it comes back
+    (`TlsTandem.revive`); why it cannot is logged once per reason, not once per try. Cards
+    without a keeper are neither probed nor reopened."""
+
+    def __init__(self, tandem: TlsTandem, interval: float = 2.0, probe_timeout: float = 10.0,
+                 reopen_timeout: float = 30.0) -> None:
+        self.tandem = tandem
+        self.interval = interval
+        self.probe_timeout = probe_timeout
+        self.reopen_timeout = reopen_timeout
+        self.rounds = 0                       # completed rounds
+        self._last_round: float | None = None
+        self._why_not: dict[str, str] = {}    # card -> the last reason it could not be reopened
+
+    async def run(self) -> None:
+        """Checks the pool every interval, until cancelled."""
+        self._last_round = time.monotonic()
+        while True:
+            await self.check()
+            self._last_round = time.monotonic()
+            await asyncio.sleep(self.interval)
+
+    def stalled(self) -> str | None:
+        """None while the supervisor completes its rounds (a watchdog's liveness check, whatever
+        the number of cards), else why not. A round waits at most for its probes' and reopenings'
+        timeouts."""
+        if self._last_round is None:
+            return "not started"
+        late = time.monotonic() - self._last_round
+        bound = self.interval + self.probe_timeout + 2 * self.reopen_timeout
+        return f"no round for {late:.0f} s" if late > bound else None
+
+    async def check(self) -> None:
+        """One round over every card."""
+        await asyncio.gather(*(self._check(slot) for slot in self.tandem.slots if slot.keeper is not None))
+        self.rounds += 1
+
+    async def _check(self, slot: CardSlot) -> None:
+        if slot.lost:
+            await self._reopen(slot)
+            return
+        quiet = time.monotonic() - slot.last_answer
+        if slot.in_flight > 0:   # an operation runs: the card is alive unless it hangs
+            if quiet > self.probe_timeout:
+                self.tandem.lose(slot, f"no answer for {quiet:.0f} s")
+            return
+        if quiet < self.interval:
+            return
+        keeper, generation = slot.keeper, slot.generation
+        assert keeper is not None
+        try:
+            tries = await asyncio.wait_for(slot.run(keeper.probe, slot.card), self.probe_timeout)
+        except TimeoutError:
+            reason = f"no answer within {self.probe_timeout:.0f} s"
+        except Exception as exc:   # the keeper says why the card cannot serve
+            reason = str(exc) or type(exc).__name__
+        else:
+            slot.facts.pin_tries_left = tries
+            return
+        if slot.generation == generation:
+            self.tandem.lose(slot, reason)
+
+    async def _reopen(self, slot: CardSlot) -> None:
+        keeper, old = slot.keeper, slot.card
+        assert keeper is not None
+        try:
+            card = await asyncio.wait_for(asyncio.to_thread(keeper.reopen, old), self.reopen_timeout)
+            facts = CardFacts(**await asyncio.wait_for(asyncio.to_thread(keeper.facts, card), self.reopen_timeout))
+        except Exception as exc:   # not back yet, or never (the keeper says which, and keeps saying it)
+            reason = str(exc) or type(exc).__name__
+            if self._why_not.get(slot.name) != reason:
+                self._why_not[slot.name] = reason
+                log.warning("card %s not reopened: %s", slot.name, reason)
+            return
+        self._why_not.pop(slot.name, None)
+        self.tandem.revive(slot, card, facts)

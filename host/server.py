@@ -31,14 +31,26 @@ from host.apps.echo import dtls_echo_application, echo_application
 from host.card.commands import CardOpenError, SeTlsCard, open_cards
 from host.card.cost_model import MissingCost
 from host.card.errors import CardRefusedError
+from host.card.keeper import ChannelKeeper, ReaderKeeper
 from host.card.numbers import Policy
 from host.card.sim_speed import paced_simulator
+from host.dtls import DtlsConfig, DtlsServer
 from host.iso7816.channel import Channel, ChannelError
 from host.logs import RateLimit
 from host.logs import setup as setup_logging
+from host.metrics import PoolMetrics, serve_metrics
 from host.provision import DEFAULT_SUITES, DEMO_PIN, IdentitySpec, parse_suites, personalise_simulated
-from host.dtls import DtlsConfig, DtlsServer
-from host.se_tls import Admission, Application, CardSlot, GenericServer, ServerTLS, Timeouts, TlsTandem
+from host.se_tls import (
+    Admission,
+    Application,
+    CardFacts,
+    CardSlot,
+    CardSupervisor,
+    GenericServer,
+    ServerTLS,
+    Timeouts,
+    TlsTandem,
+)
 from host.service import config as configuration
 from host.service.config import ConfigError, ServerConfig
 from host.service.notify import Liveness, Notifier, watchdog, watchdog_interval
@@ -211,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="who protects records after the handshake (host = tandem mode; default card)")
     servers.add_argument("--metrics-port", type=tcp_port, metavar="PORT",
                          help="the Prometheus endpoint's port (on metrics.bind, 127.0.0.1 by default)")
+    servers.add_argument("--metrics-bind", metavar="ADDR",
+                         help=f"the Prometheus endpoint's address (default {defaults.metrics.bind}: this machine "
+                              f"only)")
     limits = parser.add_argument_group("limits")
     lim = defaults.limits
     limits.add_argument("--hello-timeout", type=positive(float), metavar="S",
@@ -230,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {lim.idle_timeout:g})")
     limits.add_argument("--backlog", type=positive(int),
                         help=f"connections with a ClientHello waiting for a card (default {lim.backlog})")
+    cards.add_argument("--card-check", type=positive(float), metavar="S",
+                       help=f"an idle card is probed, a lost one reopened, this often "
+                            f"(default {defaults.cards.check_interval:g})")
     logs = parser.add_argument_group("logging")
     logs.add_argument("--log-format", choices=("text", "json"),
                       help="text (default): one line per connection and event; json: one JSON object per line")
@@ -244,6 +262,7 @@ OVERRIDES = {
     "sim_speed": "cards.sim_speed", "bind": "servers.bind", "tls_echo": "servers.tls_echo", "https": "servers.https",
     "dtls_echo": "servers.dtls_echo", "dtls_mtu": "servers.dtls_mtu",
     "coaps_tcp": "servers.coaps_tcp", "record_layer": "servers.record_layer", "metrics_port": "metrics.port",
+    "metrics_bind": "metrics.bind", "card_check": "cards.check_interval",
     "hello_timeout": "limits.hello_timeout", "per_address": "limits.per_address",
     "per_address_handshakes": "limits.per_address_handshakes",
     "handshake_timeout": "limits.handshake_timeout", "idle_timeout": "limits.idle_timeout",
@@ -317,6 +336,22 @@ def check_identity(card: SeTlsCard, config: ServerConfig) -> None:
         raise CardOpenError(f"the PIN of identity {identity!r} on card {card.name} is not verified")
 
 
+def guard(identity: str, pin: str, refused: RefusedPins) -> Callable[[SeTlsCard, bytes | None], bytes]:
+    """The PIN guard of host.service.pin bound to the identity and PIN, as the keepers call it."""
+    def guarded(card: SeTlsCard, expected: bytes | None) -> bytes:
+        return unlock(card, identity, pin, refused, expected_key=expected)
+    return guarded
+
+
+def card_keeper(card: SeTlsCard, identity: str, pin: str, refused: RefusedPins, key: bytes) -> ChannelKeeper:
+    """What probes the unlocked `card` and reopens it after a removal or reset (host.card.keeper),
+    unlocking it with the PIN guard, for the identity key `key` only."""
+    reader = card.session.channel.reader
+    if reader:
+        return ReaderKeeper(reader, guard(identity, pin, refused), key, final=(PinRefusal,))
+    return ChannelKeeper(guard(identity, pin, refused), key, final=(PinRefusal,))
+
+
 def simulator_layer(config: ServerConfig) -> Callable[[Channel], Channel] | None:
     if not config.cards.sim_speed:
         return None
@@ -359,6 +394,18 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
     timeouts = Timeouts(handshake=limits.handshake_timeout, idle=limits.idle_timeout, hello=limits.hello_timeout)
     tandem = TlsTandem(slots, identity=config.cards.identity, record_mode=record_layer, timeouts=timeouts,
                        identity_subject=subject)
+    metrics = PoolMetrics()
+    metrics.attach(tandem)
+    metrics_server = None
+    if config.metrics.port is not None:
+        try:
+            metrics_server, _ = serve_metrics(metrics, config.metrics.port, config.metrics.bind)
+        except OSError as exc:
+            raise CardOpenError(f"cannot serve metrics on {endpoint(config.metrics.bind, config.metrics.port)}: "
+                                f"{listen_error(exc)}") from None
+    supervisor = CardSupervisor(tandem, interval=config.cards.check_interval)
+    supervising = asyncio.ensure_future(supervisor.run())
+    liveness.register("card supervisor", supervisor.stalled)
     admission: Admission[asyncio.StreamWriter] = Admission(
         per_address=limits.per_address, per_address_handshakes=limits.per_address_handshakes)
     listeners = []
@@ -404,6 +451,9 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     notifier.stopping()
+    supervising.cancel()
+    if metrics_server is not None:
+        metrics_server.shutdown()
     for listener in listeners:
         listener.close()
     for dtls_server in dtls_servers:
@@ -485,6 +535,9 @@ def run(config: ServerConfig, cli_pin: str | None, limit: RateLimit, notifier: N
     with contextlib.ExitStack() as stack:
         cards, missing = open_pool(stack, config)
         pin = find_pin(cli_pin, config.cards.pin_file, simulated, DEMO_PIN, identity) if cards else None
+        if pin is None and missing:   # a card may come later: its PIN is needed then (no prompt now)
+            with contextlib.suppress(CardOpenError):
+                pin = find_pin(cli_pin, config.cards.pin_file, simulated, DEMO_PIN, identity, prompt=False)
         if pin is not None:
             log.info("PIN of identity %r from %s", identity, pin.source)
         if simulated and pin is not None:
@@ -498,9 +551,15 @@ def run(config: ServerConfig, cli_pin: str | None, limit: RateLimit, notifier: N
         slots = []
         for i, card in enumerate(cards):
             assert pin is not None
-            unlock(card, identity, pin.value, refused)
+            key = unlock(card, identity, pin.value, refused)
             check_identity(card, config)
-            slots.append(CardSlot(f"{i}:{card.name}", card))
+            keeper = card_keeper(card, identity, pin.value, refused, key)
+            slots.append(CardSlot(f"{i}:{card.name}", card, keeper, CardFacts(**keeper.facts(card))))
+        if pin is not None:   # a reader whose card is not there yet: in the pool as lost, its card awaited
+            for reader, why in list(missing.items()):
+                keeper = ReaderKeeper(reader, guard(identity, pin.value, refused), None, final=(PinRefusal,))
+                slots.append(CardSlot.absent(f"{len(slots)}:{reader}", keeper, why, CardFacts(reader=reader)))
+                del missing[reader]
         subject = cards[0].certificate_subject(cards[0].slot or 0) if cards else ""
         if cards:
             log.info("identity %r: %s, PIN verified on %d card(s)", identity, subject, len(cards))

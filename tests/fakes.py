@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from host.se_tls import SessionInfo
+from host.se_tls import HandshakeRecord, SessionInfo
 from host.tls.numbers import TLS12
 from host.tls.record_layer import RecordLayer
 from host.tls.records import Record
@@ -24,6 +24,8 @@ class Tandem:
     slots: list[Slot] = field(default_factory=lambda: [Slot("0:jcardsim")])
     last_session: SessionInfo | None = None
     identity_subject: object = "CN=localhost"
+    sessions: dict[int, SessionInfo] = field(default_factory=dict)
+    recent: list[HandshakeRecord] = field(default_factory=list)
 
 
 class PlainRecordLayer(RecordLayer):

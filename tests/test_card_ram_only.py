@@ -26,7 +26,7 @@ from tls12_client import CBC_SUITE, CCM8_SUITE, CCM_SUITE, GCM_SUITE, RawTlsClie
 from host.card.commands import SeTlsCard, open_cards
 from host.demo_pki import DemoCa
 from host.iso7816.simulator import SimulatorChannel
-from host.provision import IdentitySpec, personalise
+from host.provision import APPLET_SUITES, IdentitySpec, personalise
 from host.tls.numbers import ContentType
 
 PIN = "1234"
@@ -43,7 +43,7 @@ def sim_card(request: pytest.FixtureRequest, applet_classes: Path, card_target: 
         pytest.skip("reads the simulator's heap: simulated cards only")
     with open_cards(sim=1, extended=request.param) as cards:
         ca = DemoCa.load_or_create(tmp_path_factory.mktemp("ca"))
-        personalise(cards[0], IdentitySpec("server", PIN, export_keys=True), ca, out_dir=None)
+        personalise(cards[0], IdentitySpec("server", PIN, export_keys=True, suites=APPLET_SUITES), ca, out_dir=None)
         yield cards[0]
 
 

@@ -16,7 +16,7 @@ from fakes import PlainRecordLayer, Tandem
 
 from host.apps.device import Device
 from host.apps.https import MAX_BODY, HttpApp, HttpServerConnection, https_application
-from host.se_tls import Application, GenericServer, SessionInfo
+from host.se_tls import Application, GenericServer, HandshakeRecord, SessionInfo
 from host.tls.numbers import TLS12, AlertDescription, ContentType
 from host.tls.records import Record, RecordReader
 
@@ -232,21 +232,25 @@ def test_head_gives_the_get_headers_without_a_body() -> None:
 
 
 def test_the_status_page_is_small_html_with_a_title_and_escaped_values() -> None:
-    info = SessionInfo(peer="127.0.0.1:1", card="0:jcardsim", suite=0xC02B, handshake_seconds=0.5, apdus=12)
-    tandem = Tandem(identity="<script>alert(1)</script>", last_session=info)
+    info = SessionInfo(peer="127.0.0.1:1", card="0:jcardsim", suite=0xC02B, record_mode="card",
+                       handshake_seconds=0.5, apdus=12)
+    handshake = HandshakeRecord(1_800_000_000.0, "127.0.0.1:1", "0:jcardsim", "ok",
+                                "ECDHE-ECDSA-AES128-GCM-SHA256", "card", 0.5)
+    tandem = Tandem(identity="<script>alert(1)</script>", last_session=info, sessions={1: info}, recent=[handshake])
     page = exchange(connection(tandem=tandem), request("GET", "/"), ["GET"])[0]
     text = page.body.decode()
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert text.startswith("<!DOCTYPE html>") and "<title>SE-TLS device status</title>" in text
-    assert "&lt;script&gt;" in text and "<script>" not in text
-    assert "ECDHE-ECDSA-AES128-GCM-SHA256" in text and "12 APDUs" in text and "500.0 ms" in text
+    assert "&lt;script&gt;" in text and "<script" not in text
+    assert "ECDHE-ECDSA-AES128-GCM-SHA256" in text and "500 ms" in text and "<svg" in text
 
 
 def test_status_json_carries_the_same_facts_as_the_page() -> None:
     page = exchange(connection(), request("GET", "/status.json"), ["GET"])[0]
     status = json.loads(page.body)
-    assert status["cards"] == ["0:jcardsim"] and status["subject"] == "CN=localhost"
-    assert status["last_session"] is None
+    assert status["schema"] == 1 and status["subject"] == "CN=localhost"
+    assert [card["name"] for card in status["cards"]] == ["0:jcardsim"]
+    assert status["last_session"] is None and status["sessions"] == [] and status["handshakes"] == []
 
 
 def test_every_response_has_a_date_and_no_caching() -> None:

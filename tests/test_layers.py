@@ -26,10 +26,12 @@ ALLOWED: dict[str, set[str]] = {
     # Logging set-up for the daemons (a rate limit on the root handler): imports nothing of the host.
     "host.logs": set(),
     "host.provision": {"host.paths", "host.iso7816", "host.tls", "host.card", "host.demo_pki"},
+    # Prometheus metrics of the pool: its events and state (host.se_tls), alert names (host.tls).
+    "host.metrics": {"host.tls", "host.se_tls"},
     # The server as a device service: configuration, sd_notify, the PIN guard (host.card's commands).
     "host.service": {"host.paths", "host.iso7816", "host.tls", "host.card", "host.provision"},
     "host.server": {"host.paths", "host.iso7816", "host.tls", "host.card", "host.se_tls", "host.dtls",
-                    "host.apps", "host.provision", "host.logs", "host.service"},
+                    "host.apps", "host.provision", "host.logs", "host.service", "host.metrics"},
     "host.bench": {"host.paths", "host.iso7816", "host.tls", "host.card", "host.se_tls", "host.dtls",
                    "host.apps", "host.provision", "host.demo_pki"},
 }

@@ -3,7 +3,7 @@
 Three layers, the first two sans-IO:
 
 - `HttpApp`: one request (an `h11.Request` and its body) to one `HttpResponse`; the status page
-  (`/`, `/status.json`) and the device's resources.
+  (`/`, `/status.json`: host.apps.status, docs/status.md) and the device's resources.
 - `HttpServerConnection`: bytes from the client in, bytes to send out. It drives an
   `h11.Connection`: keep-alive and pipelining, `Connection: close`, HEAD, `Expect: 100-continue`,
   413 past `MAX_BODY`, and an error response, not a dropped connection, when the request is
@@ -15,7 +15,6 @@ Three layers, the first two sans-IO:
 """
 from __future__ import annotations
 
-import html
 import json
 import logging
 import time
@@ -28,8 +27,9 @@ from urllib.parse import urlsplit
 
 import h11
 
-from host.apps.device import Device, Outcome, Reply, Status, process_device
+from host.apps.device import Device, Outcome, Reply, process_device
 from host.apps.pump import pump
+from host.apps.status import Resources, read_resources, render_page, status_document
 from host.se_tls import Application, SessionInfo
 from host.tls.record_layer import RecordLayer
 
@@ -82,9 +82,11 @@ def request_path(target: bytes) -> str:
 class HttpApp:
     """Requests to responses; knows nothing of sockets, TLS, or how bytes are framed."""
 
-    def __init__(self, device: Device, tandem: Any) -> None:
+    def __init__(self, device: Device, tandem: Any,
+                 resources: Callable[[], Resources | None] = read_resources) -> None:
         self.device = device
         self.tandem = tandem
+        self.resources = resources
 
     def respond(self, request: h11.Request, body: bytes, client_subject: str | None = None) -> HttpResponse:
         """The response to a complete request; for HEAD, the GET response (the body is not sent).
@@ -100,10 +102,11 @@ class HttpApp:
         if method not in PAGE_METHODS:
             return json_response(405, {"error": f"{method} is not allowed on {path}"},
                                  [("Allow", ", ".join(PAGE_METHODS))])
-        status = Status.of(self.tandem, self.device, client_subject)
+        document = status_document(self.tandem, self.device, self.resources(), self.device.clock(),
+                                   client_subject)
         if path == "/status.json":
-            return json_response(200, status.as_dict())
-        return HttpResponse(200, status_page(status).encode(), HTML_TYPE)
+            return json_response(200, document)
+        return HttpResponse(200, render_page(document).encode(), HTML_TYPE)
 
     def _resource(self, method: str, path: str, body: bytes) -> HttpResponse:
         reply: Reply = self.device.handle(method, path, body)
@@ -111,37 +114,6 @@ class HttpApp:
         if reply.outcome is Outcome.METHOD_NOT_ALLOWED:
             headers.append(("Allow", ", ".join(with_head(reply.allowed))))
         return json_response(HTTP_STATUS[reply.outcome], reply.document, headers)
-
-
-def status_page(status: Status) -> str:
-    """A small HTML page; every value is escaped."""
-    last = status.last_session
-    rows = [("Cards", ", ".join(status.cards) or "none"), ("Identity", status.identity),
-            ("Certificate subject", status.subject or "unknown"), ("Record layer", status.record_mode),
-            ("Plug", "on" if status.plug_on else "off"),
-            ("Your client certificate", "none" if status.client_subject is None
-             else f"CN={status.client_subject}" if status.client_subject else "(no commonName)")]
-    if last is not None:
-        rows += [("Last session", f"{last.peer} on card {last.card}"), ("Cipher suite", last.suite),
-                 ("Last handshake", f"{last.handshake_ms} ms, {last.apdus} APDUs, "
-                                    f"{last.bytes_to_card} bytes to and {last.bytes_from_card} from the card")]
-    cells = "\n".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(str(value))}</td></tr>"
-                      for name, value in rows)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>SE-TLS device status</title>
-<style>body{{font-family:sans-serif;margin:2em}}th{{text-align:left;padding-right:1em}}</style></head>
-<body>
-<h1>TLS server in a secure element</h1>
-<p>This page came over a TLS session whose handshake ran in the card.</p>
-<table>
-{cells}
-</table>
-<p>Resources: <a href="/sensors/temperature">/sensors/temperature</a>,
-<a href="/actuators/plug">/actuators/plug</a>, <a href="/status.json">/status.json</a></p>
-</body>
-</html>
-"""
 
 
 def declared_length(request: h11.Request) -> int:

@@ -123,6 +123,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "suites": Key(_text, "simulated cards: the identity's cipher suites in the server's order, e.g. \"c02b,c0ac\""),
         "client_dates": Key(_bool, "simulated cards: check client certificates' dates against the host's clock"),
         "sim_speed": Key(_text, "simulated cards answer at the speed of this row of bench/card-op-costs.csv"),
+        "check_interval": Key(_seconds, "seconds between probes of an idle card and tries to reopen a lost one"),
     },
     "servers": {
         "bind": Key(_addresses, "addresses to listen on"),
@@ -174,6 +175,7 @@ class CardsConfig:
     client_dates: bool = True
     suites: str | None = None
     sim_speed: str | None = None
+    check_interval: float = 2.0
 
 
 @dataclass

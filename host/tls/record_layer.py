@@ -136,18 +136,22 @@ class RecordLayer(abc.ABC):
         """Waits until the transport's buffer is below its limit (ConnectionError if it is gone)."""
         await self._writer.drain()
 
-    async def close(self, alert: AlertDescription = AlertDescription.CLOSE_NOTIFY) -> None:
-        """Sends an alert (close_notify by default) when possible and closes the connection."""
+    async def close(self, alert: AlertDescription = AlertDescription.CLOSE_NOTIFY) -> bool:
+        """Sends an alert (close_notify by default) when possible and closes the connection;
+        True if the alert went out."""
         if self.closed:
-            return
+            return False
         self.closed = True
+        sent = False
         try:
             level = AlertLevel.WARNING if alert == AlertDescription.CLOSE_NOTIFY else AlertLevel.FATAL
             await self.send(await self._protect(ContentType.ALERT, bytes([level, alert])))
+            sent = True
         except Exception as exc:  # the session may already be gone in the card or on the wire
             log.debug("no alert sent at close: %s", exc)
         await self._release()
         self._writer.close()
+        return sent
 
     async def _release(self) -> None:  # noqa: B027 (a hook: host mode holds nothing)
         """Gives back what the session holds (the card, for card mode)."""
