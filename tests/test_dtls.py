@@ -1,0 +1,317 @@
+"""DTLS 1.2 (RFC 6347) with the handshake in the card: the host's sans-IO pieces (cookies, the
+reassembly of fragments, the replay window), then `--dtls-echo` proven with an unmodified
+`openssl s_client -dtls1_2`, in both record modes, through a UDP relay that drops, duplicates and
+replays datagrams, and with a client that restarts on the same address and port."""
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from conftest import DEMO, ServerFactory, ServerProcess
+
+from host.dtls.records import (
+    CookieJar,
+    DtlsRecord,
+    HandshakeFragment,
+    HostDtlsProtection,
+    MessageAssembler,
+    ReplayWindow,
+    fragment_flight,
+    fragment_bytes,
+    hello_verify_request,
+    parse_datagram,
+    parse_fragments,
+    split_client_hello,
+)
+from host.tls.numbers import CipherSuite, ContentType
+from host.tls.protection import SessionKeys
+
+pytestmark = pytest.mark.timeout(300)
+
+SUITES = ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-CCM8", "ECDHE-ECDSA-AES128-CCM"]
+
+
+# ---- sans-IO ----------------------------------------------------------------------------------
+
+def test_the_replay_window_takes_each_sequence_number_once_and_forgets_those_64_behind() -> None:
+    window = ReplayWindow()
+    for seq in (5, 3, 70, 7):
+        assert window.fresh(seq)
+        window.accept(seq)
+    assert not window.fresh(5) and not window.fresh(70) and not window.fresh(7)
+    assert window.fresh(69) and window.fresh(8)
+    assert not window.fresh(3)   # 67 behind the right edge: outside the window
+
+
+def test_fragments_in_any_order_and_repeated_make_each_message_once_in_order() -> None:
+    body_a, body_b = os.urandom(700), os.urandom(90)
+    messages = [fragment_bytes(16, len(body_a), 2, 0, body_a), fragment_bytes(20, len(body_b), 3, 0, body_b)]
+    pieces = [f for record in fragment_flight(messages, 200) for f in parse_fragments(record)]
+    assert len(pieces) == 5 and all(len(fragment_bytes(p.msg_type, p.length, p.message_seq, p.offset, p.body)) <= 200
+                                    for p in pieces)
+    assembler = MessageAssembler(next_seq=2)
+    for piece in reversed(pieces + pieces[:2]):
+        assembler.add(piece)
+    assert assembler.pop() == messages[0]
+    assert assembler.pop() == messages[1]
+    assert assembler.pop() is None
+    assembler.add(pieces[0])   # a retransmission of a message already passed on: dropped
+    assert assembler.pop() is None
+
+
+def client_hello_body(cookie: bytes) -> bytes:
+    return (b"\xfe\xfd" + bytes(32) + b"\x00" + bytes([len(cookie)]) + cookie
+            + b"\x00\x02\xc0\x2b\x01\x00")
+
+
+def test_the_cookie_binds_the_client_address_port_and_hello() -> None:
+    jar = CookieJar()
+    _, rest = split_client_hello(client_hello_body(b""))
+    cookie = jar.cookie(("127.0.0.1", 4000), rest)
+    assert split_client_hello(client_hello_body(cookie)) == (cookie, rest)
+    assert jar.valid(("127.0.0.1", 4000), rest, cookie)
+    assert not jar.valid(("127.0.0.1", 4001), rest, cookie)
+    assert not jar.valid(("127.0.0.2", 4000), rest, cookie)
+    assert not jar.valid(("127.0.0.1", 4000), rest[:-1] + b"\x01", cookie)
+
+
+def test_the_hello_verify_request_answers_with_the_hellos_message_and_record_numbers() -> None:
+    hello = HandshakeFragment(1, 10, 0, 0, bytes(10))
+    (record,) = parse_datagram(hello_verify_request(hello, 7, b"c" * 32))
+    assert (record.content_type, record.epoch, record.seq) == (ContentType.HANDSHAKE, 0, 7)
+    (fragment,) = parse_fragments(record.fragment)
+    assert (fragment.msg_type, fragment.message_seq, fragment.body) == (3, 0, b"\xfe\xff\x20" + b"c" * 32)
+
+
+def test_the_host_record_layer_drops_replays_other_epochs_and_forgeries() -> None:
+    keys = SessionKeys(CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, os.urandom(16), os.urandom(16),
+                       os.urandom(4), os.urandom(4), read_seq=(1 << 48) | 1, write_seq=(1 << 48) | 1)
+    server = HostDtlsProtection(keys)
+    # The client's side: the same keys the other way round.
+    client = HostDtlsProtection(SessionKeys(keys.suite, keys.server_key, keys.client_key, keys.server_iv,
+                                            keys.client_iv, read_seq=(1 << 48) | 1, write_seq=(1 << 48) | 1))
+    (record,) = parse_datagram(client.protect(ContentType.APPLICATION_DATA, b"ping"))
+    assert server.unprotect(record) == b"ping"
+    assert server.unprotect(record) is None                          # replayed
+    (later,) = parse_datagram(client.protect(ContentType.APPLICATION_DATA, b"pong"))
+    assert server.unprotect(DtlsRecord(later.content_type, later.version, 2, later.seq, later.fragment)) is None
+    forged = later.fragment[:-1] + bytes([later.fragment[-1] ^ 1])
+    assert server.unprotect(DtlsRecord(later.content_type, later.version, 1, later.seq, forged)) is None
+    assert server.unprotect(later) == b"pong"                        # the genuine one still passes
+
+
+# ---- a UDP relay for the loss tests ----------------------------------------------------------
+
+Filter = Callable[[str, bytes], list[bytes]]
+
+
+class Relay:
+    """Forwards datagrams between one client and the server through ONE upstream socket (so every
+    client behind it is the same address and port to the server); `change(direction, datagram)`
+    ("up": client to server, "down") returns what to forward instead."""
+
+    def __init__(self, server_port: int, change: Filter | None = None) -> None:
+        self.change = change or (lambda direction, data: [data])
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.connect(("127.0.0.1", server_port))
+        self.client: tuple[str, int] | None = None
+        self.log: list[tuple[str, bytes]] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self.front, selectors.EVENT_READ, "up")
+        selector.register(self.back, selectors.EVENT_READ, "down")
+        while not self._stop:
+            for key, _ in selector.select(0.2):
+                if key.data == "up":
+                    data, self.client = self.front.recvfrom(65536)
+                    self.log.append(("up", data))
+                    for out in self.change("up", data):
+                        self.back.send(out)
+                else:
+                    data = self.back.recv(65536)
+                    self.log.append(("down", data))
+                    for out in self.change("down", data):
+                        if self.client is not None:
+                            self.front.sendto(out, self.client)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self.front.close()
+        self.back.close()
+
+
+# ---- openssl s_client -dtls1_2 -----------------------------------------------------------------
+
+@pytest.fixture(scope="module", params=["card", "host"])
+def dtls_server(request: pytest.FixtureRequest, server_factory: ServerFactory) -> ServerProcess:
+    return server_factory("--sim", "--dtls-echo", "0", "--record-layer", request.param, "--export-keys",
+                          "--bind", "127.0.0.1", "-v")
+
+
+def s_client(port: int, message: bytes, *args: str, timeout: float = 60.0, copies: int = 1) -> str:
+    """openssl s_client -dtls1_2: writes a line once the handshake verified, waits for `copies`
+    of it to come back (or the timeout); returns the output."""
+    process = subprocess.Popen(
+        ["openssl", "s_client", "-dtls1_2", "-connect", f"127.0.0.1:{port}", "-CAfile", str(DEMO / "ca.pem"),
+         "-verify_return_error", *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdin is not None and process.stdout is not None
+    output = b""
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    sent = False
+    try:
+        while time.monotonic() < deadline:
+            if b"Verify return code" in output and not sent:
+                process.stdin.write(message + b"\n")
+                process.stdin.flush()
+                sent = True
+            if sent and output.count(message) >= copies:
+                break
+            if not selector.select(timeout=0.5):
+                if process.poll() is not None:
+                    break
+                continue
+            chunk = process.stdout.read1(65536)  # type: ignore[attr-defined]
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        process.kill()
+        process.wait()
+    return output.decode(errors="replace")
+
+
+@pytest.mark.parametrize("cipher", SUITES)
+def test_openssl_dtls_client_completes_each_suite_and_gets_its_data_echoed(dtls_server: ServerProcess,
+                                                                          cipher: str) -> None:
+    message = f"dtls over {cipher}".encode()
+    output = s_client(dtls_server.ports["dtls-echo"], message, "-cipher", cipher)
+    assert f"Cipher is {cipher}" in output and "Verify return code: 0 (ok)" in output, output
+    assert message.decode() in output.split("Verify return code")[-1], output
+
+
+def test_a_lost_server_flight_is_sent_again_and_the_handshake_completes(dtls_server: ServerProcess) -> None:
+    dropped: list[bytes] = []
+
+    def drop_first_server_hello(direction: str, data: bytes) -> list[bytes]:
+        records = parse_datagram(data)
+        if direction == "down" and not dropped and any(
+                r.epoch == 0 and r.content_type == ContentType.HANDSHAKE and r.fragment[0] == 2 for r in records):
+            dropped.append(data)
+            return []
+        return [data]
+
+    relay = Relay(dtls_server.ports["dtls-echo"], drop_first_server_hello)
+    try:
+        output = s_client(relay.port, b"after a loss")
+    finally:
+        relay.close()
+    assert dropped, "the relay saw no ServerHello"
+    assert "after a loss" in output.split("Verify return code")[-1], output
+    hellos = [d for direction, d in relay.log if direction == "down"
+              and any(r.epoch == 0 and r.fragment[:1] == b"\x02" for r in parse_datagram(d))]
+    assert len(hellos) >= 2
+    # RFC 6347 4.1: the flight sent again has new record sequence numbers.
+    seqs = [parse_datagram(d)[0].seq for d in hellos]
+    assert len(set(seqs)) == len(seqs)
+
+
+def test_a_replayed_record_is_dropped(dtls_server: ServerProcess) -> None:
+    def replay_application_data(direction: str, data: bytes) -> list[bytes]:
+        if direction == "up" and any(r.content_type == ContentType.APPLICATION_DATA for r in parse_datagram(data)):
+            return [data, data, data]
+        return [data]
+
+    relay = Relay(dtls_server.ports["dtls-echo"], replay_application_data)
+    try:
+        output = s_client(relay.port, b"only once", timeout=8, copies=2)
+    finally:
+        relay.close()
+    echoed = output.split("Verify return code")[-1]
+    assert echoed.count("only once") == 1, output
+
+
+def test_a_record_of_a_wrong_epoch_is_dropped_and_the_association_goes_on(dtls_server: ServerProcess) -> None:
+    def add_wrong_epoch_copy(direction: str, data: bytes) -> list[bytes]:
+        records = parse_datagram(data)
+        if direction == "up" and any(r.content_type == ContentType.APPLICATION_DATA for r in records):
+            wrong = b"".join(DtlsRecord(r.content_type, r.version, r.epoch + 1, r.seq + 1000, r.fragment).encode()
+                             for r in records)
+            return [wrong, data]
+        return [data]
+
+    relay = Relay(dtls_server.ports["dtls-echo"], add_wrong_epoch_copy)
+    try:
+        output = s_client(relay.port, b"epoch two is not ours", timeout=8, copies=2)
+    finally:
+        relay.close()
+    assert output.split("Verify return code")[-1].count("epoch two is not ours") == 1, output
+
+
+def test_a_client_restarting_on_the_same_address_and_port_gets_a_fresh_handshake(dtls_server: ServerProcess) -> None:
+    relay = Relay(dtls_server.ports["dtls-echo"])   # one upstream socket: the same address and port
+    try:
+        first = s_client(relay.port, b"first life")
+        second = s_client(relay.port, b"second life")
+    finally:
+        relay.close()
+    assert "first life" in first.split("Verify return code")[-1], first
+    assert "second life" in second.split("Verify return code")[-1], second
+    assert "a new handshake replaces the association" in dtls_server.lines() or \
+        dtls_server.lines().count("DTLS established") >= 2
+
+
+def test_cookie_less_hellos_get_hello_verify_requests_without_an_apdu(dtls_server: ServerProcess) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(5)
+    body = client_hello_body(b"")
+    hello = DtlsRecord(ContentType.HANDSHAKE, 0xFEFD, 0, 0, fragment_bytes(1, len(body), 0, 0, body)).encode()
+    apdus_before = dtls_server.lines().count("host.iso7816.trace")
+    try:
+        for _ in range(200):
+            sock.sendto(hello, ("127.0.0.1", dtls_server.ports["dtls-echo"]))
+            (record,) = parse_datagram(sock.recv(2048))
+            (verify,) = parse_fragments(record.fragment)
+            assert verify.msg_type == 3 and len(verify.body) == 3 + CookieJar.SIZE
+        # A real client completes meanwhile.
+        output = s_client(dtls_server.ports["dtls-echo"], b"beside the burst")
+    finally:
+        sock.close()
+    assert "beside the burst" in output.split("Verify return code")[-1], output
+    assert dtls_server.lines().count("host.iso7816.trace") - apdus_before > 0   # the real client's only
+
+
+@pytest.fixture(scope="module")
+def small_mtu_server(server_factory: ServerFactory) -> ServerProcess:
+    return server_factory("--sim", "--dtls-echo", "0", "--dtls-mtu", "256", "--bind", "127.0.0.1")
+
+
+def test_with_a_256_byte_mtu_the_server_flight_spans_several_fragmented_records(
+        small_mtu_server: ServerProcess) -> None:
+    relay = Relay(small_mtu_server.ports["dtls-echo"])
+    try:
+        output = s_client(relay.port, b"small datagrams", "-mtu", "256")
+    finally:
+        relay.close()
+    assert "small datagrams" in output.split("Verify return code")[-1], output
+    down = [d for direction, d in relay.log if direction == "down"]
+    assert all(len(d) <= 256 for d in down)
+    certificate = [f for d in down for r in parse_datagram(d) if r.epoch == 0 and r.content_type == 22
+                   for f in parse_fragments(r.fragment) if f.msg_type == 11]
+    assert len(certificate) >= 2 and not certificate[0].whole
