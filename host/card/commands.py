@@ -51,6 +51,11 @@ log = logging.getLogger(__name__)
 PUT_DATA_CHUNK = 224  # data bytes per PUT DATA part: with the 16-byte MAC it fits a short APDU
 
 
+class RecordDropped(Exception):
+    """UNPROTECT RECORD of a DTLS record the card dropped (RFC 6347 4.1.2.6-7: a replay, another
+    epoch, or one that does not authenticate); the session goes on."""
+
+
 class CardOpenError(Exception):
     """A card could not be opened or unlocked; the message says why, for a person."""
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from host.card.commands import RecordDropped
 from host.dtls.records import (
     HS_CLIENT_HELLO,
     RECORD_HEADER_SIZE,
@@ -165,8 +166,12 @@ class DtlsAssociation:
         slot = lease.slot
         try:
             content_type, plain = await slot.run(slot.card.unprotect, record.encode(), lease.handle)
-        except Exception as exc:   # a replay, another epoch, a bad MAC: dropped (RFC 6347 4.1.2.7)
+        except RecordDropped as exc:   # a replay, another epoch, a bad MAC (RFC 6347 4.1.2.6-7)
             log.debug("%s: record dropped: %s", self.peer, exc)
+            return
+        except Exception as exc:   # the card refused the record or failed: the association ends
+            log.info("%s: the card refused a record: %s", self.peer, exc)
+            await self.close(AlertDescription.INTERNAL_ERROR)
             return
         self._deliver(content_type, plain)
 
@@ -366,6 +371,9 @@ class DtlsServer:
         self.cookies = CookieJar()
         self.associations: dict[tuple[str, int], DtlsAssociation] = {}
         self.hello_verify_requests = 0
+        # ClientHellos in fragments (a small MTU, or a long cookie-carrying hello), by address: at
+        # most HELLO_PARTS of them, the oldest dropped; a fragment of a hello holds no card.
+        self._hello_parts: dict[tuple[str, int], tuple[DtlsRecord, MessageAssembler]] = {}
         self._transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -416,6 +424,7 @@ class DtlsServer:
         except DtlsError as exc:
             log.debug("%s:%d: datagram dropped: %s", address[0], address[1], exc)
             return
+        records = self._whole_hellos(records, address)
         association = self.associations.get(address)
         log.debug("%s:%d: datagram of %d bytes: %s", address[0], address[1], len(data),
                   ", ".join(f"{r.content_type}/{r.epoch}/{r.seq}" for r in records))
@@ -447,6 +456,37 @@ class DtlsServer:
             return
         if association is not None:
             association.feed(records)
+
+    HELLO_PARTS = 64
+
+    def _whole_hellos(self, records: list[DtlsRecord], address: tuple[str, int]) -> list[DtlsRecord]:
+        """Gathers the fragments of a ClientHello (RFC 6347 4.2.3); once whole, it replaces them as
+        one record, as if it had come unfragmented."""
+        out = []
+        for record in records:
+            if record.epoch != 0 or record.content_type != ContentType.HANDSHAKE:
+                out.append(record)
+                continue
+            try:
+                fragments = parse_fragments(record.fragment)
+            except DtlsError:
+                continue
+            partial = [f for f in fragments if f.msg_type == HS_CLIENT_HELLO and not f.whole]
+            if not partial:
+                out.append(record)
+                continue
+            first, parts = self._hello_parts.pop(address, (record, MessageAssembler(next_seq=partial[0].message_seq,
+                                                                                     max_length=4096)))
+            for f in partial:
+                parts.add(f)
+            message = parts.pop()
+            if message is None:
+                if len(self._hello_parts) >= self.HELLO_PARTS:
+                    del self._hello_parts[next(iter(self._hello_parts))]
+                self._hello_parts[address] = (first, parts)
+                continue
+            out.append(DtlsRecord(record.content_type, record.version, 0, first.seq, message))
+        return out
 
     @staticmethod
     def _client_hello(records: list[DtlsRecord]) -> tuple[DtlsRecord, HandshakeFragment] | None:
