@@ -371,6 +371,8 @@ class DtlsServer:
         self.cookies = CookieJar()
         self.associations: dict[tuple[str, int], DtlsAssociation] = {}
         self.hello_verify_requests = 0
+        # Datagrams and their bytes each way (the benchmark's and the status's figures).
+        self.datagrams_in = self.datagrams_out = self.bytes_in = self.bytes_out = 0
         # ClientHellos in fragments (a small MTU, or a long cookie-carrying hello), by address: at
         # most HELLO_PARTS of them, the oldest dropped; a fragment of a hello holds no card.
         self._hello_parts: dict[tuple[str, int], tuple[DtlsRecord, MessageAssembler]] = {}
@@ -393,6 +395,8 @@ class DtlsServer:
 
     def sendto(self, data: bytes, address: tuple[str, int]) -> None:
         if self._transport is not None and not self._transport.is_closing():
+            self.datagrams_out += 1
+            self.bytes_out += len(data)
             self._transport.sendto(data, address)
 
     def forget(self, association: DtlsAssociation) -> None:
@@ -419,6 +423,8 @@ class DtlsServer:
             await association.close(alert)
 
     def on_datagram(self, data: bytes, address: tuple[str, int]) -> None:
+        self.datagrams_in += 1
+        self.bytes_in += len(data)
         try:
             records = parse_datagram(data)
         except DtlsError as exc:
