@@ -315,3 +315,68 @@ def test_with_a_256_byte_mtu_the_server_flight_spans_several_fragmented_records(
     certificate = [f for d in down for r in parse_datagram(d) if r.epoch == 0 and r.content_type == 22
                    for f in parse_fragments(r.fragment) if f.msg_type == 11]
     assert len(certificate) >= 2 and not certificate[0].whole
+
+
+def test_a_lost_last_server_flight_is_sent_again_when_the_client_repeats_its_flight(
+        dtls_server: ServerProcess) -> None:
+    dropped: list[bytes] = []
+
+    def drop_server_finished(direction: str, data: bytes) -> list[bytes]:
+        if direction == "down" and not dropped and any(
+                r.content_type == ContentType.CHANGE_CIPHER_SPEC for r in parse_datagram(data)):
+            dropped.append(data)
+            return []
+        return [data]
+
+    relay = Relay(dtls_server.ports["dtls-echo"], drop_server_finished)
+    try:
+        output = s_client(relay.port, b"finished twice")
+    finally:
+        relay.close()
+    assert dropped
+    assert "finished twice" in output.split("Verify return code")[-1], output
+
+
+@pytest.fixture(scope="module")
+def mixed_server(server_factory: ServerFactory) -> ServerProcess:
+    return server_factory("--sim", "--dtls-echo", "0", "--tls-echo", "0", "--bind", "127.0.0.1")
+
+
+def test_tls_and_dtls_sessions_share_one_card_in_card_mode(mixed_server: ServerProcess) -> None:
+    tls = subprocess.Popen(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{mixed_server.ports['tls-echo']}", "-tls1_2",
+         "-CAfile", str(DEMO / "ca.pem"), "-quiet"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert tls.stdin is not None and tls.stdout is not None
+    try:
+        tls.stdin.write(b"tls before\n")
+        tls.stdin.flush()
+        assert tls.stdout.readline() == b"tls before\n"
+        # A DTLS association on the same card while the TLS session holds its handle.
+        output = s_client(mixed_server.ports["dtls-echo"], b"dtls between")
+        assert "dtls between" in output.split("Verify return code")[-1], output
+        tls.stdin.write(b"tls after\n")
+        tls.stdin.flush()
+        assert tls.stdout.readline() == b"tls after\n"
+    finally:
+        tls.kill()
+        tls.wait()
+
+
+SLOWEST = "Infineon CJTOP 80K"
+
+
+@pytest.fixture(scope="module")
+def slow_server(server_factory: ServerFactory) -> ServerProcess:
+    return server_factory("--sim", "--sim-speed", SLOWEST, "--dtls-echo", "0", "--bind", "127.0.0.1", "-v",
+                          "--handshake-timeout", "60")
+
+
+def test_a_card_slower_than_the_clients_timer_receives_each_flight_once(slow_server: ServerProcess) -> None:
+    """The card takes longer than the client's 1 s retransmission timer: the client's repeated
+    flights are dropped by the host while the card works; the card sees each flight once."""
+    before = slow_server.lines().count("> A080")
+    output = s_client(slow_server.ports["dtls-echo"], b"slow but once", timeout=120)
+    assert "slow but once" in output.split("Verify return code")[-1], output
+    # PROCESS EAP PACKET: the identity, flight 1, flight 3 (one conversation, extended APDUs).
+    assert slow_server.lines().count("> A080") - before == 3, slow_server.lines()[-3000:]

@@ -145,8 +145,11 @@ class DtlsAssociation:
                 self._inbox.put_nowait(record)
 
     def _on_established(self, record: DtlsRecord) -> None:
-        if record.epoch == 0 or (record.content_type == ContentType.HANDSHAKE):
-            # The client repeats its last flight: ours was lost (RFC 6347 4.2.4).
+        if record.epoch == 0:
+            return   # the first records of a repeated flight: its Finished (below) answers it
+        if record.content_type == ContentType.HANDSHAKE:
+            # The client repeats its last flight (its Finished under epoch 1, a new sequence
+            # number): ours was lost, sent again once per repetition (RFC 6347 4.2.4).
             self._send_flight(self._last_flight)
             return
         if self._protection is not None:
