@@ -472,7 +472,8 @@ async def start_dtls(config: ServerConfig, tandem: TlsTandem) -> list[DtlsServer
     servers = config.servers
     if servers.dtls_echo is None:
         return []
-    dtls_config = DtlsConfig(mtu=servers.dtls_mtu, idle=config.limits.idle_timeout)
+    dtls_config = DtlsConfig(mtu=servers.dtls_mtu, idle=config.limits.idle_timeout,
+                             handshake=config.limits.handshake_timeout)
     started = []
     for address in listen_addresses(servers.bind):
         server = DtlsServer(tandem, dtls_echo_application, dtls_config)

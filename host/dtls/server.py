@@ -120,11 +120,22 @@ class DtlsAssociation:
     async def _protect(self, content_type: int, data: bytes) -> bytes:
         if self._protection is not None:
             return self._protection.protect(content_type, data)
-        lease = self._lease
+        lease = self._held()
         if lease is None:
-            raise PeerClosed("the association has no keys")
+            raise PeerClosed("the association's card session was closed")
         slot = lease.slot
         return await slot.run(slot.card.protect, content_type, data, lease.handle)
+
+    def _held(self) -> CardLease | None:
+        """Card mode: the card session, unless it was closed to make room (the LRU eviction of
+        host.se_tls: the association then ends); its use time noted."""
+        lease = self._lease
+        if lease is None or lease.closing:
+            if self.established and not self.closed:
+                asyncio.ensure_future(self.close())
+            return None
+        lease.last_used = time.monotonic()
+        return lease
 
     def _release_card(self) -> None:
         if self._lease is not None and not self._lease.returned:
@@ -163,7 +174,7 @@ class DtlsAssociation:
             asyncio.ensure_future(self._card_unprotect(record))
 
     async def _card_unprotect(self, record: DtlsRecord) -> None:
-        lease = self._lease
+        lease = self._held()
         if lease is None:
             return
         slot = lease.slot
