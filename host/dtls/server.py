@@ -250,6 +250,7 @@ class DtlsAssociation:
             answer = await self._card(record_bytes(ContentType.HANDSHAKE, 0, 0, hello))
             flight2 = self._flight_of(answer)
             self._last_flight = flight2
+            self.info.suite = self._suite_of(flight2)
             if self._alert_in(flight2):
                 self._send_flight(flight2)
                 raise PeerClosed("the card refused the ClientHello")
@@ -300,6 +301,17 @@ class DtlsAssociation:
             return await slot.run(slot.card.exchange, flight, lease.handle)
         finally:
             self._card_busy = False
+
+    @staticmethod
+    def _suite_of(flight: Flight) -> int:
+        """The cipher suite of the ServerHello in the card's flight (0 if none)."""
+        for epoch0, content_type, message in flight.units:
+            if epoch0 and content_type == ContentType.HANDSHAKE and message[:1] == b"\x02":
+                body = message[12:]
+                at = 2 + 32 + 1 + body[34] if len(body) > 34 else 0
+                if at and len(body) >= at + 2:
+                    return int.from_bytes(body[at:at + 2], "big")
+        return 0
 
     @staticmethod
     def _alert_in(flight: Flight) -> bool:
