@@ -4,6 +4,8 @@ reassembly of fragments, the replay window), then `--dtls-echo` proven with an u
 replays datagrams, and with a client that restarts on the same address and port."""
 from __future__ import annotations
 
+import asyncio
+import datetime
 import os
 import selectors
 import socket
@@ -11,10 +13,19 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import DEMO, ServerFactory, ServerProcess
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from host.apps.echo import dtls_echo_application
+from host.card.commands import open_cards
+from host.dtls import DtlsConfig, DtlsServer
 from host.dtls.records import (
     CookieJar,
     DtlsRecord,
@@ -29,6 +40,10 @@ from host.dtls.records import (
     parse_fragments,
     split_client_hello,
 )
+from host.provision import DEMO_PIN, initialise_demo
+from host.provision.csr import parse_san
+from host.provision.lifecycle import generate_key, load_chain, request_certificate
+from host.se_tls import CardSlot, TlsTandem
 from host.tls.numbers import CipherSuite, ContentType
 from host.tls.protection import SessionKeys
 
@@ -380,3 +395,70 @@ def test_a_card_slower_than_the_clients_timer_receives_each_flight_once(slow_ser
     assert "slow but once" in output.split("Verify return code")[-1], output
     # PROCESS EAP PACKET: the identity, flight 1, flight 3 (one conversation, extended APDUs).
     assert slow_server.lines().count("> A080") - before == 3, slow_server.lines()[-3000:]
+
+
+def ca_certificate(key: Any, subject: str, issuer_key: Any, issuer: x509.Name | None) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(issuer_key, hashes.SHA256()))
+
+
+def test_a_two_certificate_chain_over_a_256_byte_mtu_spans_several_fragmented_records(
+        applet_classes: Path, tmp_path: Path) -> None:
+    """The card's chain is its certificate and an intermediate CA's; the server's flight
+    goes in datagrams of at most 256 bytes, the Certificate message in several fragments."""
+    root_key, inter_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    root = ca_certificate(root_key, "DTLS test root", root_key, None)
+    inter = ca_certificate(inter_key, "DTLS test intermediate", root_key, root.subject)
+    (tmp_path / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    with open_cards(sim=1) as cards:
+        card = cards[0]
+        initialise_demo(card, DEMO_PIN)
+        generate_key(card, 0)
+        csr = request_certificate(card, 0, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dtls chain")]),
+                                  [parse_san("IP:127.0.0.1")])
+        now = datetime.datetime.now(datetime.UTC)
+        leaf = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(inter.subject)
+                .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                .sign(inter_key, hashes.SHA256()))
+        load_chain(card, 0, [leaf, inter])
+        card.put_name(0, "server")
+        card.put_policy(0, export_keys=True, client_auth="none", client_dates=False)
+        card.reset_pin(0, DEMO_PIN)
+        card.unlock("server", DEMO_PIN)
+
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        slot = CardSlot("sim0", card)
+
+        async def start() -> DtlsServer:
+            server = DtlsServer(TlsTandem([slot], identity="server", record_mode="card"), dtls_echo_application,
+                                DtlsConfig(mtu=256))
+            await server.start("127.0.0.1", 0)
+            return server
+
+        server = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+        relay = Relay(server.port)
+        try:
+            process = subprocess.run(
+                ["openssl", "s_client", "-dtls1_2", "-connect", f"127.0.0.1:{relay.port}", "-mtu", "256",
+                 "-CAfile", str(tmp_path / "root.pem"), "-verify_return_error", "-showcerts"],
+                input=b"", capture_output=True, timeout=60)
+        finally:
+            relay.close()
+            asyncio.run_coroutine_threadsafe(server.close(), loop).result(30)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+    output = process.stdout.decode(errors="replace")
+    assert "Verify return code: 0 (ok)" in output and "DTLS test intermediate" in output, output
+    down = [d for direction, d in relay.log if direction == "down"]
+    assert all(len(d) <= 256 for d in down)
+    certificate = [f for d in down for r in parse_datagram(d) if r.epoch == 0 and r.content_type == 22
+                   for f in parse_fragments(r.fragment) if f.msg_type == 11]
+    assert len({f.offset for f in certificate}) >= 3 and certificate[0].length > 500

@@ -132,7 +132,7 @@ class DtlsAssociation:
         lease = self._lease
         if lease is None or lease.closing:
             if self.established and not self.closed:
-                asyncio.ensure_future(self.close())
+                self.server.keep(asyncio.ensure_future(self.close()))
             return None
         lease.last_used = time.monotonic()
         return lease
@@ -171,7 +171,7 @@ class DtlsAssociation:
             else:
                 self._deliver(record.content_type, plain)
         else:
-            asyncio.ensure_future(self._card_unprotect(record))
+            self.server.keep(asyncio.ensure_future(self._card_unprotect(record)))
 
     async def _card_unprotect(self, record: DtlsRecord) -> None:
         lease = self._held()
@@ -194,7 +194,7 @@ class DtlsAssociation:
             self._app.put_nowait(plain)
         elif content_type == ContentType.ALERT:
             log.info("%s: the client sent alert %s", self.peer, plain.hex())
-            asyncio.ensure_future(self.close())
+            self.server.keep(asyncio.ensure_future(self.close()))
 
     # ---- flights out ------------------------------------------------------------------------
 
@@ -429,12 +429,13 @@ class DtlsServer:
         if self.associations.get(association.address) is association:
             del self.associations[association.address]
 
-    def _keep(self, task: asyncio.Task[None]) -> None:
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Holds a task of the server until it ends (the loop keeps only weak references)."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def spawn(self, association: DtlsAssociation) -> None:
-        self._keep(asyncio.ensure_future(self._serve(association)))
+        self.keep(asyncio.ensure_future(self._serve(association)))
 
     async def _serve(self, association: DtlsAssociation) -> None:
         alert = AlertDescription.CLOSE_NOTIFY
@@ -477,14 +478,14 @@ class DtlsServer:
             if association is not None:
                 # RFC 6347 4.2.8: a fresh handshake from the same address and port ends the old one.
                 log.info("%s:%d: a new handshake replaces the association", address[0], address[1])
-                self._keep(asyncio.ensure_future(association.close()))
+                self.keep(asyncio.ensure_future(association.close()))
             if len(self.associations) >= self.config.max_associations:
                 log.warning("%s:%d: refused: %d associations", address[0], address[1], len(self.associations))
                 return
             association = DtlsAssociation(self, address)
             self.associations[address] = association
             association.task = asyncio.ensure_future(association.handshake(whole_message(fragment)))
-            self._keep(association.task)
+            self.keep(association.task)
             return
         if association is not None:
             association.feed(records)
