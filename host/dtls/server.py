@@ -67,7 +67,29 @@ class Flight:
 
 
 class DtlsAssociation:
-    """One client address and port (see the package docstring)."""
+    """The interface of one association: a client address and port (see the package docstring).
+    `CardDtlsAssociation` is the DTLS one; others (plain UDP) may implement it too."""
+
+    peer: str
+    address: tuple[str, int]
+    info: SessionInfo
+    max_payload: int
+
+    async def recv(self) -> bytes:
+        raise NotImplementedError
+
+    async def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+DtlsApplication = Callable[[DtlsAssociation, SessionInfo], Awaitable[None]]
+
+
+class CardDtlsAssociation(DtlsAssociation):
+    """A DTLS association whose handshake ran in a card session (see the package docstring)."""
 
     def __init__(self, server: DtlsServer, address: tuple[str, int]) -> None:
         self.server = server
@@ -104,7 +126,11 @@ class DtlsAssociation:
             raise PeerClosed("the association is closed")
         self.server.sendto(await self._protect(ContentType.APPLICATION_DATA, data), self.address)
 
-    async def close(self, alert: int = AlertDescription.CLOSE_NOTIFY) -> None:
+    async def close(self) -> None:
+        await self.end(AlertDescription.CLOSE_NOTIFY)
+
+    async def end(self, alert: int) -> None:
+        """Closes with `alert` (close_notify, or a fatal one), gives the card session back; once."""
         if self.closed:
             return
         self.closed = True
@@ -185,7 +211,7 @@ class DtlsAssociation:
             return
         except Exception as exc:   # the card refused the record or failed: the association ends
             log.info("%s: the card refused a record: %s", self.peer, exc)
-            await self.close(AlertDescription.INTERNAL_ERROR)
+            await self.end(AlertDescription.INTERNAL_ERROR)
             return
         self._deliver(content_type, plain)
 
@@ -375,9 +401,6 @@ class DtlsAssociation:
         return HS_CERTIFICATE not in types or HS_CERTIFICATE_VERIFY in types
 
 
-DtlsApplication = Callable[[DtlsAssociation, SessionInfo], Awaitable[None]]
-
-
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, server: DtlsServer) -> None:
         self.server = server
@@ -395,7 +418,7 @@ class DtlsServer:
         self.config = config or DtlsConfig()
         self.port = 0
         self.cookies = CookieJar()
-        self.associations: dict[tuple[str, int], DtlsAssociation] = {}
+        self.associations: dict[tuple[str, int], CardDtlsAssociation] = {}
         self.hello_verify_requests = 0
         # Datagrams and their bytes each way (the benchmark's and the status's figures).
         self.datagrams_in = self.datagrams_out = self.bytes_in = self.bytes_out = 0
@@ -425,7 +448,7 @@ class DtlsServer:
             self.bytes_out += len(data)
             self._transport.sendto(data, address)
 
-    def forget(self, association: DtlsAssociation) -> None:
+    def forget(self, association: CardDtlsAssociation) -> None:
         if self.associations.get(association.address) is association:
             del self.associations[association.address]
 
@@ -434,10 +457,10 @@ class DtlsServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def spawn(self, association: DtlsAssociation) -> None:
+    def spawn(self, association: CardDtlsAssociation) -> None:
         self.keep(asyncio.ensure_future(self._serve(association)))
 
-    async def _serve(self, association: DtlsAssociation) -> None:
+    async def _serve(self, association: CardDtlsAssociation) -> None:
         alert = AlertDescription.CLOSE_NOTIFY
         try:
             await self.application(association, association.info)
@@ -447,7 +470,7 @@ class DtlsServer:
             log.error("%s: the application failed: %s: %s", association.peer, type(exc).__name__, exc)
             alert = AlertDescription.INTERNAL_ERROR
         finally:
-            await association.close(alert)
+            await association.end(alert)
 
     def on_datagram(self, data: bytes, address: tuple[str, int]) -> None:
         self.datagrams_in += 1
@@ -482,7 +505,7 @@ class DtlsServer:
             if len(self.associations) >= self.config.max_associations:
                 log.warning("%s:%d: refused: %d associations", address[0], address[1], len(self.associations))
                 return
-            association = DtlsAssociation(self, address)
+            association = CardDtlsAssociation(self, address)
             self.associations[address] = association
             association.task = asyncio.ensure_future(association.handshake(whole_message(fragment)))
             self.keep(association.task)
@@ -537,4 +560,4 @@ class DtlsServer:
         return None
 
 
-__all__ = ["DtlsApplication", "DtlsAssociation", "DtlsConfig", "DtlsServer"]
+__all__ = ["CardDtlsAssociation", "DtlsApplication", "DtlsAssociation", "DtlsConfig", "DtlsServer"]
