@@ -186,7 +186,7 @@ final class RecordCipher {
      */
     boolean fresh(byte[] hdr, short off) {
         short seq = (short) (off + 3);
-        if (Util.arrayCompare(hdr, seq, ram, READ_SEQ, (short) 2) != 0) {
+        if (compareSeq(hdr, seq, ram, READ_SEQ, (short) 2) != 0) {
             return false; // another epoch (RFC 6347 4.1: discarded)
         }
         // diff = right edge - seq, the right edge being READ_SEQ - 1 (the last accepted).
@@ -224,6 +224,21 @@ final class RecordCipher {
         return true;
     }
 
+    /**
+     * Sign of a - b over len big-endian bytes: sequence numbers, public (the secrets are compared
+     * without an early exit elsewhere; this is not one of them).
+     */
+    private static short compareSeq(byte[] a, short aOff, byte[] b, short bOff, short len) {
+        for (short i = 0; i < len; i++) {
+            short x = (short) (a[(short) (aOff + i)] & 0xFF);
+            short y = (short) (b[(short) (bOff + i)] & 0xFF);
+            if (x != y) {
+                return x < y ? (short) -1 : (short) 1;
+            }
+        }
+        return 0;
+    }
+
     private boolean noWindowYet() {
         for (short i = 0; i < WINDOW_BYTES; i++) {
             if (ram[(short) (Transients.DTLS_WINDOW + i)] != 0) {
@@ -245,7 +260,7 @@ final class RecordCipher {
      * (READ_SEQ becomes its seq_num + 1), else its bit is set.
      */
     private void accept() {
-        short edgeMoved = Util.arrayCompare(ram, CHAIN, ram, READ_SEQ, SEQ_NUM_SIZE);
+        short edgeMoved = compareSeq(ram, CHAIN, ram, READ_SEQ, SEQ_NUM_SIZE);
         boolean empty = noWindowYet();
         if (edgeMoved >= 0 || empty) {
             // shift = seq - (READ_SEQ - 1) = seq + 1 - READ_SEQ; at most 64 counts
