@@ -44,14 +44,14 @@ final class DtlsFraming {
     }
 
     /**
-     * Sets the session's mode; the ClientHello that carries the cookie is message 1 of the
-     * client, and the ServerHello message 1 of the server (RFC 6347 4.2.2: the host sent the
-     * HelloVerifyRequest as message 0).
+     * Sets the session's mode. The ClientHello that carries the cookie sets both sides' numbers:
+     * it is message 1 of the client, and the ServerHello message 1 of the server (RFC 6347 4.2.2:
+     * the host sent the HelloVerifyRequest as message 0), or whatever the client numbered it.
      */
     void start(boolean dtls) {
         st[MODE] = dtls ? (short) 1 : (short) 0;
-        st[SEQ_IN] = 1;
-        st[SEQ_OUT] = 1;
+        st[SEQ_IN] = -1;
+        st[SEQ_OUT] = -1;
     }
 
     /** The next message_seq of the client's (in) or the server's messages; moves it on. */
@@ -117,6 +117,12 @@ final class DtlsFraming {
                     if (buf[(short) (q + 1)] != 0 || length < 0
                             || length > (short) (stop - q - Tls.DTLS_HS_HEADER_SIZE)) {
                         alert.raise(Tls.ALERT_DECODE_ERROR);
+                    }
+                    if (expect < 0) {
+                        // The ClientHello: its message_seq numbers the rest of the handshake.
+                        expect = Util.getShort(buf, (short) (q + 4));
+                        st[SEQ_IN] = expect;
+                        st[SEQ_OUT] = expect;
                     }
                     if (Util.getShort(buf, (short) (q + 4)) != expect) {
                         alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // the host passes messages in order
