@@ -10,6 +10,7 @@ import os
 import selectors
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -470,3 +471,32 @@ def test_a_two_certificate_chain_over_a_256_byte_mtu_spans_several_fragmented_re
     certificate = [f for d in down for r in parse_datagram(d) if r.epoch == 0 and r.content_type == 22
                    for f in parse_fragments(r.fragment) if f.msg_type == 11]
     assert len({f.offset for f in certificate}) >= 3 and certificate[0].length > 500
+
+
+MBEDTLS_CLIENT = """
+import socket, sys
+from mbedtls import tls, x509
+store = tls.TrustStore()
+store.add(x509.CRT.from_file(sys.argv[2]))
+context = tls.ClientContext(tls.DTLSConfiguration(trust_store=store, validate_certificates=True))
+sock = context.wrap_socket(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), server_hostname="localhost")
+sock.connect(("127.0.0.1", int(sys.argv[1])))
+sock.settimeout(30)
+while True:
+    try:
+        sock.do_handshake()
+        break
+    except (tls.WantReadError, tls.WantWriteError, tls.HelloVerifyRequest):
+        continue
+print(sock.negotiated_tls_version(), sock.cipher()[0])
+sock.send(b"hello from mbed TLS")
+print(sock.recv(100).decode())
+"""
+
+
+def test_the_python_mbedtls_dtls_client_completes_and_gets_its_data_echoed(dtls_server: ServerProcess) -> None:
+    pytest.importorskip("mbedtls", reason="python-mbedtls (requirements.txt) is not installed")
+    process = subprocess.run([sys.executable, "-c", MBEDTLS_CLIENT, str(dtls_server.ports["dtls-echo"]),
+                              str(DEMO / "ca.pem")], capture_output=True, timeout=60)
+    output = process.stdout.decode() + process.stderr.decode()
+    assert "DTLSv1_2" in output and "hello from mbed TLS" in output, output
