@@ -22,6 +22,8 @@ HS_FINISHED = 20
 _RECORD = struct.Struct(">BHH6sH")
 _AAD = struct.Struct(">QBHH")
 WINDOW = 64
+# The CCM_8 suites (8-byte tag): ECDHE-ECDSA (RFC 7251) and PSK (RFC 6655, RFC 7925's mandatory one).
+CCM_8_SUITES = frozenset({CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, 0xC0A8})
 
 
 class DtlsError(ValueError):
@@ -246,7 +248,7 @@ class HostDtlsProtection:
             self._write: AESGCM | AESCCM = AESGCM(keys.server_key)
             self.tag = 16
         else:
-            self.tag = 8 if keys.suite == CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 else 16
+            self.tag = 8 if keys.suite in CCM_8_SUITES else 16
             self._read = AESCCM(keys.client_key, tag_length=self.tag)
             self._write = AESCCM(keys.server_key, tag_length=self.tag)
         self.epoch = keys.write_seq >> 48
