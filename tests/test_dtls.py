@@ -500,3 +500,26 @@ def test_the_python_mbedtls_dtls_client_completes_and_gets_its_data_echoed(dtls_
                               str(DEMO / "ca.pem")], capture_output=True, timeout=60)
     output = process.stdout.decode() + process.stderr.decode()
     assert "DTLSv1_2" in output and "hello from mbed TLS" in output, output
+
+
+PSK_IDENTITY, PSK_KEY = "client1", "00112233445566778899aabbccddeeff"
+
+
+def server_has_sim_psk() -> bool:
+    from host import server
+    return "--sim-psk" in server.build_parser().format_help()
+
+
+@pytest.fixture(scope="module", params=["card", "host"])
+def psk_server(request: pytest.FixtureRequest, server_factory: ServerFactory) -> ServerProcess:
+    if not server_has_sim_psk():
+        pytest.skip("--sim-psk (session resumption and PSK, branch merge1) is not in this tree yet")
+    return server_factory("--sim", "--sim-psk", f"{PSK_IDENTITY}:{PSK_KEY}", "--dtls-echo", "0", "--record-layer",
+                          request.param, "--export-keys", "--bind", "127.0.0.1")
+
+
+def test_openssl_dtls_psk_client_completes_with_rfc_7925s_ccm_8_suite(psk_server: ServerProcess) -> None:
+    output = s_client(psk_server.ports["dtls-echo"], b"dtls with a psk", "-psk", PSK_KEY, "-psk_identity",
+                      PSK_IDENTITY, "-cipher", "PSK-AES128-CCM8")
+    assert "Cipher is PSK-AES128-CCM8" in output, output
+    assert "dtls with a psk" in output.split("SSL-Session")[-1], output
