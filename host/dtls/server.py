@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from host.card.commands import RecordDropped
 from host.dtls.records import (
@@ -36,16 +37,18 @@ from host.dtls.records import (
     split_client_hello,
     whole_message,
 )
-from host.se_tls import CardLease, SessionInfo, TlsTandem
+from host.se_tls import CardLease, SessionInfo, TlsTandem, card_lost
 from host.tls.numbers import AlertDescription, AlertLevel, ContentType
 from host.tls.protection import SessionKeys
 from host.tls.record_layer import PeerClosed
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HS_CERTIFICATE = 11
 HS_CLIENT_KEY_EXCHANGE = 16
 HS_CERTIFICATE_VERIFY = 15
+QUEUE = 64   # records waiting for the handshake, datagrams waiting for the application
 
 
 @dataclass
@@ -99,8 +102,9 @@ class CardDtlsAssociation(DtlsAssociation):
         self.max_payload = 0
         self.established = False
         self.closed = False
-        self._inbox: asyncio.Queue[DtlsRecord | None] = asyncio.Queue()
-        self._app: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # Bounded: a datagram that finds them full is dropped, as the network may drop it.
+        self._inbox: asyncio.Queue[DtlsRecord | None] = asyncio.Queue(QUEUE)
+        self._app: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE)
         self._write_seq0 = 1
         self._last_flight = Flight()
         self._protection: HostDtlsProtection | None = None
@@ -138,8 +142,10 @@ class CardDtlsAssociation(DtlsAssociation):
             if self.established:
                 level = AlertLevel.WARNING if alert == AlertDescription.CLOSE_NOTIFY else AlertLevel.FATAL
                 self.server.sendto(await self._protect(ContentType.ALERT, bytes([level, alert])), self.address)
-        self._app.put_nowait(None)
-        self._inbox.put_nowait(None)
+        for queue in (self._app, self._inbox):
+            while queue.full():   # nobody will read what waits
+                queue.get_nowait()
+            queue.put_nowait(None)
         self._release_card()
         self.server.forget(self)
 
@@ -179,7 +185,7 @@ class CardDtlsAssociation(DtlsAssociation):
                 if len(self._early) < 8:
                     self._early.append(record)
             else:
-                self._inbox.put_nowait(record)
+                self._queue(self._inbox, record)
 
     def _on_established(self, record: DtlsRecord) -> None:
         if record.epoch == 0:
@@ -215,9 +221,15 @@ class CardDtlsAssociation(DtlsAssociation):
             return
         self._deliver(content_type, plain)
 
+    def _queue(self, queue: asyncio.Queue[T], item: T) -> None:
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            log.debug("%s: %d waiting: a datagram dropped", self.peer, QUEUE)
+
     def _deliver(self, content_type: int, plain: bytes) -> None:
         if content_type == ContentType.APPLICATION_DATA:
-            self._app.put_nowait(plain)
+            self._queue(self._app, plain)
         elif content_type == ContentType.ALERT:
             log.info("%s: the client sent alert %s", self.peer, plain.hex())
             self.server.keep(asyncio.ensure_future(self.close()))
@@ -312,6 +324,8 @@ class CardDtlsAssociation(DtlsAssociation):
             return
         except Exception as exc:
             log.warning("%s: DTLS handshake failed: %s: %s", self.peer, type(exc).__name__, exc)
+            if self._lease is not None and card_lost(exc):
+                self._lease.lose(exc)   # the card's channel is gone: out of the pool (host.se_tls)
             await self.close()
             return
         log.info("%s: DTLS established on card %s (%s records) in %.2f s, %d APDUs", self.peer, self.info.card,
