@@ -37,7 +37,7 @@ from host.dtls.records import (
     split_client_hello,
     whole_message,
 )
-from host.se_tls import CardLease, SessionInfo, TlsTandem, card_lost
+from host.se_tls import CardLease, SessionInfo, TlsTandem, card_lost, handshake_outcome
 from host.tls.numbers import AlertDescription, AlertLevel, ContentType
 from host.tls.protection import SessionKeys
 from host.tls.record_layer import PeerClosed
@@ -320,16 +320,24 @@ class CardDtlsAssociation(DtlsAssociation):
             self._early.clear()
         except (asyncio.CancelledError, PeerClosed, TimeoutError) as exc:
             log.info("%s: DTLS handshake ended: %s", self.peer, exc or type(exc).__name__)
+            outcome = "timeout" if isinstance(exc, TimeoutError) else "client_left"
+            if "refused" in str(exc):
+                outcome = "card_alert"
+            tandem.handshake_ended(outcome, self.peer, self.info.card, "", tandem.record_mode)
             await self.close()
             return
         except Exception as exc:
             log.warning("%s: DTLS handshake failed: %s: %s", self.peer, type(exc).__name__, exc)
+            tandem.handshake_ended(handshake_outcome(exc), self.peer, self.info.card, "", tandem.record_mode)
             if self._lease is not None and card_lost(exc):
                 self._lease.lose(exc)   # the card's channel is gone: out of the pool (host.se_tls)
             await self.close()
             return
-        log.info("%s: DTLS established on card %s (%s records) in %.2f s, %d APDUs", self.peer, self.info.card,
-                 self.info.record_mode, self.info.handshake_seconds, self.info.apdus)
+        log.info("dtls %s card=%s suite=%s record=%s handshake=%.3fs apdus=%d bytes=%d/%d", self.peer,
+                 self.info.card, self.info.suite_name, self.info.record_mode, self.info.handshake_seconds,
+                 self.info.apdus, self.info.bytes_to_card, self.info.bytes_from_card)
+        tandem.handshake_ended("ok", self.peer, self.info.card, self.info.suite_name, self.info.record_mode,
+                               self.info.handshake_seconds)
         self.server.spawn(self)
 
     async def _card(self, flight: bytes) -> bytes:
@@ -476,6 +484,7 @@ class DtlsServer:
 
     async def _serve(self, association: CardDtlsAssociation) -> None:
         alert = AlertDescription.CLOSE_NOTIFY
+        key = self.tandem.session_opened(association.info)   # the status page's open sessions
         try:
             await self.application(association, association.info)
         except (PeerClosed, TimeoutError) as exc:
@@ -484,6 +493,7 @@ class DtlsServer:
             log.error("%s: the application failed: %s: %s", association.peer, type(exc).__name__, exc)
             alert = AlertDescription.INTERNAL_ERROR
         finally:
+            self.tandem.session_closed(key)
             await association.end(alert)
 
     def on_datagram(self, data: bytes, address: tuple[str, int]) -> None:
