@@ -28,6 +28,7 @@ alert and the log as one line (a traceback only for a bug, or at DEBUG for an ap
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import itertools
 import logging
@@ -40,7 +41,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from host.card.errors import MessageTooLargeError, TransportError
 from host.iso7816.channel import ChannelError, CommandTooLongError, IncompleteResponseError
 from host.tls.alerts import LocalAlert, RemoteAlert, TlsAlert
-from host.tls.handshake import alert_in, suite_of_server_flight
+from host.tls.handshake import Resumption, alert_in, client_hello_resumption, server_hello_of
 from host.tls.numbers import AlertDescription, AlertLevel, ContentType, suite_name
 from host.tls.protection import HostRecordProtection, SessionKeys
 from host.tls.record_layer import CardRecordLayer, HostRecordLayer, PeerClosed, RecordLayer, RecordRejected
@@ -124,6 +125,7 @@ class SessionCard(Protocol):
 
     def begin_conversation(self, identity: str, handle: int | None = None) -> None: ...
     def exchange(self, flight: bytes, handle: int | None = None) -> bytes: ...
+    def handshake_finished(self, handle: int | None = None) -> bool: ...
     def unprotect(self, record: bytes, handle: int | None = None) -> tuple[int, bytes]: ...
     def protect(self, content_type: int, data: bytes, handle: int | None = None) -> bytes: ...
     def export_keys(self, handle: int | None = None) -> SessionKeys: ...
@@ -159,6 +161,8 @@ class SessionInfo:
     # The commonName of the client certificate the card verified (None: no client certificate;
     # "" for one without a commonName), read from the card after the handshake (GET DATA).
     client_subject: str | None = None
+    resumed: bool = False        # an abbreviated handshake (a session ID or a ticket the card issued)
+    session_id: bytes = b""      # the ServerHello's session_id
 
     @property
     def suite_name(self) -> str:
@@ -213,6 +217,7 @@ class CardSlot:
         self.session_slots = int(getattr(card, "session_slots", 1))
         self.handshake_slots = int(getattr(card, "handshake_slots", 1))
         self.free_handles: list[int] = list(range(self.session_slots))
+        self.ticket_key_id = bytes(getattr(card, "ticket_key_id", b""))   # starts the tickets it issues
         self.established: dict[int, CardLease] = {}
         self.in_flight = 0          # card operations running now (the worker thread counts them)
         self.busy_seconds = 0.0     # time the card spent on operations, since start
@@ -492,6 +497,8 @@ class TlsTandem:
         self._all_lost = asyncio.Event()
         if not self.serving:   # no card at start (a device booted without its card)
             self._all_lost.set()
+        # Session ID -> the card that issued it, the most recent last (at most ROUTES of them).
+        self.routes: collections.OrderedDict[bytes, CardSlot] = collections.OrderedDict()
 
     @property
     def serving(self) -> list[CardSlot]:
@@ -517,14 +524,39 @@ class TlsTandem:
     def session_closed(self, key: int) -> None:
         self.sessions.pop(key, None)
 
-    async def acquire(self, timeout: float) -> CardLease:
+    ROUTES = 4096
+
+    def route(self, resumption: Resumption) -> CardSlot | None:
+        """The card that can resume what a ClientHello offers: the one whose ticket key id starts
+        its ticket (RFC 5077), else the one that issued its session ID; None for a new session."""
+        if resumption.ticket:
+            for slot in self.slots:
+                if slot.ticket_key_id and resumption.ticket.startswith(slot.ticket_key_id) and not slot.lost:
+                    return slot
+        issuer = self.routes.get(resumption.session_id) if resumption.session_id else None
+        return issuer if issuer is not None and not issuer.lost else None
+
+    def remember(self, session_id: bytes, slot: CardSlot) -> None:
+        """A session ID the card `slot` issued (or resumed): later ClientHellos offering it go there."""
+        if not session_id:
+            return
+        self.routes[session_id] = slot
+        self.routes.move_to_end(session_id)
+        while len(self.routes) > self.ROUTES:
+            self.routes.popitem(last=False)
+
+    async def acquire(self, timeout: float, prefer: CardSlot | None = None) -> CardLease:
         """A session on the next card with a free handshake slot (first come, first served across
         every server of the pool), on a free handle of it or, when every handle is taken, on the
         handle of its least recently used idle session, closed with close_notify to make room;
-        TimeoutError after `timeout`, NoCardError at once when every card is lost."""
+        TimeoutError after `timeout`, NoCardError at once when every card is lost. A card to
+        `prefer` (the one that can resume the client's session) is taken if it is free now; if it
+        is busy, the next free card serves a full handshake."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        slot = await self._handshake_slot(timeout)
+        slot = self._take(prefer) if prefer is not None and not prefer.lost else None
+        if slot is None:
+            slot = await self._handshake_slot(timeout)
         while slot.lost:   # a turn of a card lost while it waited in the queue: dropped
             slot = await self._handshake_slot(max(0.0, deadline - loop.time()))
         if slot.free_handles:
@@ -540,6 +572,20 @@ class TlsTandem:
             self._put_back(slot)
             raise NoCardError(f"card {slot.name}: every session handle is taken")
         return CardLease(self, slot, slot.free_handles.pop(0))
+
+    def _take(self, wanted: CardSlot) -> CardSlot | None:
+        """`wanted` out of the free queue if it is there now (no await: no other task runs meanwhile)."""
+        others: list[CardSlot] = []
+        found: CardSlot | None = None
+        while not self.free.empty():
+            slot = self.free.get_nowait()
+            if slot is wanted and found is None:
+                found = slot
+            else:
+                others.append(slot)
+        for slot in others:
+            self.free.put_nowait(slot)
+        return found
 
     async def _handshake_slot(self, timeout: float) -> CardSlot:
         if self._all_lost.is_set():
@@ -646,6 +692,7 @@ class TlsTandem:
             lease.handshake_done()
             layer = card_layer
         info.record_mode = layer.record_mode
+        self.remember(info.session_id, slot)
         self.last_session = info
         return layer, info
 
@@ -674,6 +721,9 @@ class TlsTandem:
             answer = await slot.run(slot.card.exchange, flight, handle)
             flights.answered(answer)
             if not answer:
+                if (flights.resumed and flights.phase is FlightPhase.FINISHED
+                        and await slot.run(slot.card.handshake_finished, handle)):
+                    flights.resumed_done()   # an abbreviated handshake ends with the client's Finished
                 continue  # the card waits for more of the client's flight
             writer.write(answer)
             await writer.drain()
@@ -681,9 +731,14 @@ class TlsTandem:
             if alert is not None:
                 raise LocalAlert(alert, detail="the card refused the handshake")
             if not info.suite:
-                info.suite = suite_of_server_flight(answer)
+                hello = server_hello_of(answer)
+                if hello is not None:
+                    info.suite, info.session_id = hello.cipher_suite, hello.session_id
+        info.resumed = flights.resumed
         client_subject = getattr(slot.card, "client_subject", None)
-        if flights.client_certificate and callable(client_subject):
+        # A resumed session keeps the client the card authenticated when it was established: the
+        # card restores its subject from the sealed session, read like a full handshake's.
+        if (flights.client_certificate or flights.resumed) and callable(client_subject):
             info.client_subject = await slot.run(client_subject, handle)
 
 
@@ -1001,7 +1056,8 @@ class ServerTLS:
             self._alert(writer, AlertDescription.INTERNAL_ERROR)
             return None
         self.queued.add(reader)
-        acquire = asyncio.ensure_future(self.tandem.acquire(self.tandem.timeouts.backlog_wait))
+        prefer = self.tandem.route(client_hello_resumption(bytes(first)))
+        acquire = asyncio.ensure_future(self.tandem.acquire(self.tandem.timeouts.backlog_wait, prefer))
         watch: asyncio.Future[bytes] | None = None
         lease: CardLease | None = None
         try:
@@ -1049,9 +1105,9 @@ class ServerTLS:
             return
         finally:
             handshake_over()   # the address's claim (Admission) ends with the handshake
-        log.info("%s %s card=%s suite=%s record=%s handshake=%.3fs apdus=%d bytes=%d/%d client=%s", self.name,
-                 info.peer, info.card, info.suite_name, info.record_mode, info.handshake_seconds, info.apdus,
-                 info.bytes_to_card, info.bytes_from_card,
+        log.info("%s %s card=%s suite=%s record=%s%s handshake=%.3fs apdus=%d bytes=%d/%d client=%s", self.name,
+                 info.peer, info.card, info.suite_name, info.record_mode, " resumed" if info.resumed else "",
+                 info.handshake_seconds, info.apdus, info.bytes_to_card, info.bytes_from_card,
                  "-" if info.client_subject is None else repr(info.client_subject))
         self.tandem.handshake_ended("ok", info.peer, info.card, info.suite_name, info.record_mode,
                                     info.handshake_seconds)

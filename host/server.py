@@ -176,6 +176,18 @@ def suite_list(text: str) -> tuple[int, ...]:
     return suites
 
 
+def psk_pair(text: str) -> tuple[bytes, bytes]:
+    """`IDENTITY:HEXKEY` (argparse type): an identity of 1-32 bytes and a key of 16-63 bytes."""
+    identity, _, key = text.partition(":")
+    try:
+        value = bytes.fromhex(key)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the key after ':' must be hex, e.g. client1:00112233...") from None
+    if not 1 <= len(identity.encode()) <= 32 or not 16 <= len(value) <= 63:
+        raise argparse.ArgumentTypeError(f"{text!r}: give IDENTITY (1-32 bytes):KEY (16-63 bytes in hex)")
+    return identity.encode(), value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The options; an option left out is None, so that the configuration file's value stands."""
     defaults = ServerConfig()
@@ -206,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_argument("--suites", metavar="LIST",
                        help="simulated cards: the identity's cipher suites, server's order, e.g. c02b,c0ac,c023 "
                             "(default: the AEAD suites GCM, CCM, CCM_8; CBC-SHA256 only if listed)")
+    cards.add_argument("--sim-psk", action="append", type=psk_pair, default=[], metavar="IDENTITY:HEXKEY",
+                       help="simulated cards: store this pre-shared key (repeatable; PSK suites C0A8, C037)")
     cards.add_argument("--sim-speed", metavar="ROW",
                        help="simulated cards answer at the modeled speed of this card row of "
                             "bench/card-op-costs.csv (e.g. \"NXP JCOP4 J3R180\")")
@@ -279,6 +293,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
             config.set(dotted, value)
     if args.verbose:
         config.logging.level = "debug"
+    # PSKs are secrets: from the command line only (simulated cards), never from the file.
+    config.cards.sim_psks = list(args.sim_psk)
     return config
 
 
@@ -305,6 +321,9 @@ def check_config(config: ServerConfig, cli_pin: str | None) -> str:
         if not cards.sim:
             raise ConfigError("--suites sets up simulated cards; a real card keeps its own: "
                               "python -m host.provision policy --suites ... --reader NAME")
+    if cards.sim_psks and not cards.sim:
+        raise ConfigError("--sim-psk stores PSKs in simulated cards: give --sim as well (a real card's PSKs: "
+                          "python -m host.provision set-psk ... --reader NAME)")
     if not cards.sim and (cards.client_auth != "none" or not cards.client_dates):
         raise ConfigError("--client-auth and --no-client-dates set up simulated cards; a real card keeps its own "
                           "policy: python -m host.provision policy --client-auth ... --reader NAME")
@@ -546,7 +565,8 @@ def run(config: ServerConfig, cli_pin: str | None, limit: RateLimit, notifier: N
                                   IdentitySpec(identity, pin.value, export_keys=config.cards.export_keys,
                                                client_auth=config.cards.client_auth,
                                                client_dates=config.cards.client_dates,
-                                               suites=simulated_suites(config)))
+                                               suites=simulated_suites(config),
+                                               psks=tuple(config.cards.sim_psks)))
         # Simulated cards are new each run: their refusals are kept in memory only.
         refused = RefusedPins(state_directory(config.service.state_directory) if config.cards.readers else None)
         slots = []

@@ -170,18 +170,22 @@ def test_counters_of_a_gcm_handshake_by_python_ssl_match_a_hand_count(gcm_card: 
     assert trace.suite == CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 and client.tls.version() == "TLSv1.2"
     assert counts["ec_keygen"] == 1 and counts["ecdsa_sign"] == 1 and counts["ecdh"] == 1
     assert counts["ecdsa_verify"] == 0
-    assert counts["random_bytes"] == 32                # server_random
+    # server_random; the session is resumable (Python's client offers EMS and session_ticket): its
+    # 16-byte session ID and the 12-byte nonce it is sealed with (issue 12).
+    assert counts["random_bytes"] == 32 + 16 + 12
     # PRF: master secret 2 output blocks, key block 2, two Finished 1 each; 2 HMACs per block.
     assert counts["hmac"] == (2 + 2 + 1 + 1) * 2
     # Two 16-byte Finished records in GCM: per record H, E(K, J0) and 1 data block; GHASH of the
-    # AAD block, the lengths block and 1 data block.
-    assert counts["aes_blocks"] == 2 * (2 + 1)
+    # AAD block, the lengths block and 1 data block. Sealing the session's 117 bytes in AES-CCM
+    # (its client's commonName included): B0, the AAD block and S0, then 8 blocks of CBC-MAC and 8 of CTR.
+    assert counts["aes_blocks"] == 2 * (2 + 1) + 3 + 8 + 8
     assert counts["ghash_blocks"] == 2 * (2 + 1)
     # SHA-256: the session hash (through ClientKeyExchange) and the transcript (through the
-    # client's 16-byte Finished), each over the handshake messages once, plus the PRF.
+    # client's 16-byte Finished and the 163-byte NewSessionTicket the server's Finished covers),
+    # each over the handshake messages once, plus the PRF.
     assert PRF_BLOCKS == 55
     session = trace.client_hello + trace.server_flight + trace.client_key_exchange
-    assert counts["sha256_blocks"] == blocks(session) + blocks(session + 16) + PRF_BLOCKS
+    assert counts["sha256_blocks"] == blocks(session) + blocks(session + 16 + 163) + PRF_BLOCKS
     assert counts["apdus"] == 3 + 1                    # identity, 2 flights, and the GET COUNTERS
     assert stats.phases["flight1"].apdus + stats.phases["flight3"].apdus == 3
 
@@ -262,11 +266,13 @@ def test_quick_benchmark_writes_complete_json_a_summary_and_plots(applet_classes
     kinds = {r["kind"] for r in records}
     assert {"sim", "model", "target", "host", "scaling", "client_auth", "client_auth_model"} <= kinds, kinds
     suites = {r["suite"] for r in records if r["kind"] == "sim"}
-    assert len(suites) == 4
+    assert len(suites) == 5   # the four ECDHE-ECDSA suites and PSK-AES128-CCM8 (issue 12)
+    modes = {r["mode"] for r in records if r["kind"] == "sim"}
+    assert {"extended resumed (ID)", "extended resumed (ticket)", "extended PSK"} <= modes, modes
     for name in PLOTS:
         assert (tmp_path / name).stat().st_size > 1000, name
     summary = (tmp_path / "summary.md").read_text()
-    assert "J3R180" in summary and "not available" in summary
+    assert "J3R180" in summary and "## Resumed and PSK handshakes" in summary
     assert "Not measured" not in summary, summary
     fragmenting = {r["metric"]: r["value"] for r in records if r["kind"] == "fragmenting"}
     # A client sending 1-byte records sends several KB more; the card gets the same bytes (issue 9).

@@ -58,14 +58,17 @@ def test_counters_match_a_hand_count_of_one_gcm_handshake(card: SeTlsCard) -> No
     card.counters(reset=True)
     client = handshake(card)
     counts = card.counters()
-    # One ephemeral key, one ServerKeyExchange signature, one ECDH, 32 random bytes (server_random).
+    # One ephemeral key, one ServerKeyExchange signature, one ECDH, 32 random bytes (server_random)
+    # and, the session being resumable (EMS), its 16-byte session ID and the sealing's 12-byte nonce.
     assert counts["ec_keygen"] == 1
     assert counts["ecdsa_sign"] == 1
     assert counts["ecdh"] == 1
-    assert counts["random_bytes"] == 32
+    assert counts["random_bytes"] == 32 + 16 + 12
     # Two records (the client's and the server's Finished, 16 bytes each) in GCM: per record
-    # H and the tag mask (2 AES blocks) + 1 block of data; 2 GHASH blocks + 1 of data.
-    assert counts["aes_blocks"] == 2 * 3
+    # H and the tag mask (2 AES blocks) + 1 block of data; 2 GHASH blocks + 1 of data. The
+    # session's 117 bytes (its client's commonName included) sealed in AES-CCM: B0, AAD, S0, 8
+    # CBC-MAC and 8 CTR blocks.
+    assert counts["aes_blocks"] == 2 * 3 + 3 + 8 + 8
     assert counts["ghash_blocks"] == 2 * 3
     # SHA-256: the two transcript digests (each over the whole transcript once), plus the HMACs
     # of the PRF: master secret (48 B = 2 outputs), key block (40 B = 2), two Finished (12 B = 1

@@ -144,6 +144,57 @@ def test_the_transcript_copy_path_verifies_the_certificate_verify_too(
         auth_card.force_transcript_copy = False
 
 
+# ---- resumption: a resumed session keeps its client --------------------------------------------------
+
+def s_client_session(port: int, *args: str, ticket: bool, message: bytes = b"ping\n") -> str:
+    """openssl s_client as s_client() does, offering session tickets or not (`-no_ticket`)."""
+    proc = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-ign_eof",
+                           *([] if ticket else ["-no_ticket"]), *args], input=message, capture_output=True,
+                          timeout=60)
+    return proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
+
+
+# 58 bytes: more than the 32 bytes the resumption branch first sealed, within X.509's 64.
+LONG_NAME = "a-resumed-client-whose-common-name-is-longer-than-32-bytes"
+
+
+@pytest.mark.parametrize("by", ["session ID", "ticket"])
+def test_a_session_established_with_a_certificate_resumes_with_the_same_subject(
+        server: EchoServer, pki: Pki, tmp_path: Path, by: str) -> None:
+    cert, key = pki.client(LONG_NAME)
+    session = tmp_path / "session.pem"
+    ticket = by == "ticket"
+    first = s_client_session(server.port, "-cert", cert, "-key", key, "-sess_out", str(session), ticket=ticket)
+    assert "New, TLSv1.2" in first and f"client={LONG_NAME} ping" in first, first
+    assert ("TLS session ticket:" in first) == ticket, first
+    # No certificate the second time: the card restores the client the session was established with.
+    second = s_client_session(server.port, "-sess_in", str(session), ticket=ticket)
+    assert "Reused, TLSv1.2" in second, second
+    assert f"client={LONG_NAME} ping" in second, second
+    info = server.sessions[-1]
+    assert info.resumed and info.client_subject == LONG_NAME, info
+    # Another client's full handshake on the same card does not inherit it.
+    other, other_key = pki.client("carol")
+    assert "client=carol ping" in s_client(server.port, "-cert", other, "-key", other_key)
+
+
+def test_a_policy_that_now_requires_a_certificate_resumes_no_session_established_without_one(
+        server: EchoServer, auth_card: SeTlsCard, tmp_path: Path) -> None:
+    session = tmp_path / "session.pem"
+    auth_card.put_policy(0, export_keys=True, client_auth="optional", client_dates=True)
+    auth_card.unlock("server", DEMO_PIN)
+    try:
+        first = s_client_session(server.port, "-sess_out", str(session), ticket=True)
+        assert "New, TLSv1.2" in first and "client=None ping" in first, first
+        resumed = s_client_session(server.port, "-sess_in", str(session), ticket=True)
+        assert "Reused, TLSv1.2" in resumed and "client=None ping" in resumed, resumed
+    finally:
+        auth_card.put_policy(0, export_keys=True, client_auth="required", client_dates=True)
+        auth_card.unlock("server", DEMO_PIN)
+    refused = s_client_session(server.port, "-sess_in", str(session), ticket=True)
+    assert "Reused" not in refused and "alert handshake failure" in refused, refused
+
+
 @pytest.mark.parametrize("case", ["no certificate", "another CA", "expired", "not yet valid", "revoked", "P-384"])
 def test_each_refused_client_gets_its_alert_and_the_next_client_is_served(
         server: EchoServer, pki: Pki, case: str) -> None:
@@ -307,3 +358,27 @@ def test_the_server_refuses_client_auth_options_for_real_cards_in_one_sentence()
     result = subprocess.run([sys.executable, "-m", "host.server", "--reader", "nonexistent", "--https", "0",
                              "--client-auth", "required"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "python -m host.provision policy --client-auth" in result.stderr, result
+
+
+@pytest.mark.parametrize("by", ["session ID", "ticket"])
+def test_a_resumed_https_session_shows_its_clients_subject_on_status_json_and_in_the_log_line(
+        required_pool: ServerProcess, tmp_path: Path, by: str) -> None:
+    """openssl s_client -cert/-key -sess_out, then -sess_in without a certificate, through a pool of
+    two cards (the host routes the resumption to the card that issued the session)."""
+    name = f"resumer-{by.split()[0].lower()}"
+    cert, key = demo_client(tmp_path, name)
+    session = tmp_path / "session.pem"
+    request = b"GET /status.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    port = required_pool.ports["https"]
+    ca = ("-CAfile", str(DEMO / "ca.pem"), "-verify_return_error", "-servername", "localhost")
+    first = s_client_session(port, *ca, "-cert", cert, "-key", key, "-sess_out", str(session),
+                             ticket=by == "ticket", message=request)
+    assert "New, TLSv1.2" in first and "HTTP/1.1 200" in first, first
+    second = s_client_session(port, *ca, "-sess_in", str(session), ticket=by == "ticket", message=request)
+    assert "Reused, TLSv1.2" in second and "HTTP/1.1 200" in second, second
+    body = second.split("HTTP/1.1 200", 1)[1].split("\r\n\r\n", 1)[1]   # not the ticket's hex dump
+    status = json.loads(body[body.index("{"):body.rindex("}") + 1])
+    assert status["client_subject"] == name, status
+    resumed = [line for line in required_pool.lines().splitlines()
+               if " resumed " in line and f"client='{name}'" in line]
+    assert resumed, required_pool.lines()[-3000:]

@@ -283,7 +283,7 @@ def request(data: EapTlsData, identifier: int) -> bytes:
         (EapPacket(EapCode.RESPONSE, 2, EapType.TLS, b"\x00").encode(), "not a Request"),
         (EapPacket(EapCode.REQUEST, 2, EapType.IDENTITY).encode(), "not EAP-TLS"),
         (request(EapTlsData(S), 2), "Start flag"),
-        (EapPacket(EapCode.SUCCESS, 1).encode(), "EAP-Success in state"),
+        (EapPacket(EapCode.SUCCESS, 7).encode(), "does not match"),
         (request(EapTlsData(NONE, bytes(250)), 2), "exceeds the 255 announced"),
         (bytes.fromhex("01020010"), "length field"),
     ],
@@ -294,6 +294,14 @@ def test_peer_refuses_a_bad_answer_to_a_message(answer: bytes, why: str) -> None
     with pytest.raises(EapProtocolError, match=why):
         peer.receive(answer)
     assert peer.state is PeerState.CLOSED
+
+
+def test_peer_takes_success_right_after_the_message_that_ends_a_resumed_handshake() -> None:
+    """RFC 5216 2.1.3: the peer's Finished ends an abbreviated handshake; Success answers it."""
+    peer = ready_peer()
+    peer.send_message(b"finished")
+    event = peer.receive(EapPacket(EapCode.SUCCESS, 1).encode())
+    assert isinstance(event, Success) and peer.state is PeerState.CLOSED
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,8 @@ TLS_NUMBERS = [
     ("handshake types", with_prefix(TLS, "HS_", but=("HS_HEADER_SIZE",)), HandshakeType),
     ("alert levels", {"WARNING": TLS["ALERT_WARNING"], "FATAL": TLS["ALERT_FATAL"]}, AlertLevel),
     ("alert descriptions", with_prefix(TLS, "ALERT_", but=("ALERT_WARNING", "ALERT_FATAL")), AlertDescription),
-    ("cipher suites", {name: value for name, value in TLS.items() if name.startswith("TLS_ECDHE_")}, CipherSuite),
+    ("cipher suites", {name: value for name, value in TLS.items()
+                       if name.startswith(("TLS_ECDHE_", "TLS_PSK_"))}, CipherSuite),
 ]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from host.server import OVERRIDES, build_parser, server_config
+from host.server import OVERRIDES, build_parser, check_config, server_config
 from host.service.config import SCHEMA, ConfigError, key_line, load
 from host.service.pin import EXIT_CONFIG, EXIT_PIN_REFUSED
 
@@ -72,8 +72,9 @@ def test_every_option_overrides_the_file(tmp_path: Path) -> None:
     assert (config.logging.format, config.logging.level, config.metrics.port) == ("text", "debug", 10)
     plain = server_config(build_parser().parse_args(["--config", str(path)]))   # the file's, where none given
     assert (plain.cards.readers, plain.limits.backlog, plain.logging.format) == (["A"], 3, "json")
-    # every option but the meta ones overrides a key of the schema
-    options = {a.dest for a in build_parser()._actions if a.dest not in ("help", "config", "check", "pin", "verbose")}
+    # every option but the meta ones and the secrets (PIN, PSKs: never in the file) overrides a key of the schema
+    options = {a.dest for a in build_parser()._actions
+               if a.dest not in ("help", "config", "check", "pin", "verbose", "sim_psk")}
     assert options == set(OVERRIDES)
     assert all(dotted.split(".")[1] in SCHEMA[dotted.split(".")[0]] for dotted in OVERRIDES.values())
 
@@ -188,3 +189,13 @@ def test_a_server_configured_by_its_file_alone_serves_curl(tmp_path: Path, apple
     messages = [json.loads(line)["message"] for line in server.lines().splitlines() if line.startswith("{")]
     assert f"https listening on 127.0.0.1:{port} (record layer in the card)" in messages
     assert not any("[::1]" in message for message in messages)   # servers.bind from the file
+
+
+def test_sim_psks_come_from_the_command_line_only_and_need_simulated_cards() -> None:
+    psk = "client1:" + "11" * 16
+    config = server_config(build_parser().parse_args(["--sim", "--https", "0", "--sim-psk", psk]))
+    assert config.cards.sim_psks == [(b"client1", bytes([0x11]) * 16)]
+    assert "sim_psks" not in config.render()   # a secret: never printed, no key of the file
+    real = server_config(build_parser().parse_args(["--reader", "A", "--https", "0", "--sim-psk", psk]))
+    with pytest.raises(ConfigError, match="--sim-psk stores PSKs in simulated cards: give --sim as well"):
+        check_config(real, None)

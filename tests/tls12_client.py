@@ -76,9 +76,10 @@ def extension(ext_type: int, body: bytes) -> bytes:
 
 
 def client_hello(random: bytes, suites: Sequence[int], groups: Sequence[int] | None = (23,), ems: bool = True,
-                 sig_algs: Sequence[int] | None = (0x0403,), extra: bytes = b"", padding: int | None = None) -> bytes:
+                 sig_algs: Sequence[int] | None = (0x0403,), extra: bytes = b"", padding: int | None = None,
+                 session_id: bytes = b"") -> bytes:
     """groups, sig_algs None: no supported_groups, signature_algorithms extension; padding: a
-    padding extension (RFC 7685) of that many bytes, last."""
+    padding extension (RFC 7685) of that many bytes, last; session_id: a session to resume."""
     exts = b""
     if groups is not None:
         exts += extension(10, struct.pack(">H", 2 * len(groups)) + b"".join(struct.pack(">H", g) for g in groups))
@@ -91,7 +92,7 @@ def client_hello(random: bytes, suites: Sequence[int], groups: Sequence[int] | N
     exts += extra
     if padding is not None:
         exts += extension(PADDING, bytes(padding))
-    body = b"\x03\x03" + random + b"\x00" + struct.pack(">H", 2 * len(suites))
+    body = b"\x03\x03" + random + bytes([len(session_id)]) + session_id + struct.pack(">H", 2 * len(suites))
     body += b"".join(struct.pack(">H", s) for s in suites) + b"\x01\x00" + struct.pack(">H", len(exts)) + exts
     return handshake_message(1, body)
 

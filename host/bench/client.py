@@ -66,10 +66,12 @@ def client_context(cafile: str, suite: int) -> ssl.SSLContext:
 class MemoryTlsClient:
     """An SSLObject over two memory BIOs: bytes in with feed(), bytes out with take_output()."""
 
-    def __init__(self, context: ssl.SSLContext, server_hostname: str = SERVER_NAME) -> None:
+    def __init__(self, context: ssl.SSLContext, server_hostname: str = SERVER_NAME,
+                 session: ssl.SSLSession | None = None) -> None:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
-        self.tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+        self.tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname,
+                                    session=session)
 
     def handshake_step(self) -> bool:
         """Advances the handshake; True once it is complete."""
@@ -193,6 +195,9 @@ def drive_handshake(card: Card, client: MemoryTlsClient, stats: Phases, identity
             client.feed(answer)
         if not sent:
             raise HandshakeError(f"the client waits for the server but has no flight to send ({flights.phase})")
+    # An abbreviated handshake (RFC 5246 7.3) ends with the client's flight: the card answers nothing.
+    for phase, flight in client_flights(client, records, flights, cut):
+        flights.answered(exchange(card, stats, phase, flight, trace))
     trace.client_record_bytes, trace.card_message_bytes = flights.received, flights.forwarded
     if transcript_copy is not None and flights.client_certificate:
         copy = len(flights.transcript)

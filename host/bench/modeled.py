@@ -9,7 +9,7 @@ from pathlib import Path
 
 from host.bench.client import PHASE_RECORD, PHASE_RECORD_IN, PHASE_RECORD_OUT
 from host.bench.results import Results, Settings
-from host.bench.runs import CBC_SHA256, SimRun, adder
+from host.bench.runs import CBC_SHA256, FULL, PSK, SimRun, adder
 from host.card import cost_model
 from host.card.cost_model import Breakdown, UnitCosts, Workload
 from host.card.numbers import Counter
@@ -22,7 +22,8 @@ RECORD_PHASE_RECORDS = 2        # one record each way
 REFERENCE_CARD = "NXP JCOP4 J3R180"
 OTHER_CARD = "NXP JCOP3 J3H145"
 TARGET_FULL_MS = 700.0
-TARGET_RESUMED_MS = 250.0
+TARGET_RESUMED_MS = 220.0   # issue 12: a resumed handshake (session ID or ticket) on the J3R180
+TARGET_PSK_MS = 260.0       # issue 12: a PSK handshake (TLS_PSK_WITH_AES_128_CCM_8) on the J3R180
 COMPONENT_LABELS = {"asymmetric": "ECDSA, ECDH, key generation", "sha256": "SHA-256 (transcript, PRF, HMAC)",
                     "aes": "AES", "apdu": "APDU overhead", "transfer": "bytes on the line"}
 
@@ -101,12 +102,18 @@ def model_results(modeled: Sequence[Modeled], results: Results) -> None:
 
 def target_results(modeled: Sequence[Modeled], results: Results) -> None:
     for m in modeled:
-        if m.costs.card.startswith(REFERENCE_CARD) and m.run.apdu_format == "extended":
+        if m.costs.card.startswith(REFERENCE_CARD) and m.run.apdu_format == "extended" and m.run.mode != FULL:
+            add = adder(results, "target", m.run, m.costs.card)
+            target = TARGET_PSK_MS if m.run.mode == PSK else TARGET_RESUMED_MS
+            add("handshake_ms", m.handshake.total, "ms (modeled)")
+            add("handshake_target_ms", target, "ms")
+            add("handshake_meets_target", float(m.handshake.total <= target), "bool")
+        elif m.costs.card.startswith(REFERENCE_CARD) and m.run.apdu_format == "extended":
             add = adder(results, "target", m.run, m.costs.card)
             add("full_handshake_ms", m.handshake.total, "ms (modeled)")
             add("full_handshake_target_ms", TARGET_FULL_MS, "ms")
             add("full_handshake_meets_target", float(m.handshake.total <= TARGET_FULL_MS), "bool")
             add("full_handshake_meets_target_with_ghash_assumption",
                 float(m.handshake.total_with_ghash <= TARGET_FULL_MS), "bool")
-            add("resumed_handshake_available", 0.0, "bool")
+            add("resumed_handshake_available", 1.0, "bool")
             add("resumed_handshake_target_ms", TARGET_RESUMED_MS, "ms")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from host.bench.modeled import COMPONENT_LABELS, TARGET_FULL_MS, Modeled
 from host.bench.results import Results
-from host.bench.runs import PHASES, RECORD_SIZE, SHORT_NAMES, SimRun
+from host.bench.runs import PHASES, RECORD_SIZE, SimRun
 from host.bench.throughput import KEEP_ALIVE_METRICS, MODE_NAMES
 
 
@@ -35,7 +35,7 @@ def plot_modeled(modeled: Sequence[Modeled], path: Path) -> None:
     fig, axes = plt.subplots(1, len(cards), figsize=(3.2 * len(cards), 4.8), sharey=True, squeeze=False)
     for ax, card in zip(axes[0], cards):
         rows = [m for m in chosen if m.costs.card == card]
-        labels = [SHORT_NAMES[m.run.suite] for m in rows]
+        labels = [m.run.short_label for m in rows]
         bottom = [0.0] * len(rows)
         for component, label in COMPONENT_LABELS.items():
             values = [m.handshake.components()[component] for m in rows]
@@ -58,7 +58,7 @@ def plot_modeled(modeled: Sequence[Modeled], path: Path) -> None:
 def plot_phases(runs: Sequence[SimRun], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    labels = [f"{SHORT_NAMES[r.suite]}\n{r.apdu_format}" for r in runs]
+    labels = [f"{r.short_label}\n{r.apdu_format}" for r in runs]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     for ax, (attribute, title) in zip(axes, (("apdus", "APDUs"), ("bytes_sent", "bytes to the card"),
                                              ("bytes_received", "bytes from the card"))):

@@ -30,6 +30,7 @@ from host.bench.client import (
     client_context,
     drive_handshake,
 )
+from host.bench.psk_client import PskClient
 from host.bench.results import MeasurementError, Results, Settings
 from host.card.commands import SeTlsCard, open_cards
 from host.card.numbers import Counter
@@ -53,6 +54,10 @@ RECORD_DIRECTIONS = (PHASE_RECORD_IN, PHASE_RECORD_OUT)   # to the card / from t
 IDENTITY, PIN = "server", "2468"
 RECORD_SIZE = 1024
 SIM = "jcardsim"
+# Issue 12: handshakes beside the full one (GCM; PSK: TLS_PSK_WITH_AES_128_CCM_8), extended APDUs.
+FULL, RESUMED_ID, RESUMED_TICKET, PSK = "full", "resumed (ID)", "resumed (ticket)", "PSK"
+MODES = (RESUMED_ID, RESUMED_TICKET, PSK)
+PSK_IDENTITY, PSK_KEY = b"bench-psk", bytes(range(16))
 
 
 @dataclass
@@ -76,6 +81,18 @@ class SimRun:
     apdu_format: str
     certificate_bytes: int
     samples: list[Sample] = field(default_factory=list)
+    mode: str = FULL   # or one of MODES: a resumed or PSK handshake
+
+    @property
+    def short_label(self) -> str:
+        """The suite's short name, with the mode when the handshake is not a full one (plots)."""
+        name = SHORT_NAMES.get(self.suite, self.suite.openssl_name)
+        return name if self.mode == FULL else f"{name} {self.mode}"
+
+    @property
+    def format_label(self) -> str:
+        """The APDU format, with the mode when the handshake is not a full one (results' `mode`)."""
+        return self.apdu_format if self.mode == FULL else f"{self.apdu_format} {self.mode}"
 
     def median(self, value: Callable[[Sample], float]) -> float:
         return float(statistics.median(value(s) for s in self.samples))
@@ -114,7 +131,7 @@ def one_handshake(card: SeTlsCard, cafile: str, run: SimRun) -> Sample:
     return record_sample(card, client, counts, wall, trace, where)
 
 
-def record_sample(card: SeTlsCard, client: MemoryTlsClient, counts: dict[str, int], wall: float,
+def record_sample(card: SeTlsCard, client: MemoryTlsClient | PskClient, counts: dict[str, int], wall: float,
                   trace: HandshakeTrace, where: str) -> Sample:
     """The Sample of a handshake just done (`counts`: its counters, `wall`: its seconds), with one
     record each way measured now (record_round)."""
@@ -130,7 +147,76 @@ def record_sample(card: SeTlsCard, client: MemoryTlsClient, counts: dict[str, in
     return Sample(traffic, counts, record_counts, wall * 1000, record_wall * 1000, trace, directions)
 
 
-def record_round(card: SeTlsCard, client: MemoryTlsClient,
+def one_resumed_handshake(card: SeTlsCard, cafile: str, run: SimRun) -> Sample:
+    """A full handshake (not counted) whose session Python's client then resumes, by session ID
+    (no ticket offered) or by ticket; the resumed one is measured like one_handshake()."""
+    where = f"{run.suite.openssl_name}, {run.mode}"
+    context = client_context(cafile, run.suite)
+    if run.mode == RESUMED_ID:
+        context.options |= ssl.OP_NO_TICKET
+    stats = card.session.stats
+    first = MemoryTlsClient(context)
+    try:
+        drive_handshake(card, first, stats, IDENTITY)
+        client = MemoryTlsClient(context, session=first.tls.session)
+        card.counters(reset=True)
+        stats.reset()
+        start = time.perf_counter()
+        trace = drive_handshake(card, client, stats, IDENTITY)
+    except (HandshakeError, ssl.SSLError) as exc:
+        raise MeasurementError(f"{where}: the handshake failed: {exc}") from exc
+    wall = time.perf_counter() - start
+    if not client.tls.session_reused:
+        raise MeasurementError(f"{where}: the card did not resume the session")
+    counts = card.counters(reset=True)
+    return record_sample(card, client, counts, wall, trace, where)
+
+
+def one_psk_handshake(card: SeTlsCard, run: SimRun) -> Sample:
+    """A TLS_PSK_WITH_AES_128_CCM_8 handshake by the benchmark's PSK client, measured like one_handshake()."""
+    stats = card.session.stats
+    client = PskClient(PSK_IDENTITY, PSK_KEY)
+    card.counters(reset=True)
+    stats.reset()
+    start = time.perf_counter()
+    try:
+        with stats.phase(PHASE_FLIGHT1):
+            card.begin_conversation(IDENTITY)
+            answer = card.exchange(client.client_hello())
+        with stats.phase(PHASE_FLIGHT3):
+            answer = card.exchange(client.flight3(answer))
+        client.check_finished(answer)
+    except ValueError as exc:
+        raise MeasurementError(f"PSK: the handshake failed: {exc}") from exc
+    wall = time.perf_counter() - start
+    counts = card.counters(reset=True)
+    trace = HandshakeTrace()
+    trace.suite = run.suite
+    return record_sample(card, client, counts, wall, trace, "PSK")
+
+
+def mode_runs(card: SeTlsCard, cafile: str, settings: Settings, bar: tqdm[object]) -> list[SimRun]:
+    """The resumed (ID, ticket) and PSK handshakes, settings.runs each, extended APDUs."""
+    runs = []
+    certificate = prepare_card(card, GCM)
+    card.set_psk(PSK_IDENTITY, PSK_KEY)   # the operator session prepare_card opened
+    for mode in MODES:
+        suite = CipherSuite.TLS_PSK_WITH_AES_128_CCM_8 if mode == PSK else GCM
+        run = SimRun(suite, "extended", 0 if mode == PSK else certificate, mode=mode)
+
+        def measure(run: SimRun = run) -> Sample:
+            return one_psk_handshake(card, run) if run.mode == PSK else one_resumed_handshake(card, cafile, run)
+
+        measure()  # warm-up, not counted
+        for _ in range(settings.runs):
+            run.samples.append(measure())
+            bar.update()
+        runs.append(run)
+    return runs
+
+
+
+def record_round(card: SeTlsCard, client: MemoryTlsClient | PskClient,
                  where: str) -> tuple[dict[str, dict[str, int]], float]:
     """One RECORD_SIZE application-data record each way through the card's record layer: the
     card's counters of each direction (read and reset after each) and the wall time of both."""
@@ -201,7 +287,7 @@ def sim_benchmark(settings: Settings) -> tuple[list[SimRun], FragmentingClient, 
     then the fragmenting client (GCM, extended APDUs) and the handshakes with client
     authentication (host.bench.client_auth)."""
     runs: list[SimRun] = []
-    total = len(SUITES) * len(APDU_FORMATS) * settings.runs
+    total = (len(SUITES) * len(APDU_FORMATS) + len(MODES)) * settings.runs
     with tempfile.TemporaryDirectory(prefix="setls-bench-ca-") as tmp, open_cards(sim=1) as cards:
         ca = DemoCa.load_or_create(Path(tmp))
         cafile = str(Path(tmp) / "ca.pem")
@@ -216,6 +302,8 @@ def sim_benchmark(settings: Settings) -> tuple[list[SimRun], FragmentingClient, 
                         run.samples.append(one_handshake(card, cafile, run))
                         bar.update()
                     runs.append(run)
+            card = SeTlsCard(CardSession(cards[0].session.channel, extended=None), "sim0-extended")
+            runs += mode_runs(card, cafile, settings, bar)
         card = SeTlsCard(CardSession(cards[0].session.channel, extended=None), "sim0-extended")
         prepare_card(card, GCM)
         fragmenting = fragmenting_handshake(card, cafile)
@@ -260,5 +348,5 @@ def sim_results(runs: Sequence[SimRun], results: Results) -> None:
 def adder(results: Results, kind: str, run: SimRun, card: str) -> Callable[[str, float, str], None]:
     """`add(metric, value, unit)` for results of `run` (its suite, APDU format and sample count)."""
     def add(metric: str, value: float, unit: str) -> None:
-        results.add(kind, run.suite.openssl_name, run.apdu_format, card, metric, value, unit, len(run.samples))
+        results.add(kind, run.suite.openssl_name, run.format_label, card, metric, value, unit, len(run.samples))
     return add

@@ -157,6 +157,11 @@ class SeTlsCard:
         return self.session.caps.session_slots
 
     @property
+    def ticket_key_id(self) -> bytes:
+        """The id that starts this card's RFC 5077 tickets (b"" if it issues none)."""
+        return self.session.caps.ticket_key_id
+
+    @property
     def handshake_slots(self) -> int:
         """Handshakes the card runs at once (SELECT tag 86)."""
         return self.session.caps.handshake_slots
@@ -442,6 +447,15 @@ class SeTlsCard:
         if conversation is None:
             raise RuntimeError("begin_conversation() first")
         return conversation.exchange(flight)
+
+    def handshake_finished(self, handle: int | None = None) -> bool:
+        """After the card answered a message with nothing: True if that answer was EAP-Success (an
+        abbreviated handshake ends with the client's Finished, RFC 5216 2.1.3), False if the card
+        waits for more of the client's flight. No APDU."""
+        conversation = self._conversations.get(self._handle(handle))
+        if conversation is None:
+            raise RuntimeError("begin_conversation() first")
+        return conversation.succeeded
 
     def unprotect(self, record: bytes, handle: int | None = None) -> tuple[int, bytes]:
         """UNPROTECT RECORD: (content type, plaintext) of one TLS record the client sent.

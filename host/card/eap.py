@@ -416,7 +416,8 @@ class EapTlsPeer:
         return self._on_fragment(data)
 
     def _outcome(self, packet: EapPacket) -> Event:
-        if packet.code == EapCode.SUCCESS and self.state != PeerState.FINISHING:
+        # RFC 5216 2.1.3: after the peer's last message of a resumed session, Success comes at once.
+        if packet.code == EapCode.SUCCESS and self.state not in (PeerState.FINISHING, PeerState.AWAITING_ANSWER):
             raise EapProtocolError(f"EAP-Success in state {self.state.value}")
         if self._response_id is not None and packet.identifier != self._response_id:
             raise EapProtocolError(

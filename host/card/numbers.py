@@ -107,7 +107,9 @@ class SelectTag(enum.IntEnum):
     IDENTITY_SLOTS = 0x84
     SESSION_SLOTS = 0x85     # sessions the card holds at once: handles 0 to n - 1
     HANDSHAKE_SLOTS = 0x86   # handshakes in progress at once
-    CAPABILITIES_2 = 0x88    # more capability bits (Capability2); 0x87 is the ticket key id
+    TICKET_KEY_ID = 0x87     # the id of the key that seals the card's session tickets (names the card)
+    CAPABILITIES_2 = 0x88    # more capability bits (Capability2)
+    SESSION_CACHE = 0x89     # session ID cache entries
 
 
 class Capability(enum.IntFlag):

@@ -91,7 +91,7 @@ class CardCapabilities:
 
     @property
     def flags2(self) -> Capability2:
-        """The second capability byte (tag 87; none for a card that does not say)."""
+        """The second capability byte (tag 88; none for a card that does not say)."""
         value = self.extra.get(SelectTag.CAPABILITIES_2)
         return Capability2(value[0]) if value else Capability2(0)
 
@@ -100,6 +100,17 @@ class CardCapabilities:
         """The card verifies a client's CertificateVerify over its own session hash (ECDSA with
         ALG_NULL); without it the host sends the transcript copy (docs/apdu.md)."""
         return bool(self.flags2 & Capability2.ECDSA_PRECOMPUTED_HASH)
+
+    @property
+    def ticket_key_id(self) -> bytes:
+        """The id in clear at the start of the card's session tickets (tag 87; b"" if it resumes none)."""
+        return self.extra.get(SelectTag.TICKET_KEY_ID, b"")
+
+    @property
+    def session_cache(self) -> int:
+        """Session ID cache entries (tag 89; 0 for a card that resumes none)."""
+        entries = self.extra.get(SelectTag.SESSION_CACHE)
+        return entries[0] if entries else 0
 
     @property
     def has_handles(self) -> bool:

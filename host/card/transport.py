@@ -106,6 +106,7 @@ class EapTlsTransport:
         limit = session.channel.quirks.max_short_lc_with_le - len(self._prefix)
         self.sizes = choose_packet_sizes(session.caps, session.extended, max_packet, limit)
         self._peer: EapTlsPeer | None = None
+        self.succeeded = False   # the card answered a message with EAP-Success (a resumed session)
 
     @property
     def capacity(self) -> int:
@@ -136,6 +137,9 @@ class EapTlsTransport:
             event = self._round_trip(packet, "message")
             if isinstance(event, MessageReceived):
                 return event.data
+            if isinstance(event, Success):   # RFC 5216 2.1.3: the abbreviated handshake is over
+                self.succeeded = True
+                return b""
             if isinstance(event, (SendFragment, NeedAck)):
                 packet = event.packet
                 continue

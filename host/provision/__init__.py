@@ -63,6 +63,7 @@ class IdentitySpec:
     suites: tuple[int, ...] = DEFAULT_SUITES
     client_auth: str = "none"  # none, optional, required: client certificates of the demo CA
     client_dates: bool = True  # client certificates' dates checked against the host's clock
+    psks: tuple[tuple[bytes, bytes], ...] = ()   # (identity, key) pairs the operator stores (card-wide)
 
 
 def demo_operator(directory: Path = DEMO_DIR) -> OperatorKey:
@@ -96,6 +97,8 @@ def personalise(card: SeTlsCard, spec: IdentitySpec, ca: DemoCa, out_dir: Path |
                     client_dates=spec.client_dates and spec.client_auth != "none")
     if spec.suites:
         card.put_suites(spec.slot, spec.suites)
+    for identity, key in spec.psks:
+        card.set_psk(identity, key)
     card.reset_pin(spec.slot, spec.pin)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -176,6 +176,8 @@ class CardsConfig:
     suites: str | None = None
     sim_speed: str | None = None
     check_interval: float = 2.0
+    # (identity, key) pairs for simulated cards: --sim-psk only (a secret: no key of the file).
+    sim_psks: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass

@@ -7,10 +7,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from host.tls.numbers import HANDSHAKE_HEADER_SIZE, ContentType, HandshakeType
-from host.tls.records import split_records
+from host.tls.numbers import HANDSHAKE_HEADER_SIZE, ContentType, ExtensionType, HandshakeType
+from host.tls.records import RecordError, split_records
 
-__all__ = ["HANDSHAKE_HEADER_SIZE", "ServerHello", "alert_in", "server_hello_of", "suite_of_server_flight"]
+__all__ = ["HANDSHAKE_HEADER_SIZE", "Resumption", "ServerHello", "alert_in", "client_hello_resumption",
+           "server_hello_of", "suite_of_server_flight"]
+
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,43 @@ class ServerHello:
             raise ValueError("ServerHello ends before its cipher_suite")
         suite, compression = struct.unpack(">HB", rest[:3])
         return cls(version, random, body[35:35 + sid_length], suite, compression)
+
+
+@dataclass(frozen=True)
+class Resumption:
+    """What a ClientHello offers to resume (RFC 5246 7.4.1.2 session_id, RFC 5077 3.2 ticket)."""
+
+    session_id: bytes = b""
+    ticket: bytes = b""
+
+
+def client_hello_resumption(flight: bytes) -> Resumption:
+    """The session_id and session ticket of the ClientHello in `flight` (its plaintext records, as
+    the client sent them); empty ones where it has none or cannot be read (the card judges it)."""
+    try:
+        message = b"".join(r.fragment for r in split_records(flight)
+                           if r.content_type == ContentType.HANDSHAKE)
+    except RecordError:
+        return Resumption()
+    if message[:1] != bytes([HandshakeType.CLIENT_HELLO]):
+        return Resumption()
+    body = message[HANDSHAKE_HEADER_SIZE:HANDSHAKE_HEADER_SIZE + int.from_bytes(message[1:4], "big")]
+    try:
+        p = 34
+        session_id = body[p + 1:p + 1 + body[p]]
+        p += 1 + body[p]
+        p += 2 + int.from_bytes(body[p:p + 2], "big")   # cipher_suites
+        p += 1 + body[p]                               # compression_methods
+        end = p + 2 + int.from_bytes(body[p:p + 2], "big")
+        p += 2
+        while p + 4 <= min(end, len(body)):
+            kind, length = struct.unpack(">HH", body[p:p + 4])
+            if kind == ExtensionType.SESSION_TICKET:
+                return Resumption(bytes(session_id), bytes(body[p + 4:p + 4 + length]))
+            p += 4 + length
+        return Resumption(bytes(session_id))
+    except IndexError:
+        return Resumption()
 
 
 def server_hello_of(flight: bytes) -> ServerHello | None:

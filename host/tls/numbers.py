@@ -39,6 +39,7 @@ class HandshakeType(enum.IntEnum):
 
     CLIENT_HELLO = 1
     SERVER_HELLO = 2
+    NEW_SESSION_TICKET = 4   # RFC 5077 3.3
     CERTIFICATE = 11
     SERVER_KEY_EXCHANGE = 12
     CERTIFICATE_REQUEST = 13
@@ -104,6 +105,7 @@ class ExtensionType(enum.IntEnum):
     PADDING = 21  # RFC 7685: the card skips it like any extension it does not know
     EXTENDED_MASTER_SECRET = 23
     RENEGOTIATION_INFO = 0xFF01
+    SESSION_TICKET = 35  # RFC 5077 3.2: the card resumes its own tickets and issues new ones
 
 
 class SignatureScheme(enum.IntEnum):
@@ -125,6 +127,8 @@ class CipherSuite(enum.IntEnum):
     TLS_ECDHE_ECDSA_WITH_AES_128_CCM = 0xC0AC
     TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 = 0xC0AE
     TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 = 0xC023
+    TLS_PSK_WITH_AES_128_CCM_8 = 0xC0A8               # RFC 6655, RFC 7925: with a PSK stored in the card
+    TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 = 0xC037    # RFC 5489
 
     @property
     def openssl_name(self) -> str:
@@ -145,6 +149,8 @@ _OPENSSL_NAMES = {
     CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM: "ECDHE-ECDSA-AES128-CCM",
     CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8: "ECDHE-ECDSA-AES128-CCM8",
     CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: "ECDHE-ECDSA-AES128-SHA256",
+    CipherSuite.TLS_PSK_WITH_AES_128_CCM_8: "PSK-AES128-CCM8",
+    CipherSuite.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256: "ECDHE-PSK-AES128-CBC-SHA256",
 }
 
 

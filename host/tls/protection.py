@@ -24,6 +24,8 @@ _AAD = struct.Struct(">QBHH")               # seq_num, type, version, length (RF
 _SEQ = struct.Struct(">Q")
 _HEADER_AND_NONCE = struct.Struct(">BHHQ")  # record header and the explicit nonce (the sequence number)
 
+_CBC_SUITES = (CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, CipherSuite.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256)
+
 
 @dataclass
 class SessionKeys:
@@ -68,11 +70,12 @@ class HostRecordProtection:
         if suite == CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256:
             self._read_aead, self._write_aead = AESGCM(keys.client_key), AESGCM(keys.server_key)
             self._tag = 16
-        elif suite in (CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8):
-            self._tag = 8 if suite == CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 else 16
+        elif suite in (CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
+                       CipherSuite.TLS_PSK_WITH_AES_128_CCM_8):
+            self._tag = 16 if suite == CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM else 8
             self._read_aead = AESCCM(keys.client_key, tag_length=self._tag)
             self._write_aead = AESCCM(keys.server_key, tag_length=self._tag)
-        elif suite != CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256:
+        elif suite not in _CBC_SUITES:
             raise ValueError(f"unknown cipher suite {suite:#06x}")
 
         # The AEAD nonces (RFC 5288 3, RFC 6655 3): salt (the exported 4-byte IV) and the 8-byte
@@ -82,7 +85,7 @@ class HostRecordProtection:
 
     @property
     def is_aead(self) -> bool:
-        return self.keys.suite != CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
+        return self.keys.suite not in _CBC_SUITES
 
     @staticmethod
     def _aad(seq: int, content_type: int, length: int) -> bytes:

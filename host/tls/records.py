@@ -154,6 +154,7 @@ class FlightAssembler:
         self.transcript = bytearray()  # ClientHello .. ClientKeyExchange, kept for transcript_copy
         self.client_certificate = False
         self._verify_done = False
+        self.resumed = False   # the card answered the ClientHello with an abbreviated handshake
 
     @property
     def hello_complete(self) -> bool:
@@ -196,15 +197,27 @@ class FlightAssembler:
                           AlertDescription.UNEXPECTED_MESSAGE)
 
     def answered(self, answer: bytes) -> None:
-        """The card's answer to the last message: a non-empty one after the Finished ends it."""
-        if answer and self.phase is FlightPhase.FINISHED:
+        """The card's answer to the last message: a non-empty one after the Finished ends a full
+        handshake. An answer to the ClientHello that holds a ChangeCipherSpec starts an abbreviated
+        one (RFC 5246 7.3, a resumed session): the client's flight is then ChangeCipherSpec and
+        Finished, no ClientKeyExchange, and the card answers it with nothing (`resumed_done()`)."""
+        if answer and self.phase is FlightPhase.FINISHED and not self.resumed:
             self.phase = FlightPhase.DONE
-        elif answer and self.phase is FlightPhase.CLIENT_KEY_EXCHANGE and self._transcript_copy is not None:
+        elif answer and self.phase is FlightPhase.CLIENT_KEY_EXCHANGE:
             try:
-                self.transcript += b"".join(r.fragment for r in split_records(answer)
-                                            if r.content_type == ContentType.HANDSHAKE)
+                records = split_records(answer)
             except RecordError:
-                pass  # not a flight: the card's alert ends the handshake anyway
+                return  # not a flight: the card's alert ends the handshake anyway
+            if not self._key_exchange_done and any(r.content_type == ContentType.CHANGE_CIPHER_SPEC
+                                                   for r in records):
+                self.resumed = True
+                self._key_exchange_done = True   # no ClientKeyExchange in an abbreviated handshake
+            elif self._transcript_copy is not None:
+                self.transcript += b"".join(r.fragment for r in records if r.content_type == ContentType.HANDSHAKE)
+
+    def resumed_done(self) -> None:
+        """The card verified the client's Finished of an abbreviated handshake: it is over."""
+        self.phase = FlightPhase.DONE
 
     def _out(self, message: bytes | None) -> bytes | None:
         if message is not None:
@@ -263,6 +276,9 @@ class FlightAssembler:
     def _on_key_exchange(self, fragment: bytes) -> None:
         """Flight 3's handshake messages before the ChangeCipherSpec, each reassembled: the
         Certificate and CertificateVerify (client authentication) and the ClientKeyExchange."""
+        if self.resumed:
+            raise RecordError("handshake message before the ChangeCipherSpec of an abbreviated handshake",
+                              AlertDescription.UNEXPECTED_MESSAGE)
         self._message += fragment
         while self._message:
             message = self._message

@@ -34,8 +34,8 @@ import javacardx.crypto.Cipher;
  * digest per handshake slot runs from the ClientHello and, when a certificate is asked for, through
  * the CertificateVerify (TlsServer's two digests cannot be copied).
  *
- * RAM: the session hash kept for the CertificateVerify, Transients.CLIENT_AUTH_HASH (handshake
- * bytes); the state, Transients.CLIENT_AUTH_STATE (handshake shorts); the host's clock,
+ * RAM: the session hash for the CertificateVerify, Transients.CLIENT_AUTH_HASH (TlsServer's, in
+ * its one-APDU scratch); the state, Transients.CLIENT_AUTH_STATE (handshake shorts); the host's clock,
  * Transients.CLOCK (card-wide); scratch Transients.CERT_FIELDS (shorts) and CERT_WORK (bytes).
  */
 final class ClientAuth {
@@ -81,7 +81,8 @@ final class ClientAuth {
     private final ECPublicKey key;
 
     /** Allocated once, at install. */
-    ClientAuth(Transients ram, TlsAlert alert, Sessions sessions, OpCounters counters, Persistent persistent) {
+    ClientAuth(Transients ram, TlsAlert alert, Sessions sessions, OpCounters counters, Persistent persistent,
+               Signature verifier, MessageDigest sha) {
         bytes = ram.bytes;
         st = ram.shorts;
         this.alert = alert;
@@ -92,8 +93,11 @@ final class ClientAuth {
         for (short k = 0; k < Sessions.HANDSHAKES; k++) {
             finishedHashes[k] = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
         }
-        sha = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
-        verifier = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
+        // Shared, never in use at once (docs/resources.md): the server's ECDSA-SHA256 signer
+        // (flight 2; re-initialised to verify here) and the HMAC's SHA-256 (no HMAC runs between
+        // a reset here and its doFinal).
+        this.sha = sha;
+        this.verifier = verifier;
         precomputed = precomputedHashSignature();
         key = (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC, KeyBuilder.LENGTH_EC_FP_256, false);
         P256.setDomainParameters(key);
@@ -354,7 +358,9 @@ final class ClientAuth {
 
     /** At the ClientKeyExchange: the session hash (ClientHello .. ClientKeyExchange), for the CertificateVerify. */
     void keepSessionHash(byte[] src, short off) {
-        Util.arrayCopyNonAtomic(src, off, bytes, HASH, HASH_SIZE);
+        if (src != bytes || off != HASH) {
+            Util.arrayCopyNonAtomic(src, off, bytes, HASH, HASH_SIZE);
+        }
     }
 
     /** A record of the transcript copy (before the CertificateVerify, in the same message). */

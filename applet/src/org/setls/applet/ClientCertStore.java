@@ -85,6 +85,41 @@ final class ClientCertStore {
     }
 
     /**
+     * The session's client as a resumable session keeps it (SUBJECT_ENTRY bytes at out[off]): the
+     * length byte as authenticated() left it (0: none), the commonName, zeros after it.
+     */
+    void copyEntry(short handle, byte[] out, short off) {
+        short at = (short) (handle * SUBJECT_ENTRY);
+        short n = (short) (subjects[at] & 0xFF);
+        short kept = n > SUBJECT_MAX ? 0 : n;
+        out[off] = (byte) n;
+        Util.arrayCopyNonAtomic(subjects, (short) (at + 1), out, (short) (off + 1), kept);
+        Util.arrayFillNonAtomic(out, (short) (off + 1 + kept), (short) (SUBJECT_MAX - kept), (byte) 0);
+    }
+
+    /**
+     * A resumed session: its client as copyEntry() sealed it (in[off], SUBJECT_ENTRY bytes); the
+     * commonName first, the length byte last (one byte: atomic). Returns the EEPROM bytes written.
+     */
+    short restoreEntry(short handle, byte[] in, short off) {
+        short n = (short) (in[off] & 0xFF);
+        if (n == 0 || n > SUBJECT_MAX + 1) {
+            return 0; // none (begin() forgot the handle's client already)
+        }
+        short at = (short) (handle * SUBJECT_ENTRY);
+        short kept = n > SUBJECT_MAX ? 0 : n;
+        Util.arrayCopyNonAtomic(in, (short) (off + 1), subjects, (short) (at + 1), kept);
+        subjects[at] = (byte) n;
+        return (short) (kept + 1);
+    }
+
+    /** Whether the sealed client at in[off] (copyEntry()'s bytes) is an authenticated one. */
+    static boolean hasClient(byte[] in, short off) {
+        short n = (short) (in[off] & 0xFF);
+        return n != 0 && n <= SUBJECT_MAX + 1;
+    }
+
+    /**
      * GET DATA client subject: 00 (no client authenticated) or 01 || commonName (possibly empty
      * when the certificate had none); returns the length. 6A86 for a handle the card does not have.
      */

@@ -52,9 +52,10 @@ final class ClientHelloParser {
     private static final byte HOST_NAME = 21;         // the first host_name, matched as it passes
     private static final byte OTHER_NAME = 22;        // another name, skipped
     private static final byte DONE = 23;
-    private static final byte COOKIE_LENGTH = 24;     // DTLS (RFC 6347 4.2.1): cookie<0..2^8-1>
-    private static final byte COOKIE = 25;            // skipped (the host checked it)
-    private static final byte[] SIZES = {4, 2, 32, 1, 0, 2, 2, 1, 1, 2, 4, 2, 2, 1, 1, 2, 2, 1, 0, 2, 3, 0, 0, 0, 1, 0};
+    private static final byte TICKET = 24;            // session_ticket (RFC 5077 3.2): its place noted, skipped
+    private static final byte COOKIE_LENGTH = 25;     // DTLS (RFC 6347 4.2.1): cookie<0..2^8-1>
+    private static final byte COOKIE = 26;            // skipped (the host checked it)
+    private static final byte[] SIZES = {4, 2, 32, 1, 0, 2, 2, 1, 1, 2, 4, 2, 2, 1, 1, 2, 2, 1, 0, 2, 3, 0, 0, 0, 0, 1, 0};
     // The structure each step's bytes count against: none (the header), the message body, the
     // extensions block, the current extension, the current list, the current server name.
     private static final byte IN_NOTHING = 0;
@@ -63,7 +64,7 @@ final class ClientHelloParser {
     private static final byte IN_EXTENSION = 3;
     private static final byte IN_LIST = 4;
     private static final byte IN_NAME = 5;
-    private static final byte[] CONTAINERS = {0, 1, 1, 1, 4, 1, 4, 1, 4, 1, 2, 3, 4, 3, 4, 3, 4, 3, 3, 3, 4, 5, 5, 0, 1, 4};
+    private static final byte[] CONTAINERS = {0, 1, 1, 1, 4, 1, 4, 1, 4, 1, 2, 3, 4, 3, 4, 3, 4, 3, 3, 3, 4, 5, 5, 0, 3, 1, 4};
 
     /** What the hello said, as bits of {@link #facts()}. */
     static final short F_SCSV = 0x0001;               // TLS_EMPTY_RENEGOTIATION_INFO_SCSV offered
@@ -78,6 +79,7 @@ final class ClientHelloParser {
     static final short F_NULL_COMPRESSION = 0x0200;
     static final short F_SERVER_NAME = 0x0400;        // the extension is present
     static final short F_HOST_NAME = 0x0800;          // its first host_name was matched
+    static final short F_SESSION_TICKET = 0x1000;     // session_ticket is present (RFC 5077 3.2)
 
     // State: shorts of the arena from Transients.HELLO_STATE.
     private static final short ST_STEP = Transients.HELLO_STATE;
@@ -98,7 +100,15 @@ final class ClientHelloParser {
      * host_name so far (Identity.sniNext), -1 once none can.
      */
     private static final short ST_SNI = (short) (ST_STEP + 13);
-    static final short STATE_SIZE = (short) (13 + Constants.MAX_IDENTITIES);
+    // Resumption (SessionCache): the cache entries whose session ID equals the hello's so far (a
+    // bit each), where the session_id and a ticket of SessionCache.TICKET_SIZE bytes lie in the
+    // message being parsed (offset + 1; 0: not whole in one record of this message), and the
+    // session_id's length.
+    private static final short ST_SID_MATCH = (short) (ST_SNI + Constants.MAX_IDENTITIES);
+    private static final short ST_SID_AT = (short) (ST_SID_MATCH + 1);
+    private static final short ST_SID_LENGTH = (short) (ST_SID_MATCH + 2);
+    private static final short ST_TICKET_AT = (short) (ST_SID_MATCH + 3);
+    static final short STATE_SIZE = (short) (13 + Constants.MAX_IDENTITIES + 4);
     /** A field split between records: bytes of the arena from Transients.HELLO_FIELD. */
     private static final short FIELD = Transients.HELLO_FIELD;
     static final short FIELD_SIZE = 4;
@@ -111,13 +121,16 @@ final class ClientHelloParser {
     private final Persistent persistent;
     private final boolean sha384;
     private final boolean sha512;
+    private final SessionCache cache;
 
     /**
      * Allocated once, at install; the state is the arena's. sha384/512: the card can sign with
      * them; persistent: the identities whose SNI names a host_name is matched against.
      */
-    ClientHelloParser(Transients ram, TlsAlert alert, Persistent persistent, boolean sha384, boolean sha512) {
+    ClientHelloParser(Transients ram, TlsAlert alert, Persistent persistent, boolean sha384, boolean sha512,
+                      SessionCache cache) {
         this.ram = ram;
+        this.cache = cache;
         st = ram.shorts;
         bytes = ram.bytes;
         this.alert = alert;
@@ -137,6 +150,44 @@ final class ClientHelloParser {
 
     short facts() {
         return st[ST_FACTS];
+    }
+
+    /**
+     * The cache entry whose session ID the hello's session_id equals (all ID_SIZE bytes), valid
+     * when the hello began; -1 if none.
+     */
+    short sessionIdEntry() {
+        short mask = st[ST_SID_MATCH];
+        if (st[ST_SID_LENGTH] != SessionCache.ID_SIZE || mask == 0) {
+            return -1;
+        }
+        for (short e = 0; e < SessionCache.ENTRIES; e++) {
+            if ((mask & (short) (1 << e)) != 0) {
+                return e;
+            }
+        }
+        return -1;
+    }
+
+    /** The session_id's length (0 to 32). */
+    short sessionIdLength() {
+        return st[ST_SID_LENGTH];
+    }
+
+    /** Where the session_id is in the current message's buffer, or -1 if it is not whole there. */
+    short sessionIdAt() {
+        return (short) (st[ST_SID_AT] - 1);
+    }
+
+    /** Where a ticket of SessionCache.TICKET_SIZE bytes is in the current message's buffer, or -1. */
+    short ticketAt() {
+        return (short) (st[ST_TICKET_AT] - 1);
+    }
+
+    /** A new message of the hello: what lay in the buffer before is gone. */
+    void forgetPositions() {
+        st[ST_SID_AT] = 0;
+        st[ST_TICKET_AT] = 0;
     }
 
     /** suiteBit() of each of the card's suites the client offers. */
@@ -169,6 +220,10 @@ final class ClientHelloParser {
                 return 4;
             case Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256:
                 return 8;
+            case Tls.TLS_PSK_WITH_AES_128_CCM_8:
+                return 16;
+            case Tls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256:
+                return 32;
             default:
                 return 0;
         }
@@ -192,6 +247,10 @@ final class ClientHelloParser {
                 short n = unsignedLess(left, available) ? left : available;
                 if (step == HOST_NAME) {
                     matchHostName(buf, off, n);
+                } else if (step == SESSION_ID) {
+                    matchSessionId(buf, off, n, left);
+                } else if (step == TICKET && n == left && left == SessionCache.TICKET_SIZE) {
+                    st[ST_TICKET_AT] = (short) (off + 1);
                 }
                 st[container(step)] = (short) (left - n);
                 off += n;
@@ -328,6 +387,8 @@ final class ClientHelloParser {
                 if (first > 32) {
                     alert.raise(Tls.ALERT_DECODE_ERROR); // SessionID is opaque<0..32>
                 }
+                st[ST_SID_LENGTH] = first;
+                st[ST_SID_MATCH] = first == SessionCache.ID_SIZE ? cache.validEntries() : 0;
                 openListInMessage(first, first != 0 ? SESSION_ID : afterSessionId());
                 break;
             case COOKIE_LENGTH:
@@ -461,6 +522,15 @@ final class ClientHelloParser {
                 present(F_SERVER_NAME);
                 st[ST_STEP] = SERVER_NAMES_LENGTH;
                 break;
+            case Tls.EXT_SESSION_TICKET:
+                present(F_SESSION_TICKET);
+                // Only a ticket of this card's size can open; any other is skipped (a full handshake).
+                if (length == SessionCache.TICKET_SIZE) {
+                    st[ST_STEP] = TICKET;
+                } else {
+                    endOrSkipExtension();
+                }
+                break;
             default:
                 // RFC 5246 7.4.1.4: extensions the server does not know are ignored.
                 endOrSkipExtension();
@@ -499,6 +569,36 @@ final class ClientHelloParser {
                 st[at] = id.sniNext(st[at], length, (short) (index + i), buf[(short) (off + i)]);
             }
         }
+    }
+
+    /**
+     * n bytes of the session_id at buf[off], {@code left} of it not yet passed: each cache entry
+     * whose ID differs drops out (the ID is no secret: no constant time needed). Its place is noted
+     * when it is whole here.
+     */
+    private void matchSessionId(byte[] buf, short off, short n, short left) {
+        short length = st[ST_SID_LENGTH];
+        if (n == left && left == length) {
+            st[ST_SID_AT] = (short) (off + 1);
+        }
+        short mask = st[ST_SID_MATCH];
+        if (mask == 0) {
+            return;
+        }
+        short index = (short) (length - left);
+        for (short e = 0; e < SessionCache.ENTRIES; e++) {
+            short bit = (short) (1 << e);
+            if ((mask & bit) == 0) {
+                continue;
+            }
+            for (short i = 0; i < n; i++) {
+                if (cache.idByte(e, (short) (index + i)) != buf[(short) (off + i)]) {
+                    mask &= (short) ~bit;
+                    break;
+                }
+            }
+        }
+        st[ST_SID_MATCH] = mask;
     }
 
     /** Notes an extension; a second one of the same type is illegal (RFC 5246 7.4.1.4). */

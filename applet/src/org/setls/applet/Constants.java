@@ -49,8 +49,12 @@ interface Constants {
     byte TAG_SESSION_SLOTS = (byte) 0x85;
     /** Handshake slots: handshakes in progress at once (Sessions.HANDSHAKES). */
     byte TAG_HANDSHAKE_SLOTS = (byte) 0x86;
+    /** The ticket key's id (SessionCache.KEY_ID_SIZE bytes): names the card in its RFC 5077 tickets. */
+    byte TAG_TICKET_KEY_ID = (byte) 0x87;
     /** More capability bits (CAP2_*): the first byte is full. */
-    byte TAG_CAPABILITIES_2 = (byte) 0x88; // 0x87: the ticket key id (resumption)
+    byte TAG_CAPABILITIES_2 = (byte) 0x88;
+    /** Session ID cache entries (SessionCache.ENTRIES). */
+    byte TAG_SESSION_CACHE = (byte) 0x89;
     // Capability bits (TAG_CAPABILITIES).
     byte CAP_EXTENDED_LENGTH = 0x01;
     byte CAP_COMMAND_CHAINING = 0x02;

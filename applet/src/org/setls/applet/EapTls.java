@@ -315,6 +315,12 @@ final class EapTls {
                 ISOException.throwIt(Sw.WRONG_LENGTH); // fragments do not add up to L
             }
             st[ST_OUT_LEN] = current().onMessage(io, MSG_OFF, len, msgCap);
+            if (st[ST_OUT_LEN] == 0 && current().finished()) {
+                // RFC 5216 2.1.3: the peer's Finished ended a resumed session's handshake: Success at once.
+                st[ST_STATE] = S_CLOSED;
+                sendControl(apdu, out, CODE_SUCCESS, (byte) 0);
+                return;
+            }
             counters.count(OpCounters.EEPROM_BYTES, st[ST_OUT_LEN]); // the answer, written in place
             st[ST_OUT_SENT] = 0;
             sendFragment(apdu, out);

@@ -41,6 +41,14 @@ final class HmacSha256 {
     }
 
     /**
+     * The SHA-256 object, lent to ClientAuth (an issuer's hash, the transcript copy's): one object
+     * less on the card (docs/resources.md); no HMAC runs while ClientAuth uses it.
+     */
+    MessageDigest digest() {
+        return digest;
+    }
+
+    /**
      * Sets the key and starts a computation. Any length: a key longer than a block is hashed
      * first (RFC 2104), as RFC 4231 test cases 6 and 7 check.
      */

@@ -115,6 +115,23 @@ final class PskStore {
         Util.arrayFillNonAtomic(ids, (short) (i * ID_ENTRY), ID_ENTRY, (byte) 0);
     }
 
+    /**
+     * The PSK of the identity at id[idOff] (idLen bytes) decrypted into out[outOff] (RAM, BLOCK
+     * bytes: length byte, key, zeros); returns the key's length, or -1 (out untouched) if no entry
+     * has that identity. The key is never written anywhere else.
+     */
+    short load(byte[] id, short idOff, short idLen, byte[] out, short outOff) {
+        short i = find(id, idOff, idLen);
+        if (i < 0) {
+            return -1;
+        }
+        short k = (short) (i * KEY_ENTRY);
+        cbc.init(cardKey, Cipher.MODE_DECRYPT, keys, k, IV_SIZE);
+        cbc.doFinal(keys, (short) (k + IV_SIZE), BLOCK, out, outOff);
+        short length = (short) (out[outOff] & 0xFF);
+        return length >= KEY_MIN && length <= KEY_MAX ? length : -1;
+    }
+
     /** Forgets every PSK. */
     void clear() {
         for (short i = 0; i < COUNT; i++) {

@@ -102,9 +102,15 @@ final class RecordCipher {
         cbc = Cipher.getInstance(Cipher.ALG_AES_BLOCK_128_CBC_NOPAD, false);
     }
 
+    /** The suites with CBC and HMAC-SHA256 records (RFC 5246 6.2.3.2). */
+    static boolean isCbc(short suite) {
+        return suite == Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
+                || suite == Tls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256;
+    }
+
     /** Size of the key block (RFC 5246 6.3) the suite needs. */
     static short keyBlockSize(short suite) {
-        return suite == Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
+        return isCbc(suite)
                 ? (short) (2 * MAC_KEY_SIZE + 2 * AES_KEY_SIZE)
                 : (short) (2 * AES_KEY_SIZE + 2 * FIXED_IV_SIZE);
     }
@@ -125,7 +131,7 @@ final class RecordCipher {
             ram[(short) (READ_SEQ + 1)] = 1;
             ram[(short) (WRITE_SEQ + 1)] = 1;
         }
-        if (suite == Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256) {
+        if (isCbc(suite)) {
             kind[KIND] = KIND_CBC;
             Util.arrayCopyNonAtomic(keyBlock, off, ram, CLIENT_MAC, (short) (2 * MAC_KEY_SIZE));
             off += 2 * MAC_KEY_SIZE;
@@ -133,7 +139,7 @@ final class RecordCipher {
             return;
         }
         kind[KIND] = suite == Tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 ? KIND_GCM
-                : suite == Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM ? KIND_CCM : KIND_CCM_8;
+                : suite == Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM ? KIND_CCM : KIND_CCM_8; // CCM_8: C0AE, C0A8
         Util.arrayCopyNonAtomic(keyBlock, off, ram, CLIENT_KEY, (short) (2 * AES_KEY_SIZE));
         Util.arrayCopyNonAtomic(keyBlock, (short) (off + 2 * AES_KEY_SIZE), ram, CLIENT_IV,
                 (short) (2 * FIXED_IV_SIZE));

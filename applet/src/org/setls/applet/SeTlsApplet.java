@@ -32,6 +32,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     private final OperatorSession operator;
     private final Persistent persistent;
     private final Sessions sessions;
+    private final SessionCache cache;
     /** TAG_CAPABILITIES: CAPABILITIES and the signature hashes TlsServer found at install. */
     private final ClientAuth clientAuth;
     private final byte capabilities;
@@ -50,15 +51,19 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         out = new ResponseStream(ram);
         input = new CommandInput(ram);
         HmacSha256 hmac = new HmacSha256(ram);
-        RecordCipher cipher = new RecordCipher(new AesGcm(ram), new AesCcm(ram), hmac, random, counters, ram);
+        AesCcm ccm = new AesCcm(ram);
+        RecordCipher cipher = new RecordCipher(new AesGcm(ram), ccm, hmac, random, counters, ram);
+        cache = new SessionCache(ccm, random, counters, ram);
         TlsPrf prf = new TlsPrf(hmac, ram);
         prf.setCounters(counters);
         EcKeyGenerator keys = new EcKeyGenerator(random);
-        TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, persistent, sessions, ram);
+        TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, persistent, sessions, ram, cache,
+                new PskKeyExchange(persistent.psks, random, counters), hmac.digest());
         IdentityDirectory directory = new IdentityDirectory(persistent, new EchoHandler(), tls);
         eap = new EapTls(persistent.io, directory, sessions, counters, ram);
-        // One ECDSA object: it verifies the operator's signatures and signs certification requests.
-        Signature ecdsa = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
+        // The handshake's ECDSA-SHA256 object also verifies the operator's signatures and signs
+        // certification requests (an operator command never runs inside a handshake's APDU).
+        Signature ecdsa = tls.ecdsaSha256();
         operator = new OperatorSession(persistent, hmac, random, keys, ecdsa, cbc, counters, ram);
         personalisation = new Personalisation(persistent, keys, counters, out, operator, input, ecdsa, sessions);
         records = new RecordCommands(tls, cipher, eap, sessions, input, ram);
@@ -235,6 +240,10 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         n = Tlv.putByte(buf, n, TAG_SESSION_SLOTS, (byte) Sessions.SESSIONS);
         n = Tlv.putByte(buf, n, TAG_HANDSHAKE_SLOTS, (byte) Sessions.HANDSHAKES);
         n = Tlv.putByte(buf, n, TAG_CAPABILITIES_2, clientAuth.capabilities());
+        buf[n++] = TAG_TICKET_KEY_ID;
+        buf[n++] = (byte) SessionCache.KEY_ID_SIZE;
+        n = cache.writeKeyId(buf, n);
+        n = Tlv.putByte(buf, n, TAG_SESSION_CACHE, (byte) SessionCache.ENTRIES);
         apdu.setOutgoingAndSend((short) 0, n);
     }
 }

@@ -33,6 +33,7 @@ interface Tls {
     // RFC 5246 7.4: HandshakeType.
     byte HS_CLIENT_HELLO = 1;
     byte HS_SERVER_HELLO = 2;
+    byte HS_NEW_SESSION_TICKET = 4;           // RFC 5077 3.3
     byte HS_CERTIFICATE = 11;
     byte HS_SERVER_KEY_EXCHANGE = 12;
     byte HS_SERVER_HELLO_DONE = 14;
@@ -70,6 +71,8 @@ interface Tls {
     short TLS_ECDHE_ECDSA_WITH_AES_128_CCM = (short) 0xC0AC;
     short TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 = (short) 0xC0AE;
     short TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 = (short) 0xC023;
+    short TLS_PSK_WITH_AES_128_CCM_8 = (short) 0xC0A8;              // RFC 6655, RFC 7925
+    short TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 = (short) 0xC037;   // RFC 5489
     /** RFC 5746 3.3: the signalling cipher suite value for secure renegotiation. */
     short TLS_EMPTY_RENEGOTIATION_INFO_SCSV = 0x00FF;
 
@@ -80,6 +83,7 @@ interface Tls {
     short EXT_SIGNATURE_ALGORITHMS = 13;      // RFC 5246 7.4.1.4.1
     short EXT_EXTENDED_MASTER_SECRET = 23;    // RFC 7627
     short EXT_RENEGOTIATION_INFO = (short) 0xFF01; // RFC 5746
+    short EXT_SESSION_TICKET = 35;            // RFC 5077 3.2
     /** server_name's NameType host_name (RFC 6066 3). */
     byte SERVER_NAME_HOST = 0;
 

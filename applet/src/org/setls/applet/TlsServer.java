@@ -55,11 +55,13 @@ final class TlsServer implements MessageHandler {
     // The ClientKeyExchange's secrets, scratch: bytes of the arena from Transients.HANDSHAKE_KEYS.
     private static final short HASH_SIZE = 32;
     private static final short KEY_BLOCK_MAX = 96;
+    /** The key block's room: also the premaster secret's, whose largest is a plain PSK's (130). */
+    private static final short KEY_BLOCK_ROOM = PskKeyExchange.PREMASTER_MAX;
     private static final short MASTER_SECRET = Transients.HANDSHAKE_KEYS;
     private static final short HASH = (short) (MASTER_SECRET + Tls.MASTER_SECRET_SIZE);
     // The key block is also the premaster secret briefly, then the Finished the client must send.
     private static final short KEY_BLOCK = (short) (HASH + HASH_SIZE);
-    static final short KEYS_SIZE = Tls.MASTER_SECRET_SIZE + HASH_SIZE + KEY_BLOCK_MAX;
+    static final short KEYS_SIZE = Tls.MASTER_SECRET_SIZE + HASH_SIZE + KEY_BLOCK_ROOM;
 
     // State of the session: shorts of the active session from Transients.TLS_STATE.
     private static final short ST_PHASE = Transients.TLS_STATE;
@@ -70,7 +72,9 @@ final class TlsServer implements MessageHandler {
     private static final short ST_HASH_REST = (short) (ST_FLAGS + 1); // transcript bytes modulo 64 (counters)
     private static final short ST_SIGNATURE = (short) (ST_FLAGS + 2); // the ServerKeyExchange's scheme
     private static final short ST_FINISHED_GOT = (short) (ST_FLAGS + 3); // bytes of the client Finished so far
-    static final short HANDSHAKE_STATE_SIZE = 4;
+    // F_CACHED: the SessionCache claim (its entry: SessionCache.entryOf); resumed: the entry or -1.
+    private static final short ST_CACHE_ENTRY = (short) (ST_FLAGS + 4);
+    static final short HANDSHAKE_STATE_SIZE = 5;
     private static final short IDENTITY = Transients.TLS_IDENTITY;
     /** The ephemeral ECDH scalar, from flight 1 to flight 3: bytes of the active handshake. */
     private static final short EPHEMERAL = Transients.EPHEMERAL;
@@ -90,6 +94,22 @@ final class TlsServer implements MessageHandler {
     private static final short F_EXTENDED_MASTER_SECRET = 0x01;
     private static final short F_RENEGOTIATION_INFO = 0x02;
     private static final short F_POINT_FORMATS = 0x04;
+    /** A full handshake whose session is sealed in ST_CACHE_ENTRY (its ID in the ServerHello). */
+    private static final short F_CACHED = 0x08;
+    /** A full handshake that answers with a NewSessionTicket (RFC 5077 3.3). */
+    private static final short F_TICKET = 0x10;
+    /** An abbreviated handshake (RFC 5246 7.3): resumed from the cache or a ticket. */
+    private static final short F_ABBREVIATED = 0x20;
+    /**
+     * F_TICKET, but the claimed entry was claimed again by later handshakes before this one
+     * sealed it: an empty ticket (RFC 5077 3.3) and no session ID entry.
+     */
+    private static final short F_EMPTY_TICKET = 0x40;
+    /** NewSessionTicket: type, length<3>, ticket_lifetime_hint<4>, ticket<2>; then the ticket. */
+    private static final short TICKET_MESSAGE_HEAD = 10;
+    private static final short TICKET_MESSAGE_SIZE = (short) (TICKET_MESSAGE_HEAD + SessionCache.TICKET_SIZE);
+    /** RFC 5077 3.3: a hint to the client only; the card has no clock to enforce it. */
+    private static final short TICKET_LIFETIME_HINT = 7200;
 
     /** The largest ClientKeyExchange body: ClientECDiffieHellmanPublic, ECPoint point<1..2^8-1>. */
     private static final short CLIENT_KEY_EXCHANGE_MAX = 256;
@@ -134,11 +154,16 @@ final class TlsServer implements MessageHandler {
     private final Persistent persistent;
     private final ClientAuth clientAuth;
     private final DtlsFraming dtls;
+    private final SessionCache cache;
+    private final PskKeyExchange psk;
 
     /** Allocated once, at install; the state is the arena's. */
     TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters,
-              Persistent persistent, Sessions sessions, Transients ram) {
+              Persistent persistent, Sessions sessions, Transients ram, SessionCache cache, PskKeyExchange psk,
+              MessageDigest sha) {
         this.persistent = persistent;
+        this.psk = psk;
+        this.cache = cache;
         this.sessions = sessions;
         this.keys = keys;
         curve = new PointCheck(ram);
@@ -162,13 +187,22 @@ final class TlsServer implements MessageHandler {
         signer384 = optionalSignature(Signature.ALG_ECDSA_SHA_384);
         signer512 = optionalSignature(Signature.ALG_ECDSA_SHA_512);
         alert = new TlsAlert();
-        hello = new ClientHelloParser(ram, alert, persistent, signer384 != null, signer512 != null);
-        clientAuth = new ClientAuth(ram, alert, sessions, counters, persistent);
+        hello = new ClientHelloParser(ram, alert, persistent, signer384 != null, signer512 != null, cache);
+        clientAuth = new ClientAuth(ram, alert, sessions, counters, persistent, signer256, sha);
         dtls = new DtlsFraming(ram, alert, cipher);
     }
 
     ClientAuth clientAuth() {
         return clientAuth;
+    }
+
+    /**
+     * The ECDSA-SHA256 object: it signs the ServerKeyExchange, verifies the client's chain and
+     * CertificateVerify, and (SeTlsApplet) the operator's signatures and CSRs; each use
+     * initialises it first, and no two run in one APDU (docs/resources.md: one object, not three).
+     */
+    Signature ecdsaSha256() {
+        return signer256;
     }
 
     /**
@@ -310,6 +344,9 @@ final class TlsServer implements MessageHandler {
         boolean helloDone = false;
         boolean finishedDone = false;
         boolean certificateSeen = false;
+        if (st[ST_PHASE] == PHASE_EXPECT_CLIENT_HELLO) {
+            hello.forgetPositions(); // the buffer holds a new message
+        }
         for (short p = off; p < end; ) {
             if (helloDone || finishedDone) {
                 alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // nothing follows a flight's last message
@@ -368,9 +405,19 @@ final class TlsServer implements MessageHandler {
         }
         if (helloDone) {
             negotiate();
+            if (tryResume(buf)) {
+                return writeAbbreviatedFlight(buf, off);
+            }
+            offerResumption();
             return writeServerFlight(buf, off);
         }
         if (finishedDone) {
+            if ((st[ST_FLAGS] & F_ABBREVIATED) != 0) {
+                // RFC 5246 7.3: the client's Finished ends an abbreviated handshake; nothing to answer.
+                st[ST_PHASE] = PHASE_ESTABLISHED;
+                releaseHandshake();
+                return 0;
+            }
             return writeServerFinishedFlight(buf, off);
         }
         return 0; // the card waits for more of the client's flight
@@ -461,16 +508,21 @@ final class TlsServer implements MessageHandler {
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER); // RFC 8422 5.1.2
         }
         short suite = boundIdentity().preferredSuite(hello.suites());
-        if (suite == 0 || (dtls.on() && suite == Tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256)) {
+        if (suite == 0) {
+            suite = pskSuite(hello.suites());
+        }
+        if (suite == 0 || (dtls.on() && RecordCipher.isCbc(suite))) {
             // DTLS here is AEAD only (RFC 7925's suites): its seq_num is the AEAD's.
             alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
         }
-        if ((facts & ClientHelloParser.F_GROUPS) != 0 && (facts & ClientHelloParser.F_SECP256R1) == 0) {
+        boolean pskOnly = suite == Tls.TLS_PSK_WITH_AES_128_CCM_8;
+        if (!pskOnly && (facts & ClientHelloParser.F_GROUPS) != 0 && (facts & ClientHelloParser.F_SECP256R1) == 0) {
             alert.raise(Tls.ALERT_HANDSHAKE_FAILURE); // RFC 8422 5.1.1: no curve in common
         }
-        // RFC 9155 5: a TLS 1.2 ClientHello without signature_algorithms is refused (a PSK suite
-        // would be exempt; the card has none), and so is one with no scheme the card can sign with.
-        if ((facts & ClientHelloParser.F_SIGNATURES) == 0 || hello.signature() == 0) {
+        // RFC 9155 5: a TLS 1.2 ClientHello without signature_algorithms is refused, and so is
+        // one with no scheme the card can sign with; PSK suites sign nothing and are exempt.
+        if (!PskKeyExchange.isPsk(suite)
+                && ((facts & ClientHelloParser.F_SIGNATURES) == 0 || hello.signature() == 0)) {
             alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
         }
         st[ST_SUITE] = suite;
@@ -486,6 +538,23 @@ final class TlsServer implements MessageHandler {
             flags |= F_POINT_FORMATS;
         }
         st[ST_FLAGS] = flags;
+    }
+
+    /**
+     * A PSK suite when no certificate suite of the identity is offered (RFC 4279, RFC 7925): the
+     * plain PSK suite first (the cheaper one), if the card holds any PSK; 0 otherwise.
+     */
+    private short pskSuite(short offered) {
+        if (!psk.hasKeys()) {
+            return 0;
+        }
+        if ((offered & ClientHelloParser.suiteBit(Tls.TLS_PSK_WITH_AES_128_CCM_8)) != 0) {
+            return Tls.TLS_PSK_WITH_AES_128_CCM_8;
+        }
+        if ((offered & ClientHelloParser.suiteBit(Tls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256)) != 0) {
+            return Tls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256;
+        }
+        return 0;
     }
 
     /**
@@ -515,9 +584,17 @@ final class TlsServer implements MessageHandler {
     private short writeServerFlight(byte[] buf, short off) {
         short w = (short) (off + (dtls.on() ? Tls.DTLS_RECORD_HEADER_SIZE : Tls.RECORD_HEADER_SIZE));
         w = writeServerHello(buf, w);
-        w = writeCertificate(buf, w);
-        w = writeServerKeyExchange(buf, w);
-        boolean asks = clientAuth.asking(boundIdentity());
+        short suite = st[ST_SUITE];
+        boolean asks = false;
+        if (suite == Tls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256) {
+            w = writePskServerKeyExchange(buf, w);
+        } else if (suite != Tls.TLS_PSK_WITH_AES_128_CCM_8) {
+            // RFC 4279 2: a plain PSK server sends neither Certificate nor, without a hint, ServerKeyExchange.
+            w = writeCertificate(buf, w);
+            w = writeServerKeyExchange(buf, w);
+            // RFC 4279 2, RFC 5489: a PSK suite authenticates the client by its key, never by a certificate.
+            asks = clientAuth.asking(boundIdentity());
+        }
         if (asks) {
             short request = w;
             buf[w] = Tls.HS_CERTIFICATE_REQUEST;
@@ -552,12 +629,12 @@ final class TlsServer implements MessageHandler {
         random.generateData(secrets, SERVER_RANDOM, Tls.RANDOM_SIZE);
         counters.count(OpCounters.RANDOM_BYTES, Tls.RANDOM_SIZE);
         w = Util.arrayCopyNonAtomic(secrets, SERVER_RANDOM, buf, w, Tls.RANDOM_SIZE);
-        buf[w++] = 0; // empty session_id: this server does not resume sessions yet
+        short flags = st[ST_FLAGS];
+        w = writeSessionId(buf, w, flags);
         w = Util.setShort(buf, w, st[ST_SUITE]);
         buf[w++] = Tls.COMPRESSION_NULL;
         short extensions = w;
         w += 2;
-        short flags = st[ST_FLAGS];
         if ((flags & F_EXTENDED_MASTER_SECRET) != 0) {
             w = Util.setShort(buf, w, Tls.EXT_EXTENDED_MASTER_SECRET);
             w = Util.setShort(buf, w, (short) 0);
@@ -572,6 +649,10 @@ final class TlsServer implements MessageHandler {
             w = Util.setShort(buf, w, (short) 2);
             buf[w++] = 1;
             buf[w++] = Tls.POINT_FORMAT_UNCOMPRESSED;
+        }
+        if ((flags & F_TICKET) != 0) {
+            w = Util.setShort(buf, w, Tls.EXT_SESSION_TICKET); // RFC 5077 3.2: empty, a ticket follows
+            w = Util.setShort(buf, w, (short) 0);
         }
         if (w == (short) (extensions + 2)) {
             w = extensions; // no extensions at all: omit the length too
@@ -611,6 +692,23 @@ final class TlsServer implements MessageHandler {
         counters.count(OpCounters.ECDSA_SIGN, (short) 1);
         w = Util.setShort(buf, w, signature);
         w += signature;
+        return closeHandshake(buf, start, w);
+    }
+
+    /**
+     * ECDHE_PSK's ServerKeyExchange (RFC 5489 2): an empty psk_identity_hint, then the
+     * ServerECDHParams; no signature (the PSK authenticates the server).
+     */
+    private short writePskServerKeyExchange(byte[] buf, short w) {
+        short start = w;
+        buf[w] = Tls.HS_SERVER_KEY_EXCHANGE;
+        w += hsHeader();
+        w = Util.setShort(buf, w, (short) 0);
+        buf[w++] = Tls.CURVE_TYPE_NAMED;
+        w = Util.setShort(buf, w, Tls.GROUP_SECP256R1);
+        buf[w++] = (byte) P256.POINT_SIZE;
+        w += keys.generateEphemeral(ephemeral, secrets, EPHEMERAL, buf, w);
+        counters.count(OpCounters.EC_KEYGEN, (short) 1);
         return closeHandshake(buf, start, w);
     }
 
@@ -734,16 +832,39 @@ final class TlsServer implements MessageHandler {
 
     private void onClientKeyExchange(byte[] buf, short off, short end) {
         short body = handshakeBody(buf, off, end, Tls.HS_CLIENT_KEY_EXCHANGE);
-        if (body < 1) {
-            alert.raise(Tls.ALERT_DECODE_ERROR);
+        short suite = st[ST_SUITE];
+        short p = (short) (off + Tls.HS_HEADER_SIZE);
+        // RFC 4279 2, RFC 5489 2: psk_identity<0..2^16-1> first in the PSK suites.
+        short identity = (short) (p + 2);
+        short identityLength = 0;
+        if (PskKeyExchange.isPsk(suite)) {
+            if (body < 2) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+            identityLength = Util.getShort(buf, p);
+            if (identityLength < 0 || identityLength > (short) (body - 2)) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+            p = (short) (identity + identityLength);
+            body = (short) (body - 2 - identityLength);
         }
-        short point = (short) (off + Tls.HS_HEADER_SIZE + 1);
-        short pointLength = (short) (buf[(short) (off + Tls.HS_HEADER_SIZE)] & 0xFF);
-        if ((short) (pointLength + 1) != body) {
-            alert.raise(Tls.ALERT_DECODE_ERROR);
-        }
-        if (!P256.isPlausiblePoint(buf, point, pointLength) || !curve.isOnCurve(buf, point)) {
-            alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
+        short point = (short) (p + 1);
+        short pointLength = 0;
+        if (suite == Tls.TLS_PSK_WITH_AES_128_CCM_8) {
+            if (body != 0) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+        } else {
+            if (body < 1) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+            pointLength = (short) (buf[p] & 0xFF);
+            if ((short) (pointLength + 1) != body) {
+                alert.raise(Tls.ALERT_DECODE_ERROR);
+            }
+            if (!P256.isPlausiblePoint(buf, point, pointLength) || !curve.isOnCurve(buf, point)) {
+                alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
+            }
         }
         short length = (short) (end - off);
         if (dtls.on()) {
@@ -758,7 +879,15 @@ final class TlsServer implements MessageHandler {
         counters.count(OpCounters.SHA256_BLOCKS, (short) (2 * (short) (bytes >> 6)));
         st[ST_HASH_REST] = (short) (bytes & 63);
         countFinalBlocks((short) (bytes & 63));
-        short premaster = agree(buf, point, pointLength);
+        short premaster;
+        if (suite == Tls.TLS_PSK_WITH_AES_128_CCM_8) {
+            premaster = psk.premaster(buf, identity, identityLength, secrets, KEY_BLOCK, (short) 0);
+        } else if (suite == Tls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256) {
+            short z = agree(buf, point, pointLength, (short) (KEY_BLOCK + 2));
+            premaster = psk.premaster(buf, identity, identityLength, secrets, KEY_BLOCK, z);
+        } else {
+            premaster = agree(buf, point, pointLength, KEY_BLOCK);
+        }
         deriveMasterSecret(premaster);
         deriveKeys();
         if (clientAuth.expectsCertificateVerify()) {
@@ -793,22 +922,33 @@ final class TlsServer implements MessageHandler {
         Util.arrayCopyNonAtomic(secrets, CLIENT_VERIFY, secrets, (short) (expected + header),
                 Tls.VERIFY_DATA_SIZE);
         short size = (short) (header + Tls.VERIFY_DATA_SIZE);
-        transcript().doFinal(secrets, expected, size, secrets, HASH);
-        countFinalBlocks((short) (bytes + size));
+        transcript().update(secrets, expected, size);
+        short hashed = size;
+        if ((st[ST_FLAGS] & F_CACHED) != 0 && !cache.holds(st[ST_CACHE_ENTRY])) {
+            st[ST_FLAGS] = (short) ((st[ST_FLAGS] & ~F_CACHED) | F_EMPTY_TICKET); // its entry was lost
+        }
+        if ((st[ST_FLAGS] & F_CACHED) != 0) {
+            sealSession(); // the master secret, sealed; the hash and key block are free again
+        }
+        if ((st[ST_FLAGS] & F_TICKET) != 0) {
+            hashed += hashNewSessionTicket(); // RFC 5077 3.3: in the transcript the server's Finished covers
+        }
+        transcript().doFinal(secrets, HASH, (short) 0, secrets, HASH);
+        countFinalBlocks((short) (bytes + hashed));
         finishedVerifyData(LABEL_SERVER_FINISHED, (short) LABEL_SERVER_FINISHED.length, SERVER_VERIFY);
         ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
         st[ST_PHASE] = PHASE_EXPECT_CHANGE_CIPHER_SPEC;
     }
 
     /** ECDH with the client's point; any refusal of the point is an illegal_parameter. */
-    private short agree(byte[] buf, short point, short pointLength) {
+    private short agree(byte[] buf, short point, short pointLength, short out) {
         short length = 0;
         ECPrivateKey priv = (ECPrivateKey) ephemeral.getPrivate();
         try {
             P256.setDomainParameters(priv); // clearKey() may have dropped them (Quirks: CURVE_PARAMETERS)
             priv.setS(secrets, EPHEMERAL, P256.COORDINATE_SIZE);
             ecdh.init(priv);
-            length = ecdh.generateSecret(buf, point, pointLength, secrets, KEY_BLOCK);
+            length = ecdh.generateSecret(buf, point, pointLength, secrets, out);
             counters.count(OpCounters.ECDH, (short) 1);
         } catch (CryptoException e) {
             alert.raise(Tls.ALERT_ILLEGAL_PARAMETER);
@@ -977,6 +1117,21 @@ final class TlsServer implements MessageHandler {
 
     private short writeServerFinishedFlight(byte[] buf, short off) {
         short w = off;
+        short flags = st[ST_FLAGS];
+        if ((flags & F_CACHED) != 0) {
+            cache.validate(st[ST_CACHE_ENTRY]); // the client's Finished verified: resumable
+        }
+        if ((flags & F_TICKET) != 0) {
+            w = writeNewSessionTicket(buf, w);
+        }
+        w = writeChangeCipherSpecAndFinished(buf, w);
+        st[ST_PHASE] = PHASE_ESTABLISHED;
+        releaseHandshake(); // wipes TLS_FINISHED and the rest of the handshake's state
+        return (short) (w - off);
+    }
+
+    /** ChangeCipherSpec, then the protected Finished of SERVER_VERIFY; returns the offset after them. */
+    private short writeChangeCipherSpecAndFinished(byte[] buf, short w) {
         if (dtls.on()) {
             w = DtlsFraming.recordHeader(buf, w, Tls.CONTENT_CHANGE_CIPHER_SPEC, (short) 1);
         } else {
@@ -998,9 +1153,219 @@ final class TlsServer implements MessageHandler {
         }
         Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, ram, (short) (p + header), Tls.VERIFY_DATA_SIZE);
         short n = cipher.protect(Tls.CONTENT_HANDSHAKE, ram, (short) 0, (short) (header + Tls.VERIFY_DATA_SIZE));
-        w = Util.arrayCopyNonAtomic(ram, (short) 0, buf, w, n);
-        st[ST_PHASE] = PHASE_ESTABLISHED;
-        releaseHandshake(); // wipes TLS_FINISHED and the rest of the handshake's state
+        return Util.arrayCopyNonAtomic(ram, (short) 0, buf, w, n);
+    }
+
+    // ---- resumption (SessionCache: session IDs and RFC 5077 tickets) --------------------------
+
+    /**
+     * After negotiate(): whether the hello resumes a session of this card, by a ticket (first) or
+     * by a cached session ID. The state opens into HANDSHAKE_KEYS (scratch); the session is
+     * resumed only if it used the extended master secret and this hello offers it (RFC 7627 5.3:
+     * otherwise a full handshake), it belongs to the identity this hello selected, and its suite
+     * is offered and still allowed. A ticket that does not open is ignored (RFC 5077 3.4): a full
+     * handshake follows. With a ticket, the client's session_id is echoed (RFC 5077 3.4), so it
+     * must lie whole in this message's buffer.
+     */
+    private boolean tryResume(byte[] buf) {
+        if ((st[ST_FLAGS] & F_EXTENDED_MASTER_SECRET) == 0 || dtls.on()) { // DTLS: full handshakes only
+            return false;
+        }
+        boolean opened = false;
+        short ticket = hello.ticketAt();
+        if (ticket >= 0 && (hello.sessionIdLength() == 0 || hello.sessionIdAt() >= 0)) {
+            opened = cache.openTicket(buf, ticket, SessionCache.TICKET_SIZE, secrets, MASTER_SECRET);
+            st[ST_CACHE_ENTRY] = -1;
+        }
+        if (!opened) {
+            short entry = hello.sessionIdEntry();
+            opened = cache.openEntry(entry, secrets, MASTER_SECRET);
+            st[ST_CACHE_ENTRY] = entry;
+        }
+        if (!opened) {
+            return false;
+        }
+        short state = MASTER_SECRET;
+        short suite = Util.getShort(secrets, (short) (state + SessionCache.STATE_SUITE));
+        byte sealedFlags = secrets[(short) (state + SessionCache.STATE_FLAGS)];
+        byte slot = secrets[(short) (state + SessionCache.STATE_SLOT)];
+        boolean ok = (sealedFlags & SessionCache.FLAG_EXTENDED_MASTER_SECRET) != 0
+                && slot >= 0 && slot < Constants.MAX_IDENTITIES && persistent.slot(slot) == boundIdentity()
+                && (hello.suites() & ClientHelloParser.suiteBit(suite)) != 0
+                && (boundIdentity().preferredSuite(ClientHelloParser.suiteBit(suite)) == suite
+                    || (PskKeyExchange.isPsk(suite) && psk.hasKeys()));
+        // A policy that now requires a client certificate resumes no session established without
+        // one (a PSK authenticated its client by the key: no certificate is ever asked of it).
+        if (ok && (boundIdentity().policy() & Constants.POLICY_CLIENT_AUTH_REQUIRED) != 0
+                && !PskKeyExchange.isPsk(suite)
+                && !ClientCertStore.hasClient(secrets, (short) (state + SessionCache.STATE_CLIENT))) {
+            ok = false;
+        }
+        if (!ok) {
+            ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
+            return false;
+        }
+        st[ST_SUITE] = suite;
+        restoreClientIdentity(secrets, (short) (state + SessionCache.STATE_CLIENT));
+        clientAuth.notAsking(); // no CertificateRequest in an abbreviated handshake: the third digest stops
+        // Only the master secret stays: the hash and key block are needed now.
+        ram.clearBytes(HASH, (short) (KEYS_SIZE - Tls.MASTER_SECRET_SIZE));
+        st[ST_FLAGS] |= F_ABBREVIATED;
+        return true;
+    }
+
+    /**
+     * A full handshake that can be resumed later: with the extended master secret only (RFC
+     * 7627 5.3), it claims a cache entry (its session ID goes in the ServerHello) and, if the
+     * client offered session_ticket, answers with a NewSessionTicket.
+     */
+    private void offerResumption() {
+        short flags = st[ST_FLAGS];
+        if ((flags & F_EXTENDED_MASTER_SECRET) == 0 || dtls.on()) { // DTLS: not resumable (yet)
+            return;
+        }
+        st[ST_CACHE_ENTRY] = cache.claim();
+        flags |= F_CACHED;
+        if ((hello.facts() & ClientHelloParser.F_SESSION_TICKET) != 0) {
+            flags |= F_TICKET;
+        }
+        st[ST_FLAGS] = flags;
+    }
+
+    /** The ServerHello's session_id: the client's (resumed), the claimed entry's (full, cached), or empty. */
+    private short writeSessionId(byte[] buf, short w, short flags) {
+        if ((flags & F_ABBREVIATED) != 0) {
+            short length = hello.sessionIdLength();
+            short at = hello.sessionIdAt();
+            buf[w++] = (byte) length;
+            if (length == 0) {
+                return w;
+            }
+            if (at >= 0) {
+                return Util.arrayCopyNonAtomic(buf, at, buf, w, length); // the ClientHello, not yet overwritten
+            }
+            return cache.writeId(st[ST_CACHE_ENTRY], buf, w); // resumed by ID: the same ID
+        }
+        if ((flags & F_CACHED) != 0) {
+            buf[w++] = (byte) SessionCache.ID_SIZE;
+            return cache.writeId(SessionCache.entryOf(st[ST_CACHE_ENTRY]), buf, w);
+        }
+        buf[w++] = 0; // not resumable: no extended master secret
+        return w;
+    }
+
+    /**
+     * At the ClientKeyExchange: the state of the session (master secret, suite, flags, identity
+     * slot, client identity) at HANDSHAKE_KEYS, sealed into the claimed entry, then wiped but the
+     * master secret.
+     */
+    private void sealSession() {
+        short state = MASTER_SECRET;
+        Util.setShort(secrets, (short) (state + SessionCache.STATE_SUITE), st[ST_SUITE]);
+        secrets[(short) (state + SessionCache.STATE_FLAGS)] = SessionCache.FLAG_EXTENDED_MASTER_SECRET;
+        secrets[(short) (state + SessionCache.STATE_SLOT)] = identitySlot();
+        writeClientIdentity(secrets, (short) (state + SessionCache.STATE_CLIENT));
+        cache.seal(st[ST_CACHE_ENTRY], secrets, state);
+        ram.clearBytes(HASH, (short) (KEYS_SIZE - Tls.MASTER_SECRET_SIZE));
+    }
+
+    /** The slot of the identity this handshake serves. */
+    private byte identitySlot() {
+        for (byte slot = 0; slot < Constants.MAX_IDENTITIES; slot++) {
+            if (persistent.slot(slot) == boundIdentity()) {
+                return slot;
+            }
+        }
+        return -1;
+    }
+
+    /**
+     * The client identity sealed with the session (SessionCache.CLIENT_SIZE bytes): the commonName
+     * of the client whose CertificateVerify this handshake verified (ClientCertStore's entry of the
+     * session; a length byte 0 when no client authenticated).
+     */
+    private void writeClientIdentity(byte[] out, short off) {
+        persistent.clientCerts.copyEntry(sessions.current(), out, off);
+    }
+
+    /**
+     * A resumed session keeps the client identity it was established with: its commonName is the
+     * session's again (GET DATA 17). Counted as EEPROM bytes written.
+     */
+    private void restoreClientIdentity(byte[] in, short off) {
+        counters.count(OpCounters.EEPROM_BYTES, persistent.clientCerts.restoreEntry(sessions.current(), in, off));
+    }
+
+    /** The ticket's length: TICKET_SIZE, or 0 (F_EMPTY_TICKET). */
+    private short ticketLength() {
+        return (st[ST_FLAGS] & F_EMPTY_TICKET) != 0 ? 0 : SessionCache.TICKET_SIZE;
+    }
+
+    /** The NewSessionTicket's header (KEY_BLOCK scratch for the transcript, or the flight). */
+    private short ticketMessageHead(byte[] out, short w) {
+        out[w++] = Tls.HS_NEW_SESSION_TICKET;
+        out[w++] = 0;
+        w = Util.setShort(out, w, (short) (TICKET_MESSAGE_HEAD - Tls.HS_HEADER_SIZE + ticketLength()));
+        w = Util.setShort(out, w, (short) 0);
+        w = Util.setShort(out, w, TICKET_LIFETIME_HINT);
+        return Util.setShort(out, w, ticketLength());
+    }
+
+    /** Adds the NewSessionTicket the server will send to the transcript (before its Finished); returns its length. */
+    private short hashNewSessionTicket() {
+        ticketMessageHead(secrets, KEY_BLOCK);
+        transcript().update(secrets, KEY_BLOCK, TICKET_MESSAGE_HEAD);
+        ram.clearBytes(KEY_BLOCK, TICKET_MESSAGE_HEAD);
+        if (ticketLength() == 0) {
+            return TICKET_MESSAGE_HEAD;
+        }
+        transcript().update(cache.keyIdArray(), (short) 0, SessionCache.KEY_ID_SIZE);
+        short e = SessionCache.entryOf(st[ST_CACHE_ENTRY]);
+        transcript().update(cache.entryArray(), SessionCache.sealedOffset(e), SessionCache.sealedSize());
+        return TICKET_MESSAGE_SIZE;
+    }
+
+    /** The NewSessionTicket record (RFC 5077 3.3) at buf[w]; returns the offset after it. */
+    private short writeNewSessionTicket(byte[] buf, short w) {
+        buf[w] = Tls.CONTENT_HANDSHAKE;
+        Util.setShort(buf, (short) (w + 1), Tls.VERSION_TLS12);
+        Util.setShort(buf, (short) (w + 3), (short) (TICKET_MESSAGE_HEAD + ticketLength()));
+        w = ticketMessageHead(buf, (short) (w + Tls.RECORD_HEADER_SIZE));
+        if (ticketLength() == 0) {
+            return w;
+        }
+        return cache.writeTicket(SessionCache.entryOf(st[ST_CACHE_ENTRY]), buf, w);
+    }
+
+    /**
+     * The abbreviated handshake's server flight (RFC 5246 7.3): ServerHello, ChangeCipherSpec,
+     * Finished. The keys come from the resumed master secret; both verify_data are computed now,
+     * the client's over the server's Finished it must have seen, so the master secret dies with
+     * this APDU as in a full handshake.
+     */
+    private short writeAbbreviatedFlight(byte[] buf, short off) {
+        short w = (short) (off + Tls.RECORD_HEADER_SIZE);
+        w = writeServerHello(buf, w);
+        buf[off] = Tls.CONTENT_HANDSHAKE;
+        Util.setShort(buf, (short) (off + 1), Tls.VERSION_TLS12);
+        Util.setShort(buf, (short) (off + 3), (short) (w - off - Tls.RECORD_HEADER_SIZE));
+        deriveKeys();
+        short rest = st[ST_HASH_REST];
+        sessionHash().doFinal(secrets, HASH, (short) 0, secrets, HASH);
+        countFinalBlocks(rest);
+        finishedVerifyData(LABEL_SERVER_FINISHED, (short) LABEL_SERVER_FINISHED.length, SERVER_VERIFY);
+        short message = KEY_BLOCK; // the server's Finished message, for the transcript
+        secrets[message] = Tls.HS_FINISHED;
+        secrets[(short) (message + 1)] = 0;
+        Util.setShort(secrets, (short) (message + 2), Tls.VERIFY_DATA_SIZE);
+        Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, secrets, (short) (message + Tls.HS_HEADER_SIZE),
+                Tls.VERIFY_DATA_SIZE);
+        transcript().doFinal(secrets, message, FINISHED_MESSAGE_SIZE, secrets, HASH);
+        countFinalBlocks((short) (rest + FINISHED_MESSAGE_SIZE));
+        finishedVerifyData(LABEL_CLIENT_FINISHED, (short) LABEL_CLIENT_FINISHED.length, CLIENT_VERIFY);
+        ram.clearBytes(MASTER_SECRET, KEYS_SIZE);
+        w = writeChangeCipherSpecAndFinished(buf, w);
+        st[ST_PHASE] = PHASE_EXPECT_CHANGE_CIPHER_SPEC;
         return (short) (w - off);
     }
 

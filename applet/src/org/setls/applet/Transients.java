@@ -95,14 +95,8 @@ final class Transients {
     /** TlsServer: the ephemeral ECDH private scalar, from flight 1 to flight 3 (never in EEPROM). */
     static final short EPHEMERAL = (short) (TLS_FINISHED + TLS_FINISHED_SIZE);
     static final short EPHEMERAL_SIZE = P256.COORDINATE_SIZE;                    // 32
-    /**
-     * ClientAuth: the session hash (ClientHello .. ClientKeyExchange) the client's
-     * CertificateVerify signs, from the ClientKeyExchange to the CertificateVerify.
-     */
-    static final short CLIENT_AUTH_HASH = (short) (EPHEMERAL + EPHEMERAL_SIZE);
-    static final short CLIENT_AUTH_HASH_SIZE = ClientAuth.HASH_SIZE;             // 32
     static final short HANDSHAKE_BYTES_SIZE = (short) (TLS_RANDOMS_SIZE + HELLO_FIELD_SIZE + TLS_FINISHED_SIZE
-            + EPHEMERAL_SIZE + CLIENT_AUTH_HASH_SIZE);                           // 172
+            + EPHEMERAL_SIZE);                                                   // 140
     /** Sessions: the bytes of every session slot, SESSION_BYTES_SIZE each. */
     static final short SESSION_SLOTS = (short) (HANDSHAKE_BYTES + HANDSHAKE_BYTES_SIZE);
     static final short SESSION_SLOTS_SIZE = (short) (Sessions.SESSIONS * SESSION_BYTES_SIZE);
@@ -123,7 +117,7 @@ final class Transients {
      * TLS_FINISHED.
      */
     static final short HANDSHAKE_KEYS = (short) (CLOCK + CLOCK_SIZE);
-    static final short HANDSHAKE_KEYS_SIZE = TlsServer.KEYS_SIZE;                // 176
+    static final short HANDSHAKE_KEYS_SIZE = TlsServer.KEYS_SIZE;                // 210
     //   operator commands, at the same offset (they never run inside a handshake's APDU, and the
     //   ephemeral scalar that outlives flight 1 is in the handshake's EPHEMERAL, not here); the
     //   larger use sets the size (TransientsTest: OPERATOR_WORK_SIZE <= HANDSHAKE_KEYS_SIZE)
@@ -135,6 +129,13 @@ final class Transients {
     //   (the master secret and the session hash before it stay intact until the Finished values)
     /** ClientAuth: a certificate's time, a SHA-256 (an issuer name's, the transcript copy's). */
     static final short CERT_WORK_SIZE = ClientAuth.WORK_SIZE;                   // 48
+    /**
+     * ClientAuth: the session hash (ClientHello .. ClientKeyExchange) the client's CertificateVerify
+     * signs: TlsServer's own, where the ClientKeyExchange left it in HANDSHAKE_KEYS. Scratch, not
+     * handshake state: the CertificateVerify comes in the ClientKeyExchange's message (one APDU).
+     */
+    static final short CLIENT_AUTH_HASH = (short) (HANDSHAKE_KEYS + Tls.MASTER_SECRET_SIZE);
+    static final short CLIENT_AUTH_HASH_SIZE = ClientAuth.HASH_SIZE;             // 32
     static final short CERT_WORK = (short) (HANDSHAKE_KEYS + HANDSHAKE_KEYS_SIZE - CERT_WORK_SIZE);
     /**
      * RecordCipher: the AAD or MAC header, the nonce, the MAC of a received record or its tag,
@@ -287,7 +288,13 @@ final class Transients {
     /** OpCounters: the diagnostic operation counters, one short each. */
     static final short OP_COUNTERS = 0;
     static final short OP_COUNTERS_SIZE = OpCounters.COUNT;                      // 11
-    static final short COUNTERS_SIZE = (short) (OP_COUNTERS + OP_COUNTERS_SIZE);
+    /**
+     * SessionCache: which cached sessions are valid, the entry claimed next. CLEAR_ON_RESET like
+     * the counters: a reselection keeps the cache, a reset or a power loss forgets it.
+     */
+    static final short CACHE_STATE = (short) (OP_COUNTERS + OP_COUNTERS_SIZE);
+    static final short CACHE_STATE_SIZE = SessionCache.STATE_SHORTS;             // 7
+    static final short COUNTERS_SIZE = (short) (CACHE_STATE + CACHE_STATE_SIZE);
 
     final byte[] bytes;
     final short[] shorts;

@@ -32,7 +32,13 @@ class ClientHelloParserTest {
         new Simulator();
         ram = new Transients();
         persistent = persistent(ram);
-        parser = new ClientHelloParser(ram, new TlsAlert(), persistent, true, false); // SHA-384 yes, SHA-512 no
+        parser = new ClientHelloParser(ram, new TlsAlert(), persistent, true, false, cache(ram)); // SHA-384 yes, SHA-512 no
+    }
+
+    /** The session cache, as install() builds it (its ticket key drawn). */
+    static SessionCache cache(Transients ram) {
+        RandomData random = RandomData.getInstance(RandomData.ALG_SECURE_RANDOM);
+        return new SessionCache(new AesCcm(ram), random, new OpCounters(ram), ram);
     }
 
     /** The card's persistent state, as install() builds it: the identities whose SNI names are matched. */

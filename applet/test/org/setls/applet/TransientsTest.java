@@ -118,7 +118,7 @@ class TransientsTest {
     static final Region HANDSHAKE_SHORT_SLOTS = shorts("HANDSHAKE_SHORT_SLOTS", Transients.HANDSHAKE_SHORT_SLOTS,
             Transients.HANDSHAKE_SHORT_SLOTS_SIZE, true);
     static final Region CLIENT_AUTH_HASH = bytes("CLIENT_AUTH_HASH", Transients.CLIENT_AUTH_HASH,
-            Transients.CLIENT_AUTH_HASH_SIZE, true);
+            Transients.CLIENT_AUTH_HASH_SIZE, false);
     static final Region CLOCK = bytes("CLOCK", Transients.CLOCK, Transients.CLOCK_SIZE, true);
     static final Region CERT_WORK = bytes("CERT_WORK", Transients.CERT_WORK, Transients.CERT_WORK_SIZE, false);
     static final Region CLIENT_AUTH_STATE = shorts("CLIENT_AUTH_STATE", Transients.CLIENT_AUTH_STATE,
@@ -140,7 +140,7 @@ class TransientsTest {
     static final Region[] SESSION_OWN = {RECORD_KEYS, RECORD_SEQ, DTLS_WINDOW, EAP_STATE, TLS_STATE, RECORD_KIND,
         DTLS_MODE};
     static final Region[] HANDSHAKE_AREA = {TLS_RANDOMS, HELLO_FIELD, TLS_FINISHED, EPHEMERAL, TLS_HANDSHAKE,
-        HELLO_STATE, CLIENT_AUTH_HASH, CLIENT_AUTH_STATE, DTLS_HANDSHAKE};
+        HELLO_STATE, CLIENT_AUTH_STATE, DTLS_HANDSHAKE};
 
     // ---- running a phase against the map ------------------------------------------------------
 
@@ -229,7 +229,8 @@ class TransientsTest {
         Persistent persistent = ClientHelloParserTest.persistent(ram);
         byte[] names = ClientHelloParserTest.sniList("device.example.com");
         persistent.slot((byte) 1).setSni(names, s(0), s(names.length));
-        ClientHelloParser parser = new ClientHelloParser(ram, new TlsAlert(), persistent, true, true);
+        ClientHelloParser parser = new ClientHelloParser(ram, new TlsAlert(), persistent, true, true,
+                ClientHelloParserTest.cache(ram));
         byte[] message = ClientHelloParserTest.hello(ClientHelloParserTest.SUITES,
                 ClientHelloParserTest.usualExtensions(ClientHelloParserTest.serverName(0, "device.example.com"),
                         new byte[] {0, 21, 1, 40}, new byte[296]));
@@ -416,7 +417,7 @@ class TransientsTest {
         Sessions sessions = new Sessions(ram);
         Region[] live = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK, TLS_RANDOMS,
             HELLO_FIELD, TLS_FINISHED, EPHEMERAL, TLS_HANDSHAKE, HELLO_STATE, SESSION_SLOTS, HANDSHAKE_SLOTS,
-            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, SESSIONS_STATE, CLIENT_AUTH_HASH, CLIENT_AUTH_STATE,
+            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, SESSIONS_STATE, CLIENT_AUTH_STATE,
             DTLS_MODE, DTLS_WINDOW, DTLS_HANDSHAKE};
         Object[] masks = prepare(live);
         for (Region r : live) {
@@ -479,7 +480,7 @@ class TransientsTest {
         assertEquals(Transients.BYTES_SIZE, ram.bytes.length);
         assertEquals(Transients.SHORTS_SIZE, ram.shorts.length);
         assertEquals(Transients.REFS_SIZE, ram.refs.length);
-        assertEquals(OpCounters.COUNT, ram.counters.length);
+        assertEquals(OpCounters.COUNT + SessionCache.STATE_SHORTS, ram.counters.length);
         // The overlays fit the room the chains reserve for them.
         assertTrue(Transients.GCM_STATE_SIZE + Transients.CCM_STATE_SIZE <= Transients.OVERLAY_SIZE);
         assertTrue(Transients.GHASH_SIZE + Transients.GCM_LENGTHS_SIZE + Transients.CCM_PARAMS_SIZE

@@ -52,7 +52,9 @@ class X509Test {
         alert = new TlsAlert();
         sessions = new Sessions(ram);
         persistent = new Persistent(null);
-        clientAuth = new ClientAuth(ram, alert, sessions, new OpCounters(ram), persistent);
+        clientAuth = new ClientAuth(ram, alert, sessions, new OpCounters(ram), persistent,
+                javacard.security.Signature.getInstance(javacard.security.Signature.ALG_ECDSA_SHA_256, false),
+                javacard.security.MessageDigest.getInstance(javacard.security.MessageDigest.ALG_SHA_256, false));
         identity = persistent.slot((byte) 0);
         byte[] entry = caEntry(name("root CA"), rootKey);
         identity.upload(Constants.COMMIT_CAS, (short) 0, entry, (short) 0, (short) entry.length);
