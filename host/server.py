@@ -34,7 +34,7 @@ from host.card.errors import CardRefusedError
 from host.card.keeper import ChannelKeeper, ReaderKeeper
 from host.card.numbers import Policy
 from host.card.sim_speed import paced_simulator
-from host.dtls import DtlsConfig, DtlsServer
+from host.dtls import DtlsApplication, DtlsConfig, DtlsServer
 from host.iso7816.channel import Channel, ChannelError
 from host.logs import RateLimit
 from host.logs import setup as setup_logging
@@ -487,26 +487,33 @@ STATUS_INTERVAL = 5.0   # seconds between STATUS= checks without a watchdog
 
 
 async def start_dtls(config: ServerConfig, tandem: TlsTandem) -> list[DtlsServer]:
-    """The DTLS servers (UDP) on every bind address: for now the echo server (--dtls-echo)."""
-    servers = config.servers
-    if servers.dtls_echo is None:
-        return []
-    dtls_config = DtlsConfig(mtu=servers.dtls_mtu, idle=config.limits.idle_timeout,
-                             handshake=config.limits.handshake_timeout)
+    """The DTLS servers (UDP): one per bind address for each of `datagram_servers()`, fragmenting
+    to servers.dtls_mtu, handshakes bounded by limits.handshake_timeout."""
+    bind = config.servers.bind
     started = []
-    for address in listen_addresses(servers.bind):
-        server = DtlsServer(tandem, dtls_echo_application, dtls_config)
-        try:
-            await server.start(address, servers.dtls_echo)
-        except OSError as exc:
-            if servers.bind is None and address == "::1" and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-                continue
-            raise CardOpenError(f"cannot listen on udp {endpoint(address, servers.dtls_echo)}: "
-                                f"{listen_error(exc)}") from None
-        log.info("dtls-echo listening on udp %s (MTU %d, record layer in the %s)",
-                 endpoint(address, server.port), servers.dtls_mtu, servers.record_layer)
-        started.append(server)
+    for name, port, application in datagram_servers(config):
+        for address in listen_addresses(bind):
+            server = DtlsServer(tandem, application, DtlsConfig(
+                mtu=config.servers.dtls_mtu, idle=config.limits.idle_timeout,
+                handshake=config.limits.handshake_timeout))
+            try:
+                await server.start(address, port)
+            except OSError as exc:
+                if bind is None and address == "::1" and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    log.warning("%s: no IPv6 loopback here (%s): IPv4 only", name, listen_error(exc))
+                    continue
+                raise CardOpenError(f"cannot listen on udp {endpoint(address, port)}: {listen_error(exc)}") from None
+            log.info("%s listening on udp %s (MTU %d, record layer in the %s)", name, endpoint(address, server.port),
+                     config.servers.dtls_mtu, config.servers.record_layer)
+            started.append(server)
     return started
+
+
+def datagram_servers(config: ServerConfig) -> list[tuple[str, int, DtlsApplication]]:
+    """The servers on UDP: the DTLS echo (--dtls-echo)."""
+    if config.servers.dtls_echo is None:
+        return []
+    return [("dtls-echo", config.servers.dtls_echo, dtls_echo_application)]
 
 
 async def report_status(notifier: Notifier, status: Callable[[], str], interval: float) -> None:
