@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from host.apps.echo import echo_application
+from host.apps.echo import dtls_echo_application, echo_application
 from host.card.commands import CardOpenError, SeTlsCard, open_cards
 from host.card.cost_model import MissingCost
 from host.card.errors import CardRefusedError
@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="addresses to listen on, repeatable or comma-separated (default: 127.0.0.1 and ::1; "
                               "0.0.0.0 = all IPv4, :: = all IPv6 and IPv4)")
     servers.add_argument("--tls-echo", type=tcp_port, metavar="PORT", help="TLS echo server")
+    servers.add_argument("--dtls-echo", type=tcp_port, metavar="PORT", help="DTLS 1.2 echo server (UDP)")
+    servers.add_argument("--dtls-mtu", type=positive(int), metavar="BYTES",
+                         help="bytes per datagram the DTLS server fragments its flights to (default 1200)")
     servers.add_argument("--https", type=tcp_port, metavar="PORT", help="HTTPS server")
     servers.add_argument("--coaps-tcp", type=tcp_port, metavar="PORT", help="CoAP over TLS (RFC 8323)")
     servers.add_argument("--coaps", type=tcp_port, nargs="?", const=COAPS_PORT, metavar="PORT",
@@ -276,6 +279,7 @@ OVERRIDES = {
     "sim": "cards.sim", "reader": "cards.readers", "identity": "cards.identity", "export_keys": "cards.export_keys",
     "client_auth": "cards.client_auth", "client_dates": "cards.client_dates", "suites": "cards.suites",
     "sim_speed": "cards.sim_speed", "bind": "servers.bind", "tls_echo": "servers.tls_echo", "https": "servers.https",
+    "dtls_echo": "servers.dtls_echo", "dtls_mtu": "servers.dtls_mtu",
     "coaps_tcp": "servers.coaps_tcp", "coaps": "servers.coaps", "record_layer": "servers.record_layer",
     "metrics_port": "metrics.port",
     "metrics_bind": "metrics.bind", "card_check": "cards.check_interval",
@@ -308,9 +312,13 @@ def check_config(config: ServerConfig, cli_pin: str | None) -> str:
     if not cards.sim and not cards.readers:
         raise ConfigError(f"say which cards: --sim [N] or --reader NAME (cards.sim or cards.readers{where})")
     servers = config.servers
-    if all(port is None for port in (servers.https, servers.coaps_tcp, servers.coaps, servers.tls_echo)):
-        raise ConfigError(f"no server to run: give --tls-echo, --https, --coaps-tcp or --coaps "
-                          f"(servers.tls_echo, servers.https, servers.coaps_tcp or servers.coaps{where})")
+    if all(port is None for port in (servers.https, servers.coaps_tcp, servers.coaps, servers.tls_echo,
+                                     servers.dtls_echo)):
+        raise ConfigError(f"no server to run: give --tls-echo, --dtls-echo, --https, --coaps-tcp or --coaps "
+                          f"(servers.tls_echo, servers.dtls_echo, servers.https, servers.coaps_tcp or "
+                          f"servers.coaps{where})")
+    if servers.dtls_mtu < 256:
+        raise ConfigError(f"--dtls-mtu {servers.dtls_mtu} is below 256 bytes: give 256 or more")
     if cards.sim_speed and not cards.sim:
         raise ConfigError("--sim-speed paces simulated cards: give --sim as well")
     if cards.suites is not None:
@@ -429,9 +437,9 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
         per_address=limits.per_address, per_address_handshakes=limits.per_address_handshakes)
     listeners = []
     apps = application_servers(config, tandem)
-    datagram_apps = datagram_servers(config)
-    if not apps and not datagram_apps:
-        raise CardOpenError("no server to run: give --tls-echo, --https, --coaps-tcp or --coaps")
+    dtls_servers = await start_dtls(config, tandem)
+    if not apps and not dtls_servers:
+        raise CardOpenError("no server to run: give --tls-echo, --dtls-echo, --https, --coaps-tcp or --coaps")
     bind = config.servers.bind
     endpoints = []
     for name, port, app in apps:
@@ -449,8 +457,7 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
                 log.info("%s listening on %s (record layer in the %s)", name, endpoint(*sock.getsockname()[:2]),
                          record_layer)
         endpoints.append(f"{name} :{port}")
-    datagram_listeners = await start_dtls(config, tandem)
-    endpoints += [f"{name} udp:{port}" for name, port, _ in datagram_apps]
+    endpoints += [f"{name} udp:{server.port}" for name, server in dtls_servers]
     tasks = []
     if limit is not None:
         tasks.append(asyncio.ensure_future(flush_logs(limit)))
@@ -477,8 +484,8 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
         metrics_server.shutdown()
     for listener in listeners:
         listener.close()
-    for dtls in datagram_listeners:
-        await dtls.close()
+    for _, dtls_server in dtls_servers:
+        await dtls_server.close()
     for task in tasks:
         task.cancel()
     if limit is not None:
@@ -486,6 +493,41 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
 
 
 STATUS_INTERVAL = 5.0   # seconds between STATUS= checks without a watchdog
+
+
+async def start_dtls(config: ServerConfig, tandem: TlsTandem) -> list[tuple[str, DtlsServer]]:
+    """The DTLS servers (UDP), with their names: one per bind address for each of
+    `datagram_servers()`, fragmenting to servers.dtls_mtu, handshakes bounded by
+    limits.handshake_timeout."""
+    bind = config.servers.bind
+    started = []
+    for name, port, application in datagram_servers(config):
+        for address in listen_addresses(bind):
+            server = DtlsServer(tandem, application, DtlsConfig(
+                mtu=config.servers.dtls_mtu, idle=config.limits.idle_timeout,
+                handshake=config.limits.handshake_timeout))
+            try:
+                await server.start(address, port)
+            except OSError as exc:
+                if bind is None and address == "::1" and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    log.warning("%s: no IPv6 loopback here (%s): IPv4 only", name, listen_error(exc))
+                    continue
+                raise CardOpenError(f"cannot listen on udp {endpoint(address, port)}: {listen_error(exc)}") from None
+            log.info("%s listening on udp %s (MTU %d, record layer in the %s)", name, endpoint(address, server.port),
+                     config.servers.dtls_mtu, config.servers.record_layer)
+            started.append((name, server))
+    return started
+
+
+def datagram_servers(config: ServerConfig) -> list[tuple[str, int, DtlsApplication]]:
+    """The servers on UDP: the DTLS echo (--dtls-echo) and CoAP over DTLS (--coaps, RFC 7252 9)."""
+    servers: list[tuple[str, int, DtlsApplication]] = []
+    if config.servers.dtls_echo is not None:
+        servers.append(("dtls-echo", config.servers.dtls_echo, dtls_echo_application))
+    if config.servers.coaps is not None:
+        from host.apps.coap_udp import coap_udp_application
+        servers.append(("coaps", config.servers.coaps, coap_udp_application()))
+    return servers
 
 
 async def report_status(notifier: Notifier, status: Callable[[], str], interval: float) -> None:
@@ -507,34 +549,6 @@ def application_servers(config: ServerConfig, tandem: TlsTandem) -> list[tuple[s
         from host.apps.coap_tcp import coap_tcp_application
         apps.append(("coaps+tcp", servers.coaps_tcp, coap_tcp_application(tandem)))
     return apps
-
-
-async def start_dtls(config: ServerConfig, tandem: TlsTandem) -> list[DtlsServer]:
-    """The DTLS servers (UDP): one per bind address for each of `datagram_servers()`."""
-    bind = config.servers.bind
-    started = []
-    for name, port, application in datagram_servers(config):
-        for address in listen_addresses(bind):
-            server = DtlsServer(tandem, application, DtlsConfig(idle=config.limits.idle_timeout))
-            try:
-                await server.start(address, port)
-            except OSError as exc:
-                if bind is None and address == "::1" and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-                    log.warning("%s: no IPv6 loopback here (%s): IPv4 only", name, listen_error(exc))
-                    continue
-                raise CardOpenError(f"cannot listen on udp {endpoint(address, port)}: {listen_error(exc)}") from None
-            log.info("%s listening on udp %s (record layer in the %s)", name, endpoint(address, server.port),
-                     config.servers.record_layer)
-            started.append(server)
-    return started
-
-
-def datagram_servers(config: ServerConfig) -> list[tuple[str, int, DtlsApplication]]:
-    """The servers on UDP: CoAP over DTLS (RFC 7252 9) on the device's resources."""
-    if config.servers.coaps is None:
-        return []
-    from host.apps.coap_udp import coap_udp_application
-    return [("coaps", config.servers.coaps, coap_udp_application())]
 
 
 def open_pool(stack: contextlib.ExitStack, config: ServerConfig) -> tuple[list[SeTlsCard], dict[str, str]]:

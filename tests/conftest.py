@@ -156,7 +156,7 @@ def start_server(args: list[str], ready_timeout: float = 120.0) -> ServerProcess
     """`python -m host.server ARGS` (a port 0 is replaced by a free one), once it is ready."""
     ports: dict[str, int] = {}
     full = list(args)
-    for flag in ("--tls-echo", "--https", "--coaps-tcp", "--coaps"):
+    for flag in ("--tls-echo", "--https", "--coaps-tcp", "--coaps", "--dtls-echo"):
         if flag in full:
             i = full.index(flag)
             if full[i + 1] == "0":

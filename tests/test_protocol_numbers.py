@@ -83,10 +83,11 @@ CARD_NUMBERS = [
     ("record pieces", with_prefix(CONSTANTS, "PIECE_"), members(Piece)),
     ("plain constants",
      {"MAX_IDENTITIES": CONSTANTS["MAX_IDENTITIES"], "COUNTERS_RESET": CONSTANTS["COUNTERS_RESET"],
-      "UNPROTECT_REJECTED": CONSTANTS["REJECTED"], "PSK_CAPACITY": java_constants("PskStore.java")["COUNT"],
+      "UNPROTECT_REJECTED": CONSTANTS["REJECTED"], "UNPROTECT_DROPPED": CONSTANTS["DROPPED"] & 0xFF,
+      "PSK_CAPACITY": java_constants("PskStore.java")["COUNT"],
       "TRANSCRIPT_COPY_CONTENT_TYPE": CONSTANTS["CONTENT_TRANSCRIPT_COPY"]},
      {name: getattr(numbers, name)
-      for name in ("MAX_IDENTITIES", "COUNTERS_RESET", "UNPROTECT_REJECTED", "PSK_CAPACITY",
+      for name in ("MAX_IDENTITIES", "COUNTERS_RESET", "UNPROTECT_REJECTED", "UNPROTECT_DROPPED", "PSK_CAPACITY",
                    "TRANSCRIPT_COPY_CONTENT_TYPE")}),
     ("counters",
      {name: value for name, value in java_constants("OpCounters.java").items() if name != "COUNT"},
@@ -121,6 +122,13 @@ TLS_NUMBERS = [
     ("cipher suites", {name: value for name, value in TLS.items()
                        if name.startswith(("TLS_ECDHE_", "TLS_PSK_"))}, CipherSuite),
 ]
+
+
+def test_dtls_numbers_the_applet_uses_are_the_hosts() -> None:
+    from host.tls import numbers as tls_numbers
+    assert TLS["VERSION_DTLS12"] & 0xFFFF == tls_numbers.DTLS12
+    assert TLS["DTLS_RECORD_HEADER_SIZE"] == tls_numbers.DTLS_RECORD_HEADER_SIZE
+    assert TLS["DTLS_HS_HEADER_SIZE"] == tls_numbers.DTLS_HS_HEADER_SIZE
 
 
 @pytest.mark.parametrize(("what", "java", "host"), TLS_NUMBERS, ids=[row[0] for row in TLS_NUMBERS])

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from host.bench.client_auth import client_auth_results, model_client_auth
+from host.bench.dtls import dtls_benchmark, dtls_results, model_dtls
 from host.bench.modeled import card_costs, model_results, model_runs, target_results
 from host.bench.plots import write_plots
 from host.bench.report import Report, summary
@@ -93,12 +94,15 @@ def run(settings: Settings) -> Report:
         target_results(modeled, results)
         client_auth_modeled = model_client_auth(client_auth, costs, settings)
         client_auth_results(client_auth, client_auth_modeled, results)
+        dtls = dtls_benchmark(settings)
+        model_dtls(dtls, costs, settings)
+        dtls_results(dtls, results)
         load_average(results, "before_host_side")
         if settings.host_side:
             host_benchmark(settings, results)
         ratio_results(results)
     load_average(results, "end")
-    return Report(runs, modeled, results, settings, client_auth_modeled)
+    return Report(runs, modeled, results, settings, client_auth_modeled, dtls)
 
 
 def load_average(results: Results, when: str) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from host.bench.client import PHASE_RECORD, PHASE_RECORD_IN, PHASE_RECORD_OUT
 from host.bench.client_auth import LABELS, TARGET_CLIENT_AUTH_MS, ClientAuthModeled
+from host.bench.dtls import DtlsRun, dtls_table
 from host.bench.modeled import (
     COMPONENT_LABELS,
     OTHER_CARD,
@@ -37,6 +38,7 @@ class Report:
     results: Results
     settings: Settings
     client_auth: Sequence[ClientAuthModeled] = ()
+    dtls: Sequence[DtlsRun] = ()
 
     def sim(self, apdu_format: str = "extended") -> list[SimRun]:
         """The full handshakes in that APDU format (resumed and PSK ones: `modes()`)."""
@@ -73,10 +75,22 @@ def summary(report: Report) -> str:
                 [f"## One {RECORD_SIZE} B record each way, record layer in the card", ""], record_table(report),
                 [f"## Card-mode records per KB, each way ({RECORD_SIZE} B of application data per record, "
                  "extended APDUs)", ""], direction_table(report),
-                client_auth_section(report), host_section(report), before_after_section(report),
+                client_auth_section(report), dtls_section(report), host_section(report), before_after_section(report),
                 targets_section(report), cuts_section(report),
                 notes_section(report)]
     return "\n".join(line for section in sections for line in section)
+
+
+def dtls_section(report: Report) -> list[str]:
+    """A DTLS 1.2 handshake beside TLS's (host.bench.dtls), on the J3R180's row."""
+    if not report.dtls:
+        return []
+    return ["## DTLS 1.2 handshake beside TLS 1.2 (extended APDUs)", "",
+            "`openssl s_client -dtls1_2` against host.dtls's server on one simulated card (host record mode); "
+            "datagrams and UDP bytes count the cookie exchange (ClientHello, HelloVerifyRequest: 0 APDUs) and the "
+            "client's close_notify; APDUs and bytes to and from the card are the handshake's; modeled as TLS's "
+            "(docs/benchmark.md). The card's flight is the TLS flight with 8 more bytes per handshake message.", "",
+            *dtls_table(report.dtls, report.modeled, "NXP JCOP4 J3R180"), ""]
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:

@@ -24,6 +24,7 @@ from host.card.numbers import (
     COUNTERS_RESET,
     MAX_IDENTITIES,
     TRANSCRIPT_COPY_CONTENT_TYPE,
+    UNPROTECT_DROPPED,
     UNPROTECT_REJECTED,
     AppletStatus,
     Cla,
@@ -48,6 +49,11 @@ log = logging.getLogger(__name__)
 
 
 PUT_DATA_CHUNK = 224  # data bytes per PUT DATA part: with the 16-byte MAC it fits a short APDU
+
+
+class RecordDropped(Exception):
+    """UNPROTECT RECORD of a DTLS record the card dropped (RFC 6347 4.1.2.6-7: a replay, another
+    epoch, or one that does not authenticate); the session goes on."""
 
 
 class CardOpenError(Exception):
@@ -466,6 +472,8 @@ class SeTlsCard:
                 answers = []
         if not answers:
             answers = self._unprotect_in_pieces(record, h)
+        if answers == [bytes([UNPROTECT_DROPPED])]:
+            raise RecordDropped("the card dropped the DTLS record (a replay, another epoch, or a bad MAC)")
         for answer in answers:
             if answer[:1] == bytes([UNPROTECT_REJECTED]):  # its description, then the alert to send
                 self._conversations.pop(h, None)   # the card ended the session

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_IDENTITIES",
     "Piece",
     "UNPROTECT_REJECTED",
+    "UNPROTECT_DROPPED",
     "TRANSCRIPT_COPY_CONTENT_TYPE",
     "AppletStatus",
     "Capability",
@@ -40,6 +41,7 @@ __all__ = [
 MAX_IDENTITIES = 2  # identity slots (P2 of the personalisation commands)
 COUNTERS_RESET = 0x01  # GET COUNTERS P1: reset the counters after reading them
 UNPROTECT_REJECTED = 0x00  # UNPROTECT RECORD's first answer byte when the record was rejected
+UNPROTECT_DROPPED = 0xFF   # UNPROTECT RECORD's whole answer when a DTLS record was dropped (replay, epoch, MAC)
 PSK_CAPACITY = 8  # PSK entries of the card (PskStore.COUNT)
 # PROCESS EAP, flight 3: the content type of the transcript copy put before the CertificateVerify
 # (ClientHello .. ClientKeyExchange) for a card without Capability2.ECDSA_PRECOMPUTED_HASH.

@@ -13,7 +13,9 @@ The interface the applications (echo, CoAP over DTLS: RFC 7252 section 9) code a
   old association is closed (its `recv()` raises `PeerClosed`).
   `await server.start(host, port)`; `server.port` (the bound port, also for port 0);
   `await server.close()`.
-- `DtlsAssociation`: one established association (one client address and port).
+- `DtlsAssociation`: the interface of one established association (one client address and
+  port); `CardDtlsAssociation` implements it for DTLS (a plain-UDP association may implement it
+  too, so an application serves both).
   `await recv() -> bytes`: the plaintext of the next application_data record (one record is one
   datagram's payload: the datagram boundary is kept, as CoAP needs); raises `PeerClosed` on
   close_notify, a fresh handshake of the peer, or `close()`; `TimeoutError` after `idle` seconds
@@ -35,6 +37,6 @@ sequence numbers and the replay window in `host.dtls.records`).
 """
 from __future__ import annotations
 
-from host.dtls.server import DtlsApplication, DtlsAssociation, DtlsConfig, DtlsServer
+from host.dtls.server import CardDtlsAssociation, DtlsApplication, DtlsAssociation, DtlsConfig, DtlsServer
 
-__all__ = ["DtlsApplication", "DtlsAssociation", "DtlsConfig", "DtlsServer"]
+__all__ = ["CardDtlsAssociation", "DtlsApplication", "DtlsAssociation", "DtlsConfig", "DtlsServer"]

@@ -131,6 +131,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "coaps_tcp": Key(PORT, "CoAP over TLS port (RFC 8323)"),
         "coaps": Key(PORT, "CoAP over DTLS UDP port (RFC 7252; 5684 is CoAP's)"),
         "tls_echo": Key(PORT, "TLS echo port"),
+        "dtls_echo": Key(PORT, "DTLS echo port (UDP, RFC 6347)"),
+        "dtls_mtu": Key(_int(256), "bytes per datagram the DTLS server's flights are fragmented to"),
         "record_layer": Key(_choice("card", "host"), "who protects records after the handshake"),
     },
     "limits": {
@@ -186,6 +188,8 @@ class ServersConfig:
     coaps_tcp: int | None = None
     coaps: int | None = None          # UDP
     tls_echo: int | None = None
+    dtls_echo: int | None = None
+    dtls_mtu: int = 1200
     record_layer: str = "card"
 
 

@@ -10,6 +10,10 @@ import enum
 
 TLS12 = 0x0303
 RECORD_HEADER_SIZE = 5
+DTLS12 = 0xFEFD                # RFC 6347 4.1: DTLS 1.2's version
+DTLS10 = 0xFEFF                # HelloVerifyRequest.server_version (RFC 6347 4.2.1)
+DTLS_RECORD_HEADER_SIZE = 13   # type, version, epoch, sequence_number<6>, length (RFC 6347 4.1)
+DTLS_HS_HEADER_SIZE = 12       # + message_seq, fragment_offset<3>, fragment_length<3> (RFC 6347 4.2.2)
 MAX_PLAINTEXT = 16384  # RFC 5246 6.2.1: TLSPlaintext.length <= 2^14
 MAX_CIPHERTEXT = MAX_PLAINTEXT + 2048  # RFC 5246 6.2.3
 HANDSHAKE_HEADER_SIZE = 4  # msg_type(1) length(3)

@@ -53,7 +53,9 @@ final class ClientHelloParser {
     private static final byte OTHER_NAME = 22;        // another name, skipped
     private static final byte DONE = 23;
     private static final byte TICKET = 24;            // session_ticket (RFC 5077 3.2): its place noted, skipped
-    private static final byte[] SIZES = {4, 2, 32, 1, 0, 2, 2, 1, 1, 2, 4, 2, 2, 1, 1, 2, 2, 1, 0, 2, 3, 0, 0, 0, 0};
+    private static final byte COOKIE_LENGTH = 25;     // DTLS (RFC 6347 4.2.1): cookie<0..2^8-1>
+    private static final byte COOKIE = 26;            // skipped (the host checked it)
+    private static final byte[] SIZES = {4, 2, 32, 1, 0, 2, 2, 1, 1, 2, 4, 2, 2, 1, 1, 2, 2, 1, 0, 2, 3, 0, 0, 0, 0, 1, 0};
     // The structure each step's bytes count against: none (the header), the message body, the
     // extensions block, the current extension, the current list, the current server name.
     private static final byte IN_NOTHING = 0;
@@ -62,7 +64,7 @@ final class ClientHelloParser {
     private static final byte IN_EXTENSION = 3;
     private static final byte IN_LIST = 4;
     private static final byte IN_NAME = 5;
-    private static final byte[] CONTAINERS = {0, 1, 1, 1, 4, 1, 4, 1, 4, 1, 2, 3, 4, 3, 4, 3, 4, 3, 3, 3, 4, 5, 5, 0, 3};
+    private static final byte[] CONTAINERS = {0, 1, 1, 1, 4, 1, 4, 1, 4, 1, 2, 3, 4, 3, 4, 3, 4, 3, 3, 3, 4, 5, 5, 0, 3, 1, 4};
 
     /** What the hello said, as bits of {@link #facts()}. */
     static final short F_SCSV = 0x0001;               // TLS_EMPTY_RENEGOTIATION_INFO_SCSV offered
@@ -387,7 +389,14 @@ final class ClientHelloParser {
                 }
                 st[ST_SID_LENGTH] = first;
                 st[ST_SID_MATCH] = first == SessionCache.ID_SIZE ? cache.validEntries() : 0;
-                openListInMessage(first, first == 0 ? SUITES_LENGTH : SESSION_ID);
+                openListInMessage(first, first != 0 ? SESSION_ID : afterSessionId());
+                break;
+            case COOKIE_LENGTH:
+                if (first == 0) {
+                    // The host answers a cookie-less ClientHello itself (HelloVerifyRequest).
+                    alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
+                }
+                openListInMessage(first, COOKIE);
                 break;
             case SUITES_LENGTH:
                 if (value == 0 || (value & 1) != 0) {
@@ -606,6 +615,11 @@ final class ClientHelloParser {
         }
     }
 
+    /** DTLS's ClientHello has the cookie after the session_id (RFC 6347 4.2.1). */
+    private byte afterSessionId() {
+        return st[Transients.DTLS_MODE] != 0 ? COOKIE_LENGTH : SUITES_LENGTH;
+    }
+
     /** Skips what is left of the current extension, or goes on with the next one. */
     private void endOrSkipExtension() {
         if (st[ST_EXTENSION] != 0) {
@@ -617,6 +631,8 @@ final class ClientHelloParser {
 
     private void afterSkip(byte step) {
         if (step == SESSION_ID) {
+            st[ST_STEP] = afterSessionId();
+        } else if (step == COOKIE) {
             st[ST_STEP] = SUITES_LENGTH;
         } else if (step == HOST_NAME || step == OTHER_NAME) {
             if (st[ST_LIST] != 0) {

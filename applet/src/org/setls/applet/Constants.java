@@ -130,6 +130,8 @@ interface Constants {
 
     /** UNPROTECT RECORD answer's first byte when the record was rejected (no TLS content type is 0). */
     byte REJECTED = 0x00;
+    /** UNPROTECT RECORD's whole answer for a DTLS record dropped (RFC 6347 4.1.2.6-7: a replay, another epoch, a bad MAC). */
+    byte DROPPED = (byte) 0xFF;
 
     /**
      * PROCESS EAP, flight 3: the content type of the transcript copy the host puts before the

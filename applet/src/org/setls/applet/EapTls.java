@@ -288,6 +288,12 @@ final class EapTls {
         short nameLength = st[PK_NAME_LEN];
         ram.clearShorts(PK_LEFT, PACKET_STATE_SIZE);
         if (kind == K_IDENTITY) {
+            // "NAME@dtls" (an NAI realm, RFC 7542) selects DTLS 1.2 for the identity NAME (docs/apdu.md).
+            short bare = DtlsFraming.stripRealm(name, NAME, nameLength);
+            ram.shorts[Transients.DTLS_MODE] = bare < 0 ? (short) 0 : (short) 1;
+            if (bare >= 0) {
+                nameLength = bare;
+            }
             MessageHandler h = directory.handlerFor(name, NAME, nameLength);
             ram.clearBytes(NAME, IDENTITY_MAX);
             if (h == null) {

@@ -60,7 +60,8 @@ final class RecordCipher {
     private static final short S_BAD = (short) (S_POS + 4);          // CBC: padding or MAC mismatch so far
     private static final short S_PAD = (short) (S_POS + 5);          // CBC: the padding length
     private static final short S_MAC_DONE = (short) (S_POS + 6);     // CBC: the MAC is computed
-    static final short PIECE_SIZE = 7;
+    private static final short S_DTLS = (short) (S_POS + 7);         // DTLS: the record passed fresh() (CHAIN: its seq_num)
+    static final short PIECE_SIZE = 8;
 
     private static final short KIND_GCM = 1;
     private static final short KIND_CCM = 2;
@@ -114,9 +115,22 @@ final class RecordCipher {
                 : (short) (2 * AES_KEY_SIZE + 2 * FIXED_IV_SIZE);
     }
 
-    /** Takes the keys from the key block and starts both sequence numbers at 0. */
+    /** DTLS (RFC 6347): the session's records carry epoch and sequence number (DtlsFraming). */
+    private boolean dtls() {
+        return kind[Transients.DTLS_MODE] != 0;
+    }
+
+    /**
+     * Takes the keys from the key block and starts both sequence numbers at 0; in DTLS at epoch 1,
+     * sequence number 0 (RFC 6347 4.1: seq_num is epoch || sequence_number).
+     */
     void start(short suite, byte[] keyBlock, short off) {
         Util.arrayFillNonAtomic(ram, READ_SEQ, SEQ_SIZE, (byte) 0);
+        Util.arrayFillNonAtomic(ram, Transients.DTLS_WINDOW, Transients.DTLS_WINDOW_SIZE, (byte) 0);
+        if (dtls()) {
+            ram[(short) (READ_SEQ + 1)] = 1;
+            ram[(short) (WRITE_SEQ + 1)] = 1;
+        }
         if (isCbc(suite)) {
             kind[KIND] = KIND_CBC;
             Util.arrayCopyNonAtomic(keyBlock, off, ram, CLIENT_MAC, (short) (2 * MAC_KEY_SIZE));
@@ -146,7 +160,161 @@ final class RecordCipher {
 
     /** Bytes between the record header's start and the plaintext. */
     short prefixLength() {
-        return (short) (Tls.RECORD_HEADER_SIZE + (kind[KIND] == KIND_CBC ? CBC_IV_SIZE : EXPLICIT_NONCE_SIZE));
+        return (short) ((dtls() ? Tls.DTLS_RECORD_HEADER_SIZE : Tls.RECORD_HEADER_SIZE)
+                + (kind[KIND] == KIND_CBC ? CBC_IV_SIZE : EXPLICIT_NONCE_SIZE));
+    }
+
+    /** Bytes of a record header of this session: 5, or DTLS's 13. */
+    short headerLength() {
+        return dtls() ? Tls.DTLS_RECORD_HEADER_SIZE : Tls.RECORD_HEADER_SIZE;
+    }
+
+    /**
+     * The seq_num of the record to open next (the client's Finished, DtlsFraming): a DTLS record's
+     * epoch and sequence number at buf[off]; it enters the replay window once it authenticated.
+     */
+    void setReadSeq(byte[] buf, short off) {
+        Util.arrayCopyNonAtomic(buf, off, ram, CHAIN, SEQ_NUM_SIZE);
+        ps[S_DTLS] = 1;
+    }
+
+    // ---- DTLS's anti-replay window (RFC 6347 4.1.2.6) ------------------------------------------
+    //
+    // The highest seq_num that authenticated is READ_SEQ - 1 once one did (RFC 6347 4.1.2.6's
+    // right edge; READ_SEQ itself before any), bit i of the window (bit 0: the last byte's lowest)
+    // says seq_num (right edge - i) was received. A record is checked before it is decrypted
+    // and marked only once it authenticated.
+
+    /**
+     * Whether the DTLS record whose header is at hdr[off] may be opened: its epoch is the
+     * session's, and its sequence number is new and within the window. If so, its seq_num is set
+     * for open() and true is returned; the replay window moves in accept().
+     */
+    boolean fresh(byte[] hdr, short off) {
+        short seq = (short) (off + 3);
+        if (compareSeq(hdr, seq, ram, READ_SEQ, (short) 2) != 0) {
+            return false; // another epoch (RFC 6347 4.1: discarded)
+        }
+        // diff = right edge - seq, the right edge being READ_SEQ - 1 (the last accepted).
+        byte[] scratch = ram;
+        short d = (short) (MAC_OUT);
+        short borrow = 1; // READ_SEQ - 1 - seq
+        for (short i = 7; i >= 0; i--) {
+            short v = (short) ((short) (ram[(short) (READ_SEQ + i)] & 0xFF) - (short) (hdr[(short) (seq + i)] & 0xFF) - borrow);
+            borrow = v < 0 ? (short) 1 : (short) 0;
+            scratch[(short) (d + i)] = (byte) v;
+        }
+        if (borrow != 0) {
+            setReadSeqPending(hdr, seq);
+            return true; // beyond the right edge: new
+        }
+        for (short i = 0; i < 7; i++) {
+            if (scratch[(short) (d + i)] != 0) {
+                return false; // left of the window
+            }
+        }
+        short back = (short) (scratch[(short) (d + 7)] & 0xFF);
+        if (back >= 64) {
+            return false;
+        }
+        if (noWindowYet()) {
+            // Nothing authenticated yet in this epoch: READ_SEQ is the first expected, not an edge.
+            setReadSeqPending(hdr, seq);
+            return true;
+        }
+        short bit = (short) (Transients.DTLS_WINDOW + 7 - (short) (back >> 3));
+        if ((ram[bit] & (byte) (1 << (back & 7))) != 0) {
+            return false; // a replay
+        }
+        setReadSeqPending(hdr, seq);
+        return true;
+    }
+
+    /**
+     * Sign of a - b over len big-endian bytes: sequence numbers, public (the secrets are compared
+     * without an early exit elsewhere; this is not one of them).
+     */
+    private static short compareSeq(byte[] a, short aOff, byte[] b, short bOff, short len) {
+        for (short i = 0; i < len; i++) {
+            short x = (short) (a[(short) (aOff + i)] & 0xFF);
+            short y = (short) (b[(short) (bOff + i)] & 0xFF);
+            if (x != y) {
+                return x < y ? (short) -1 : (short) 1;
+            }
+        }
+        return 0;
+    }
+
+    private boolean noWindowYet() {
+        for (short i = 0; i < WINDOW_BYTES; i++) {
+            if (ram[(short) (Transients.DTLS_WINDOW + i)] != 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static final short WINDOW_BYTES = 8;
+
+    /** The record's seq_num goes to the AAD (NONCE's scratch holds it until accept()). */
+    private void setReadSeqPending(byte[] hdr, short seq) {
+        Util.arrayCopyNonAtomic(hdr, seq, ram, CHAIN, SEQ_NUM_SIZE);
+    }
+
+    /**
+     * Marks the record opened since fresh() as received: beyond the right edge the window moves
+     * (READ_SEQ becomes its seq_num + 1), else its bit is set.
+     */
+    private void accept() {
+        short edgeMoved = compareSeq(ram, CHAIN, ram, READ_SEQ, SEQ_NUM_SIZE);
+        boolean empty = noWindowYet();
+        if (edgeMoved >= 0 || empty) {
+            // shift = seq - (READ_SEQ - 1) = seq + 1 - READ_SEQ; at most 64 counts
+            short shift = 64;
+            if (!empty) {
+                short borrow = 0;
+                boolean big = false;
+                short low = 0;
+                for (short i = 7; i >= 0; i--) {
+                    short v = (short) ((short) (ram[(short) (CHAIN + i)] & 0xFF) - (short) (ram[(short) (READ_SEQ + i)] & 0xFF) - borrow);
+                    borrow = v < 0 ? (short) 1 : (short) 0;
+                    if (i == 7) {
+                        low = (short) (v & 0xFF);
+                    } else if ((byte) v != 0) {
+                        big = true;
+                    }
+                }
+                shift = big || low >= 63 ? (short) 64 : (short) (low + 1);
+            }
+            for (short n = 0; n < shift; n++) {
+                shiftWindow();
+            }
+            ram[(short) (Transients.DTLS_WINDOW + 7)] |= 1;
+            Util.arrayCopyNonAtomic(ram, CHAIN, ram, READ_SEQ, SEQ_NUM_SIZE);
+            increment(READ_SEQ);
+            return;
+        }
+        // within the window: back = READ_SEQ - 1 - seq (< 64, checked by fresh())
+        short borrow = 1;
+        short back = 0;
+        for (short i = 7; i >= 0; i--) {
+            short v = (short) ((short) (ram[(short) (READ_SEQ + i)] & 0xFF) - (short) (ram[(short) (CHAIN + i)] & 0xFF) - borrow);
+            borrow = v < 0 ? (short) 1 : (short) 0;
+            if (i == 7) {
+                back = (short) (v & 0xFF);
+            }
+        }
+        short bit = (short) (Transients.DTLS_WINDOW + 7 - (short) (back >> 3));
+        ram[bit] |= (byte) (1 << (back & 7));
+    }
+
+    private void shiftWindow() {
+        short carry = 0;
+        for (short i = (short) (Transients.DTLS_WINDOW + 7); i >= Transients.DTLS_WINDOW; i--) {
+            short v = (short) (ram[i] & 0xFF);
+            ram[i] = (byte) ((short) (v << 1) | carry);
+            carry = (short) (v >> 7);
+        }
     }
 
     private short tagLength() {
@@ -172,9 +340,26 @@ final class RecordCipher {
      * cannot be a record of the suite (public: bad_record_mac).
      */
     short open(byte[] hdr, short hOff, byte[] tail, short tOff) {
+        if (!dtls()) {
+            ps[S_DTLS] = 0; // the piece state is the arena's, shared by the sessions
+        }
+        return open(hdr[hOff], Util.getShort(hdr, (short) (hOff + 3)), tail, tOff);
+    }
+
+    /**
+     * open() of a DTLS record (card mode): its 13-byte header at hdr[hOff]. -3 if the record is
+     * of another epoch or a replay (RFC 6347 4.1.2.6: discarded, the session goes on).
+     */
+    short openDtls(byte[] hdr, short hOff, byte[] tail, short tOff) {
+        if (!fresh(hdr, hOff)) {
+            return -3;
+        }
+        ps[S_DTLS] = 1;
+        return open(hdr[hOff], Util.getShort(hdr, (short) (hOff + 11)), tail, tOff);
+    }
+
+    private short open(byte type, short fragment, byte[] tail, short tOff) {
         loadKeys();
-        byte type = hdr[hOff];
-        short fragment = Util.getShort(hdr, (short) (hOff + 3));
         ps[S_POS] = 0;
         ps[S_TOTAL] = fragment;
         ps[S_TYPE] = type;
@@ -366,9 +551,15 @@ final class RecordCipher {
             countAead(len);
         }
         if (!ok) {
+            ps[S_DTLS] = 0;
             return -1;
         }
-        increment(READ_SEQ);
+        if (ps[S_DTLS] != 0) {
+            ps[S_DTLS] = 0;
+            accept();
+        } else {
+            increment(READ_SEQ);
+        }
         return len;
     }
 
@@ -384,7 +575,7 @@ final class RecordCipher {
         ps[S_POS] = 0;
         ps[S_TOTAL] = len;
         ps[S_TYPE] = type;
-        short iv = (short) (off + Tls.RECORD_HEADER_SIZE);
+        short iv = (short) (off + headerLength());
         setAad(WRITE_SEQ, type, len);
         if (kind[KIND] == KIND_CBC) {
             short macked = (short) (len + MAC_SIZE);
@@ -401,8 +592,15 @@ final class RecordCipher {
             fragment = (short) (EXPLICIT_NONCE_SIZE + len + tagLength());
         }
         buf[off] = type;
-        Util.setShort(buf, (short) (off + 1), Tls.VERSION_TLS12);
-        Util.setShort(buf, (short) (off + 3), fragment);
+        if (dtls()) {
+            // RFC 6347 4.1: version, epoch and sequence number (the seq_num), length.
+            Util.setShort(buf, (short) (off + 1), Tls.VERSION_DTLS12);
+            Util.arrayCopyNonAtomic(ram, WRITE_SEQ, buf, (short) (off + 3), SEQ_NUM_SIZE);
+            Util.setShort(buf, (short) (off + 11), fragment);
+        } else {
+            Util.setShort(buf, (short) (off + 1), Tls.VERSION_TLS12);
+            Util.setShort(buf, (short) (off + 3), fragment);
+        }
         increment(WRITE_SEQ);
         return prefixLength();
     }
@@ -564,9 +762,10 @@ final class RecordCipher {
 
     /** additional_data = seq_num + type + version + length (RFC 5246 6.2.3.3). */
     private void setAad(short seqOff, byte type, short len) {
-        Util.arrayCopyNonAtomic(ram, seqOff, ram, AAD, SEQ_NUM_SIZE);
+        boolean pending = seqOff == READ_SEQ && ps[S_DTLS] != 0;
+        Util.arrayCopyNonAtomic(ram, pending ? CHAIN : seqOff, ram, AAD, SEQ_NUM_SIZE);
         ram[(short) (AAD + 8)] = type;
-        Util.setShort(ram, (short) (AAD + 9), Tls.VERSION_TLS12);
+        Util.setShort(ram, (short) (AAD + 9), dtls() ? Tls.VERSION_DTLS12 : Tls.VERSION_TLS12);
         Util.setShort(ram, (short) (AAD + 11), len);
     }
 

@@ -122,8 +122,16 @@ final class RecordCommands {
             if ((short) (off + REJECTION_MAX) > ResponseStream.bufferLength(buf)) {
                 ISOException.throwIt(Sw.FILE_FULL);
             }
-            unprotectWhole(apdu, buf, off, whole);
+            if (cipher.headerLength() == Tls.DTLS_RECORD_HEADER_SIZE) {
+                unprotectDtls(apdu, buf, off, whole);
+            } else {
+                unprotectWhole(apdu, buf, off, whole);
+            }
             return;
+        }
+        if (cipher.headerLength() == Tls.DTLS_RECORD_HEADER_SIZE) {
+            // A DTLS record fits one datagram, and one command with extended APDUs (docs/apdu.md).
+            ISOException.throwIt(Sw.INCORRECT_P1P2);
         }
         short le = ResponseStream.outgoingLimit(apdu);
         if (le <= whole || le < REJECTION_MAX) {
@@ -224,6 +232,51 @@ final class RecordCommands {
             return Tls.ALERT_RECORD_OVERFLOW;
         }
         return 0;
+    }
+
+    /**
+     * UNPROTECT of a DTLS record (RFC 6347 4.1) the APDU buffer holds whole: a record of another
+     * epoch, a replay (the window, 4.1.2.6) or one that does not authenticate (4.1.2.7) is
+     * dropped, answered DROPPED, and the session goes on; a malformed header is rejected.
+     */
+    private void unprotectDtls(APDU apdu, byte[] buf, short off, short len) {
+        short le = ResponseStream.outgoingLimit(apdu);
+        if (le < len && le < REJECTION_MAX) {
+            ISOException.throwIt(Sw.WRONG_LENGTH);
+        }
+        byte type = buf[off];
+        byte refused = 0;
+        if (len < Tls.DTLS_RECORD_HEADER_SIZE) {
+            refused = Tls.ALERT_DECODE_ERROR;
+        } else if (type != Tls.CONTENT_APPLICATION_DATA && type != Tls.CONTENT_ALERT) {
+            refused = Tls.ALERT_UNEXPECTED_MESSAGE;
+        } else if (Util.getShort(buf, (short) (off + 1)) != Tls.VERSION_DTLS12) {
+            refused = Tls.ALERT_PROTOCOL_VERSION;
+        } else if ((short) (Util.getShort(buf, (short) (off + 11)) + Tls.DTLS_RECORD_HEADER_SIZE) != len) {
+            refused = Tls.ALERT_DECODE_ERROR;
+        }
+        if (refused != 0) {
+            reject(apdu, buf, refused);
+            return;
+        }
+        short fragment = (short) (len - Tls.DTLS_RECORD_HEADER_SIZE);
+        short body = (short) (off + Tls.DTLS_RECORD_HEADER_SIZE);
+        short tail = fragment < TAIL_MAX ? fragment : TAIL_MAX;
+        short plain = cipher.openDtls(buf, off, buf, (short) (body + fragment - tail));
+        if (plain >= 0) {
+            cipher.take(buf, body, fragment);
+            plain = cipher.finish();
+        }
+        if (plain < 0 || plain > Tls.MAX_PLAINTEXT) {
+            buf[0] = Constants.DROPPED;
+            apdu.setOutgoingLength((short) 1);
+            apdu.sendBytes((short) 0, (short) 1);
+            return;
+        }
+        short start = (short) (body - 1);
+        buf[start] = type;
+        apdu.setOutgoingLength((short) (plain + 1));
+        apdu.sendBytes(start, (short) (plain + 1));
     }
 
     /** UNPROTECT of a record the APDU buffer holds whole, in place there; the answer from there. */

@@ -12,6 +12,13 @@ interface Tls {
     byte VERSION_MAJOR = 3;
     byte VERSION_MINOR_TLS12 = 3;
     short RECORD_HEADER_SIZE = 5;
+    // RFC 6347 4.1 and 4.2.2: DTLS 1.2's version (the one's complement of 1.2), record header
+    // (type, version, epoch, 48-bit sequence_number, length) and handshake header (msg_type,
+    // length, message_seq, fragment_offset, fragment_length).
+    short VERSION_DTLS12 = (short) 0xFEFD;
+    byte VERSION_MAJOR_DTLS = (byte) 0xFE;
+    short DTLS_RECORD_HEADER_SIZE = 13;
+    short DTLS_HS_HEADER_SIZE = 12;
     short MAX_PLAINTEXT = 16384;
     /** RFC 5246 6.2.3: TLSCiphertext.length may exceed the plaintext limit by at most 2048. */
     short MAX_CIPHERTEXT = MAX_PLAINTEXT + 2048;

@@ -117,6 +117,8 @@ final class TlsServer implements MessageHandler {
     static final short FLIGHT3_PREFIX_MAX = (short) (Tls.RECORD_HEADER_SIZE + Tls.HS_HEADER_SIZE
             + CLIENT_KEY_EXCHANGE_MAX + Tls.RECORD_HEADER_SIZE + 1); // 271
     private static final short ALERT_RECORD_SIZE = 7;
+    /** Where a DTLS handshake header is built to be hashed: the APDU buffer's last bytes of a short APDU. */
+    private static final short DTLS_SCRATCH = 240;
     private static final byte[] LABEL_MASTER_SECRET = {'m', 'a', 's', 't', 'e', 'r', ' ', 's', 'e', 'c', 'r', 'e', 't'};
     private static final byte[] LABEL_EXTENDED_MASTER_SECRET = {'e', 'x', 't', 'e', 'n', 'd', 'e', 'd', ' ',
         'm', 'a', 's', 't', 'e', 'r', ' ', 's', 'e', 'c', 'r', 'e', 't'};
@@ -151,6 +153,7 @@ final class TlsServer implements MessageHandler {
     private final OpCounters counters;
     private final Persistent persistent;
     private final ClientAuth clientAuth;
+    private final DtlsFraming dtls;
     private final SessionCache cache;
     private final PskKeyExchange psk;
 
@@ -186,6 +189,7 @@ final class TlsServer implements MessageHandler {
         alert = new TlsAlert();
         hello = new ClientHelloParser(ram, alert, persistent, signer384 != null, signer512 != null, cache);
         clientAuth = new ClientAuth(ram, alert, sessions, counters, persistent, signer256, sha);
+        dtls = new DtlsFraming(ram, alert, cipher);
     }
 
     ClientAuth clientAuth() {
@@ -249,6 +253,7 @@ final class TlsServer implements MessageHandler {
         sessionHashes[hs].reset();
         hello.reset();
         clientAuth.begin(boundIdentity());
+        dtls.start(dtls.on());
     }
 
     /** The session is over: its handshake slot is freed and wiped, its keys forgotten. */
@@ -287,6 +292,9 @@ final class TlsServer implements MessageHandler {
 
     public short onMessage(byte[] buf, short off, short len, short cap) {
         try {
+            if (dtls.on()) {
+                len = dtls.toTls(buf, off, len);
+            }
             return onRecords(buf, off, len);
         } catch (TlsAlert a) {
             return fail(buf, off, (byte) a.getReason());
@@ -304,6 +312,12 @@ final class TlsServer implements MessageHandler {
         st[ST_PHASE] = PHASE_FAILED;
         if (description == Tls.ALERT_CLOSE_NOTIFY) {
             return 0;
+        }
+        if (dtls.on()) {
+            short w = DtlsFraming.recordHeader(buf, off, Tls.CONTENT_ALERT, (short) 2);
+            buf[w] = Tls.ALERT_FATAL;
+            buf[(short) (w + 1)] = description;
+            return (short) (Tls.DTLS_RECORD_HEADER_SIZE + 2);
         }
         return writeAlert(buf, off, description);
     }
@@ -461,7 +475,7 @@ final class TlsServer implements MessageHandler {
         if (taken != fragment) {
             alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE); // something follows the ClientHello
         }
-        hashHandshake(buf, body, fragment);
+        hashClientMessage(buf, body, fragment);
         return hello.done();
     }
 
@@ -473,8 +487,13 @@ final class TlsServer implements MessageHandler {
     private void negotiate() {
         selectByServerName();
         short version = hello.version();
-        // client_version: TLS 1.2 or a later version (we answer 1.2).
-        if ((short) (version >> 8) != Tls.VERSION_MAJOR || (short) (version & 0xFF) < Tls.VERSION_MINOR_TLS12) {
+        if (dtls.on()) {
+            // DTLS 1.2 is 0xFEFD; a later DTLS is a smaller minor (RFC 6347 4.1).
+            if ((byte) (version >> 8) != Tls.VERSION_MAJOR_DTLS || (short) (version & 0xFF) > (short) 0xFD) {
+                alert.raise(Tls.ALERT_PROTOCOL_VERSION);
+            }
+        } else if ((short) (version >> 8) != Tls.VERSION_MAJOR || (short) (version & 0xFF) < Tls.VERSION_MINOR_TLS12) {
+            // client_version: TLS 1.2 or a later version (we answer 1.2).
             alert.raise(Tls.ALERT_PROTOCOL_VERSION);
         }
         short facts = hello.facts();
@@ -492,7 +511,8 @@ final class TlsServer implements MessageHandler {
         if (suite == 0) {
             suite = pskSuite(hello.suites());
         }
-        if (suite == 0) {
+        if (suite == 0 || (dtls.on() && RecordCipher.isCbc(suite))) {
+            // DTLS here is AEAD only (RFC 7925's suites): its seq_num is the AEAD's.
             alert.raise(Tls.ALERT_HANDSHAKE_FAILURE);
         }
         boolean pskOnly = suite == Tls.TLS_PSK_WITH_AES_128_CCM_8;
@@ -556,8 +576,13 @@ final class TlsServer implements MessageHandler {
 
     // ---- flight 2 -------------------------------------------------------------------------
 
+    /** Bytes of a handshake message's header: 4, or DTLS's 12 (RFC 6347 4.2.2). */
+    private short hsHeader() {
+        return dtls.on() ? Tls.DTLS_HS_HEADER_SIZE : Tls.HS_HEADER_SIZE;
+    }
+
     private short writeServerFlight(byte[] buf, short off) {
-        short w = (short) (off + Tls.RECORD_HEADER_SIZE);
+        short w = (short) (off + (dtls.on() ? Tls.DTLS_RECORD_HEADER_SIZE : Tls.RECORD_HEADER_SIZE));
         w = writeServerHello(buf, w);
         short suite = st[ST_SUITE];
         boolean asks = false;
@@ -573,7 +598,7 @@ final class TlsServer implements MessageHandler {
         if (asks) {
             short request = w;
             buf[w] = Tls.HS_CERTIFICATE_REQUEST;
-            w += Tls.HS_HEADER_SIZE;
+            w += hsHeader();
             w = clientAuth.writeRequest(boundIdentity(), buf, w);
             w = closeHandshake(buf, request, w);
         } else {
@@ -581,11 +606,17 @@ final class TlsServer implements MessageHandler {
         }
         short start = w;
         buf[w] = Tls.HS_SERVER_HELLO_DONE;
-        w += Tls.HS_HEADER_SIZE;
+        w += hsHeader();
         w = closeHandshake(buf, start, w);
-        buf[off] = Tls.CONTENT_HANDSHAKE;
-        Util.setShort(buf, (short) (off + 1), Tls.VERSION_TLS12);
-        Util.setShort(buf, (short) (off + 3), (short) (w - off - Tls.RECORD_HEADER_SIZE));
+        if (dtls.on()) {
+            // One record of epoch 0 with the whole messages: the host fragments them to the path
+            // MTU and numbers the records (docs/apdu.md).
+            DtlsFraming.recordHeader(buf, off, Tls.CONTENT_HANDSHAKE, (short) (w - off - Tls.DTLS_RECORD_HEADER_SIZE));
+        } else {
+            buf[off] = Tls.CONTENT_HANDSHAKE;
+            Util.setShort(buf, (short) (off + 1), Tls.VERSION_TLS12);
+            Util.setShort(buf, (short) (off + 3), (short) (w - off - Tls.RECORD_HEADER_SIZE));
+        }
         st[ST_PHASE] = asks ? PHASE_EXPECT_CERTIFICATE : PHASE_EXPECT_CLIENT_KEY_EXCHANGE;
         return (short) (w - off);
     }
@@ -593,8 +624,8 @@ final class TlsServer implements MessageHandler {
     private short writeServerHello(byte[] buf, short w) {
         short start = w;
         buf[w] = Tls.HS_SERVER_HELLO;
-        w += Tls.HS_HEADER_SIZE;
-        w = Util.setShort(buf, w, Tls.VERSION_TLS12);
+        w += hsHeader();
+        w = Util.setShort(buf, w, dtls.on() ? Tls.VERSION_DTLS12 : Tls.VERSION_TLS12);
         random.generateData(secrets, SERVER_RANDOM, Tls.RANDOM_SIZE);
         counters.count(OpCounters.RANDOM_BYTES, Tls.RANDOM_SIZE);
         w = Util.arrayCopyNonAtomic(secrets, SERVER_RANDOM, buf, w, Tls.RANDOM_SIZE);
@@ -634,7 +665,7 @@ final class TlsServer implements MessageHandler {
     private short writeCertificate(byte[] buf, short w) {
         short start = w;
         buf[w] = Tls.HS_CERTIFICATE;
-        w += Tls.HS_HEADER_SIZE;
+        w += hsHeader();
         w = boundIdentity().writeChain(buf, w);
         return closeHandshake(buf, start, w);
     }
@@ -643,7 +674,7 @@ final class TlsServer implements MessageHandler {
     private short writeServerKeyExchange(byte[] buf, short w) {
         short start = w;
         buf[w] = Tls.HS_SERVER_KEY_EXCHANGE;
-        w += Tls.HS_HEADER_SIZE;
+        w += hsHeader();
         short params = w;
         buf[w++] = Tls.CURVE_TYPE_NAMED;
         w = Util.setShort(buf, w, Tls.GROUP_SECP256R1);
@@ -671,7 +702,7 @@ final class TlsServer implements MessageHandler {
     private short writePskServerKeyExchange(byte[] buf, short w) {
         short start = w;
         buf[w] = Tls.HS_SERVER_KEY_EXCHANGE;
-        w += Tls.HS_HEADER_SIZE;
+        w += hsHeader();
         w = Util.setShort(buf, w, (short) 0);
         buf[w++] = Tls.CURVE_TYPE_NAMED;
         w = Util.setShort(buf, w, Tls.GROUP_SECP256R1);
@@ -683,10 +714,42 @@ final class TlsServer implements MessageHandler {
 
     /** Fills in a handshake message's length and adds it to the transcript. */
     private short closeHandshake(byte[] buf, short start, short end) {
+        short length = (short) (end - start - hsHeader());
         buf[(short) (start + 1)] = 0;
-        Util.setShort(buf, (short) (start + 2), (short) (end - start - Tls.HS_HEADER_SIZE));
+        Util.setShort(buf, (short) (start + 2), length);
+        if (dtls.on()) {
+            DtlsFraming.dtlsHeaderTail(buf, (short) (start + Tls.HS_HEADER_SIZE), dtls.nextSeq(false), (byte) 0, length);
+        }
         hashHandshake(buf, start, (short) (end - start));
         return end;
+    }
+
+    /**
+     * Adds the client's whole handshake message(s) at buf[off, off + len), in TLS form, to the
+     * transcripts; in DTLS as they were sent unfragmented (RFC 6347 4.2.6): the 8 bytes of
+     * message_seq, fragment_offset and fragment_length after each 4-byte header.
+     */
+    private void hashClientMessage(byte[] buf, short off, short len) {
+        if (!dtls.on()) {
+            hashHandshake(buf, off, len);
+            return;
+        }
+        short end = (short) (off + len);
+        for (short q = off; q < end; ) {
+            short length = Util.getShort(buf, (short) (q + 2));
+            hashDtlsHeader(buf, q);
+            hashHandshake(buf, (short) (q + Tls.HS_HEADER_SIZE), length);
+            q = (short) (q + Tls.HS_HEADER_SIZE + length);
+        }
+    }
+
+    /** Hashes the DTLS header of the client's message whose TLS header is at buf[q]. */
+    private void hashDtlsHeader(byte[] buf, short q) {
+        byte[] scratch = APDU.getCurrentAPDUBuffer(); // free while the message is in the I/O buffer
+        Util.arrayCopyNonAtomic(buf, q, scratch, DTLS_SCRATCH, Tls.HS_HEADER_SIZE);
+        DtlsFraming.dtlsHeaderTail(scratch, (short) (DTLS_SCRATCH + Tls.HS_HEADER_SIZE), dtls.nextSeq(true),
+                buf[(short) (q + 1)], Util.getShort(buf, (short) (q + 2)));
+        hashHandshake(scratch, DTLS_SCRATCH, Tls.DTLS_HS_HEADER_SIZE);
     }
 
     /** Adds handshake bytes to both transcripts; counts the SHA-256 blocks they fill. */
@@ -750,7 +813,7 @@ final class TlsServer implements MessageHandler {
     /** The client's Certificate (RFC 5246 7.4.6): ClientAuth decides; then the ClientKeyExchange. */
     private void onCertificate(byte[] buf, short off, short end) {
         short body = handshakeBody(buf, off, end, Tls.HS_CERTIFICATE);
-        hashHandshake(buf, off, (short) (end - off));
+        hashClientMessage(buf, off, (short) (end - off));
         clientAuth.onCertificate(boundIdentity(), buf, (short) (off + Tls.HS_HEADER_SIZE), body);
         st[ST_PHASE] = PHASE_EXPECT_CLIENT_KEY_EXCHANGE;
     }
@@ -762,7 +825,7 @@ final class TlsServer implements MessageHandler {
     private void onCertificateVerify(byte[] buf, short off, short end) {
         short body = handshakeBody(buf, off, end, Tls.HS_CERTIFICATE_VERIFY);
         clientAuth.onCertificateVerify(buf, (short) (off + Tls.HS_HEADER_SIZE), body);
-        hashHandshake(buf, off, (short) (end - off));
+        hashClientMessage(buf, off, (short) (end - off));
         clientAuth.finishedHash(secrets, HASH);
         finishedValues();
     }
@@ -804,6 +867,11 @@ final class TlsServer implements MessageHandler {
             }
         }
         short length = (short) (end - off);
+        if (dtls.on()) {
+            hashDtlsHeader(buf, off); // then the body, as the last bytes of the session hash
+            off += Tls.HS_HEADER_SIZE;
+            length -= Tls.HS_HEADER_SIZE;
+        }
         transcript().update(buf, off, length);
         clientAuth.hash(buf, off, length);
         sessionHash().doFinal(buf, off, length, secrets, HASH);
@@ -845,10 +913,17 @@ final class TlsServer implements MessageHandler {
         secrets[expected] = Tls.HS_FINISHED;
         secrets[(short) (expected + 1)] = 0;
         Util.setShort(secrets, (short) (expected + 2), Tls.VERIFY_DATA_SIZE);
-        Util.arrayCopyNonAtomic(secrets, CLIENT_VERIFY, secrets, (short) (expected + Tls.HS_HEADER_SIZE),
+        short header = Tls.HS_HEADER_SIZE;
+        if (dtls.on()) {
+            DtlsFraming.dtlsHeaderTail(secrets, (short) (expected + header), dtls.peekSeq(true), (byte) 0,
+                    Tls.VERIFY_DATA_SIZE);
+            header = Tls.DTLS_HS_HEADER_SIZE;
+        }
+        Util.arrayCopyNonAtomic(secrets, CLIENT_VERIFY, secrets, (short) (expected + header),
                 Tls.VERIFY_DATA_SIZE);
-        transcript().update(secrets, expected, FINISHED_MESSAGE_SIZE);
-        short hashed = FINISHED_MESSAGE_SIZE;
+        short size = (short) (header + Tls.VERIFY_DATA_SIZE);
+        transcript().update(secrets, expected, size);
+        short hashed = size;
         if ((st[ST_FLAGS] & F_CACHED) != 0 && !cache.holds(st[ST_CACHE_ENTRY])) {
             st[ST_FLAGS] = (short) ((st[ST_FLAGS] & ~F_CACHED) | F_EMPTY_TICKET); // its entry was lost
         }
@@ -967,6 +1042,9 @@ final class TlsServer implements MessageHandler {
             short k = (short) (fragment - i) < FINISHED_CHUNK ? (short) (fragment - i) : FINISHED_CHUNK;
             Util.arrayCopyNonAtomic(buf, (short) (body + i), ram, (short) 0, k);
             short out = cipher.take(ram, (short) 0, k);
+            if (dtls.on() && i == 0) {
+                out = dtlsFinishedHeader(ram, out, got);
+            }
             short keep = (short) (room - n) < out ? (short) (room - n) : out;
             if (keep > 0) {
                 Util.arrayCopyNonAtomic(ram, (short) 0, secrets, (short) (FINISHED_IN + got + n), keep);
@@ -977,6 +1055,9 @@ final class TlsServer implements MessageHandler {
         short plain = cipher.finish();
         if (plain < 0) {
             alert.raise(Tls.ALERT_BAD_RECORD_MAC);
+        }
+        if (dtls.on() && type == Tls.CONTENT_HANDSHAKE) {
+            plain -= 8; // the DTLS header's 8 bytes, checked and dropped above
         }
         if (plain > Tls.MAX_PLAINTEXT) {
             alert.raise(Tls.ALERT_RECORD_OVERFLOW);
@@ -1014,6 +1095,24 @@ final class TlsServer implements MessageHandler {
         return true;
     }
 
+    /**
+     * DTLS: the client's Finished comes whole in one record (RFC 6347 4.2.2 header: its
+     * message_seq, fragment_offset 0, fragment_length 12); checks the 8 bytes DTLS adds to the
+     * header at ram[4, 12) and drops them; returns the plaintext bytes left.
+     */
+    private short dtlsFinishedHeader(byte[] ram, short out, short got) {
+        if (got != 0 || out < Tls.DTLS_HS_HEADER_SIZE || ram[0] != Tls.HS_FINISHED) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
+        }
+        if (Util.getShort(ram, (short) 4) != dtls.peekSeq(true) || ram[6] != 0 || Util.getShort(ram, (short) 7) != 0
+                || ram[9] != 0 || Util.getShort(ram, (short) 10) != Tls.VERIFY_DATA_SIZE) {
+            alert.raise(Tls.ALERT_UNEXPECTED_MESSAGE);
+        }
+        Util.arrayCopyNonAtomic(ram, Tls.DTLS_HS_HEADER_SIZE, ram, Tls.HS_HEADER_SIZE,
+                (short) (out - Tls.DTLS_HS_HEADER_SIZE));
+        return (short) (out - 8);
+    }
+
     // ---- flight 4 -------------------------------------------------------------------------
 
     private short writeServerFinishedFlight(byte[] buf, short off) {
@@ -1033,9 +1132,13 @@ final class TlsServer implements MessageHandler {
 
     /** ChangeCipherSpec, then the protected Finished of SERVER_VERIFY; returns the offset after them. */
     private short writeChangeCipherSpecAndFinished(byte[] buf, short w) {
-        buf[w++] = Tls.CONTENT_CHANGE_CIPHER_SPEC;
-        w = Util.setShort(buf, w, Tls.VERSION_TLS12);
-        w = Util.setShort(buf, w, (short) 1);
+        if (dtls.on()) {
+            w = DtlsFraming.recordHeader(buf, w, Tls.CONTENT_CHANGE_CIPHER_SPEC, (short) 1);
+        } else {
+            buf[w++] = Tls.CONTENT_CHANGE_CIPHER_SPEC;
+            w = Util.setShort(buf, w, Tls.VERSION_TLS12);
+            w = Util.setShort(buf, w, (short) 1);
+        }
         buf[w++] = 1;
         // Built and protected in RAM (the APDU buffer), only the record copied to the I/O buffer.
         byte[] ram = APDU.getCurrentAPDUBuffer();
@@ -1043,8 +1146,13 @@ final class TlsServer implements MessageHandler {
         ram[p] = Tls.HS_FINISHED;
         ram[(short) (p + 1)] = 0;
         Util.setShort(ram, (short) (p + 2), Tls.VERIFY_DATA_SIZE);
-        Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, ram, (short) (p + Tls.HS_HEADER_SIZE), Tls.VERIFY_DATA_SIZE);
-        short n = cipher.protect(Tls.CONTENT_HANDSHAKE, ram, (short) 0, FINISHED_MESSAGE_SIZE);
+        short header = Tls.HS_HEADER_SIZE;
+        if (dtls.on()) {
+            DtlsFraming.dtlsHeaderTail(ram, (short) (p + header), dtls.nextSeq(false), (byte) 0, Tls.VERIFY_DATA_SIZE);
+            header = Tls.DTLS_HS_HEADER_SIZE;
+        }
+        Util.arrayCopyNonAtomic(secrets, SERVER_VERIFY, ram, (short) (p + header), Tls.VERIFY_DATA_SIZE);
+        short n = cipher.protect(Tls.CONTENT_HANDSHAKE, ram, (short) 0, (short) (header + Tls.VERIFY_DATA_SIZE));
         return Util.arrayCopyNonAtomic(ram, (short) 0, buf, w, n);
     }
 
@@ -1060,7 +1168,7 @@ final class TlsServer implements MessageHandler {
      * must lie whole in this message's buffer.
      */
     private boolean tryResume(byte[] buf) {
-        if ((st[ST_FLAGS] & F_EXTENDED_MASTER_SECRET) == 0) {
+        if ((st[ST_FLAGS] & F_EXTENDED_MASTER_SECRET) == 0 || dtls.on()) { // DTLS: full handshakes only
             return false;
         }
         boolean opened = false;
@@ -1113,7 +1221,7 @@ final class TlsServer implements MessageHandler {
      */
     private void offerResumption() {
         short flags = st[ST_FLAGS];
-        if ((flags & F_EXTENDED_MASTER_SECRET) == 0) {
+        if ((flags & F_EXTENDED_MASTER_SECRET) == 0 || dtls.on()) { // DTLS: not resumable (yet)
             return;
         }
         st[ST_CACHE_ENTRY] = cache.claim();

@@ -69,7 +69,11 @@ final class Transients {
     /** RecordCipher: the read and write sequence numbers. */
     static final short RECORD_SEQ = (short) (RECORD_KEYS + RECORD_KEYS_SIZE);
     static final short RECORD_SEQ_SIZE = RecordCipher.SEQ_SIZE;                  // 16
-    static final short SESSION_BYTES_SIZE = (short) (RECORD_KEYS_SIZE + RECORD_SEQ_SIZE); // 112
+    /** DtlsFraming: the anti-replay window of received records (RFC 6347 4.1.2.6), card mode. */
+    static final short DTLS_WINDOW = (short) (RECORD_SEQ + RECORD_SEQ_SIZE);
+    static final short DTLS_WINDOW_SIZE = DtlsFraming.WINDOW_SIZE;              // 8
+    static final short SESSION_BYTES_SIZE = (short) (RECORD_KEYS_SIZE + RECORD_SEQ_SIZE
+            + DTLS_WINDOW_SIZE);                                                // 120
     /**
      * The active handshake's bytes: Sessions copies them to the handshake's slot (HANDSHAKE_SLOTS)
      * and back when a command names a session whose handshake is in another slot.
@@ -207,8 +211,11 @@ final class Transients {
     /** Sessions: the session's handshake slot (+ 1; 0: none). */
     static final short SESSION_LINK = (short) (RECORD_KIND + RECORD_KIND_SIZE);
     static final short SESSION_LINK_SIZE = Sessions.LINK_SIZE;                   // 1
+    /** DtlsFraming: TLS or DTLS (RFC 6347), chosen by the conversation's EAP identity. */
+    static final short DTLS_MODE = (short) (SESSION_LINK + SESSION_LINK_SIZE);
+    static final short DTLS_MODE_SIZE = DtlsFraming.MODE_SIZE;                   // 1
     static final short SESSION_SHORTS_SIZE = (short) (EAP_STATE_SIZE + TLS_STATE_SIZE + RECORD_KIND_SIZE
-            + SESSION_LINK_SIZE);                                                // 11
+            + SESSION_LINK_SIZE + DTLS_MODE_SIZE);                               // 12
     /** The active handshake's shorts (Sessions swaps them with HANDSHAKE_SHORT_SLOTS). */
     static final short HANDSHAKE_SHORTS = (short) (SESSION_SHORTS + SESSION_SHORTS_SIZE);
     /**
@@ -223,8 +230,11 @@ final class Transients {
     /** ClientAuth: the client authentication's step, the commonName bytes staged, the third digest's rest. */
     static final short CLIENT_AUTH_STATE = (short) (HELLO_STATE + HELLO_STATE_SIZE);
     static final short CLIENT_AUTH_STATE_SIZE = ClientAuth.STATE_SIZE;           // 3
+    /** DtlsFraming: the next message_seq of the client's and of the server's handshake messages. */
+    static final short DTLS_HANDSHAKE = (short) (CLIENT_AUTH_STATE + CLIENT_AUTH_STATE_SIZE);
+    static final short DTLS_HANDSHAKE_SIZE = DtlsFraming.HANDSHAKE_STATE_SIZE;   // 2
     static final short HANDSHAKE_SHORTS_SIZE = (short) (TLS_HANDSHAKE_SIZE + HELLO_STATE_SIZE
-            + CLIENT_AUTH_STATE_SIZE);                                           // 22
+            + CLIENT_AUTH_STATE_SIZE + DTLS_HANDSHAKE_SIZE);                     // 24
     /** Sessions: the shorts of every session slot. */
     static final short SESSION_SHORT_SLOTS = (short) (HANDSHAKE_SHORTS + HANDSHAKE_SHORTS_SIZE);
     static final short SESSION_SHORT_SLOTS_SIZE = (short) (Sessions.SESSIONS * SESSION_SHORTS_SIZE);

@@ -124,17 +124,23 @@ class TransientsTest {
     static final Region CLIENT_AUTH_STATE = shorts("CLIENT_AUTH_STATE", Transients.CLIENT_AUTH_STATE,
             Transients.CLIENT_AUTH_STATE_SIZE, true);
     static final Region CERT_FIELDS = shorts("CERT_FIELDS", Transients.CERT_FIELDS, Transients.CERT_FIELDS_SIZE, false);
+    static final Region DTLS_WINDOW = bytes("DTLS_WINDOW", Transients.DTLS_WINDOW, Transients.DTLS_WINDOW_SIZE, true);
+    static final Region DTLS_MODE = shorts("DTLS_MODE", Transients.DTLS_MODE, Transients.DTLS_MODE_SIZE, true);
+    static final Region DTLS_HANDSHAKE = shorts("DTLS_HANDSHAKE", Transients.DTLS_HANDSHAKE,
+            Transients.DTLS_HANDSHAKE_SIZE, true);
     static final List<Region> ALL = List.of(CLIENT_AUTH_HASH, CLOCK, CERT_WORK, CLIENT_AUTH_STATE, CERT_FIELDS, EAP_NAME, OPERATOR_SECRETS, TLS_RANDOMS, RECORD_KEYS, RECORD_SEQ,
             HELLO_FIELD, TLS_FINISHED, EPHEMERAL, SESSION_SLOTS, HANDSHAKE_SLOTS, HANDSHAKE_KEYS, OPERATOR_WORK,
             RECORD_SCRATCH, HMAC_PAD, PRF_A, GCM_STATE, CCM_STATE, EAP_STATE, INPUT_STATE, RESPONSE_STATE, EAP_PACKET,
             SESSIONS_STATE, OPERATOR_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK, TLS_HANDSHAKE, HELLO_STATE,
             SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, CURVE, GHASH, GCM_LENGTHS, CCM_PARAMS, PIECE_OWNER,
-            RECORD_PIECE);
+            RECORD_PIECE, DTLS_WINDOW, DTLS_MODE, DTLS_HANDSHAKE);
     /** The active session's and handshake's areas: what Sessions swaps with the slots. */
-    static final Region[] SESSION_AREA = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK};
-    static final Region[] SESSION_OWN = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND};
+    static final Region[] SESSION_AREA = {RECORD_KEYS, RECORD_SEQ, DTLS_WINDOW, EAP_STATE, TLS_STATE, RECORD_KIND,
+        SESSION_LINK, DTLS_MODE};
+    static final Region[] SESSION_OWN = {RECORD_KEYS, RECORD_SEQ, DTLS_WINDOW, EAP_STATE, TLS_STATE, RECORD_KIND,
+        DTLS_MODE};
     static final Region[] HANDSHAKE_AREA = {TLS_RANDOMS, HELLO_FIELD, TLS_FINISHED, EPHEMERAL, TLS_HANDSHAKE,
-        HELLO_STATE, CLIENT_AUTH_STATE};
+        HELLO_STATE, CLIENT_AUTH_STATE, DTLS_HANDSHAKE};
 
     // ---- running a phase against the map ------------------------------------------------------
 
@@ -228,8 +234,9 @@ class TransientsTest {
         byte[] message = ClientHelloParserTest.hello(ClientHelloParserTest.SUITES,
                 ClientHelloParserTest.usualExtensions(ClientHelloParserTest.serverName(0, "device.example.com"),
                         new byte[] {0, 21, 1, 40}, new byte[296]));
-        Region[] live = {HELLO_STATE, HELLO_FIELD, TLS_RANDOMS};
+        Region[] live = {HELLO_STATE, HELLO_FIELD, TLS_RANDOMS, DTLS_MODE};
         prepare(live);
+        ram.shorts[Transients.DTLS_MODE] = 0; // a TLS session
         parser.reset();
         // Pieces of 7 bytes, each as one APDU would bring it: the arena outside the parser's
         // session regions (and client_random) is whatever other APDUs left there in between.
@@ -297,7 +304,7 @@ class TransientsTest {
 
     @Test
     void recordsOfEachSuiteUseOnlyTheirRegions() {
-        Region[] session = {RECORD_KEYS, RECORD_SEQ, RECORD_KIND, RECORD_PIECE};
+        Region[] session = {RECORD_KEYS, RECORD_SEQ, RECORD_KIND, RECORD_PIECE, DTLS_MODE, DTLS_WINDOW};
         record Suite(short id, Region... scratch) {
         }
         Suite[] suites = {
@@ -330,6 +337,7 @@ class TransientsTest {
             String name = String.format("records of %04X", suite.id);
             for (int length : new int[] {0, 1, 100, 1000}) {
                 prepare(live);                  // the whole arena as another APDU might leave it
+                ram.shorts[Transients.DTLS_MODE] = 0; // a TLS session
                 cipher.start(suite.id, keyBlock, s(0));
                 byte[] plain = new byte[length];
                 noise.nextBytes(plain);
@@ -409,7 +417,8 @@ class TransientsTest {
         Sessions sessions = new Sessions(ram);
         Region[] live = {RECORD_KEYS, RECORD_SEQ, EAP_STATE, TLS_STATE, RECORD_KIND, SESSION_LINK, TLS_RANDOMS,
             HELLO_FIELD, TLS_FINISHED, EPHEMERAL, TLS_HANDSHAKE, HELLO_STATE, SESSION_SLOTS, HANDSHAKE_SLOTS,
-            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, SESSIONS_STATE, CLIENT_AUTH_STATE};
+            SESSION_SHORT_SLOTS, HANDSHAKE_SHORT_SLOTS, SESSIONS_STATE, CLIENT_AUTH_STATE,
+            DTLS_MODE, DTLS_WINDOW, DTLS_HANDSHAKE};
         Object[] masks = prepare(live);
         for (Region r : live) {
             fill(new Region[] {r}, 0);
