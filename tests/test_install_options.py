@@ -8,6 +8,7 @@ install() GlobalPlatform's install data), reached directly (no pcscd), and a TLS
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from host.provision import DEMO_PIN, IdentitySpec, personalise
 from host.tls.numbers import AlertDescription, SignatureScheme
 
 pytestmark = pytest.mark.usefixtures("applet_classes")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def installed(parameters: bytes, ca_dir: Path) -> Iterator[SeTlsCard]:
@@ -99,3 +101,19 @@ def test_bad_install_parameters_refuse_the_install(parameters: bytes) -> None:
     GlobalPlatform card manager with its own status word: either way no applet is installed."""
     with pytest.raises(SimulatorError, match="did not install .*: 6444"):
         SimulatorChannel(install_parameters=parameters).close()
+
+
+def test_make_install_card_turns_ecdsa_hashes_into_gps_params() -> None:
+    """scripts/install_card.py: ECDSA_HASHES=sha384,sha512 -> gp --params 03 (tag C9); none by
+    default; a name it does not know is one sentence with the accepted ones."""
+    spec = importlib.util.spec_from_file_location("install_card", ROOT / "scripts" / "install_card.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.install_parameters("") == ""
+    assert script.install_parameters("sha384") == "01"
+    assert script.install_parameters("SHA512, sha384") == "03"
+    assert script.command_line(["gp"], Path("a.cap"), None, False, "03") == \
+        ["gp", "--install", "a.cap", "--params", "03"]
+    with pytest.raises(script.InstallError, match="name sha384, sha512 or both"):
+        script.install_parameters("sha1")
