@@ -8,6 +8,11 @@ operator; `python -m host.provision init` follows (docs/provisioning.md).
     CAP      the CAP file (default: build/cap/setls.cap, made by `make applet`)
     UPGRADE  1: replace an applet already installed. This deletes the applet's keys and data:
              every identity must be provisioned again.
+    ECDSA_HASHES  sha384, sha512 or sha384,sha512: also allocate these ECDSA signers for the
+             ServerKeyExchange (the install parameters' options byte, gp --params; docs/apdu.md
+             "Install parameters"). Default none: ECDSA-SHA256 only, which every TLS 1.2 client
+             offers; each longer signer costs 224 bytes of RAM, and with both the applet does not
+             fit a J3R180's 4144 bytes (docs/resources.md).
 
 Nothing secret goes on gp's command line: a card whose GlobalPlatform keys are not the default
 test keys gets them from the environment (GP_KEY, which gp reads), never from an argument. Every
@@ -45,6 +50,22 @@ class InstallError(Exception):
     """One sentence with the fix."""
 
 
+# The install options byte (host.card.numbers.InstallOption; Constants.INSTALL_* on the card).
+ECDSA_HASH_OPTIONS = {"sha384": 0x01, "sha512": 0x02}
+
+
+def install_parameters(ecdsa_hashes: str) -> str:
+    """gp's --params (hex; gp puts it in tag C9) for ECDSA_HASHES, a comma list of sha384 and
+    sha512: "" for none, the default. Raises InstallError naming the accepted values."""
+    options = 0
+    for name in filter(None, (part.strip().lower() for part in ecdsa_hashes.split(","))):
+        if name not in ECDSA_HASH_OPTIONS:
+            raise InstallError(f"ECDSA_HASHES={ecdsa_hashes}: name sha384, sha512 or both (sha384,sha512), "
+                               "or leave it empty for ECDSA-SHA256 only")
+        options |= ECDSA_HASH_OPTIONS[name]
+    return f"{options:02X}" if options else ""
+
+
 def gp_command(env: dict[str, str]) -> list[str]:
     gp = env.get("GP", "")
     if gp.endswith(".jar"):
@@ -61,9 +82,11 @@ def gp_command(env: dict[str, str]) -> list[str]:
     return ["gp"]
 
 
-def command_line(gp: list[str], cap: Path, reader: str | None, upgrade: bool) -> list[str]:
-    """gp's arguments: the reader, --force to replace an installed applet, --install the CAP."""
-    return [*gp, *(["--reader", reader] if reader else []), *(["--force"] if upgrade else []), "--install", str(cap)]
+def command_line(gp: list[str], cap: Path, reader: str | None, upgrade: bool, params: str = "") -> list[str]:
+    """gp's arguments: the reader, --force to replace an installed applet, --install the CAP,
+    --params the install parameters when there are any."""
+    return [*gp, *(["--reader", reader] if reader else []), *(["--force"] if upgrade else []), "--install", str(cap),
+            *(["--params", params] if params else [])]
 
 
 def explain(returncode: int, output: str) -> str:
@@ -79,7 +102,9 @@ def install(env: dict[str, str]) -> str:
     cap = Path(env.get("CAP") or DEFAULT_CAP)
     if not cap.is_file():
         raise InstallError(f"{cap} is missing: build it with `make applet` (needs a Java Card SDK in JC_HOME)")
-    command = command_line(gp_command(env), cap, env.get("READER") or None, env.get("UPGRADE", "") in ("1", "yes"))
+    params = install_parameters(env.get("ECDSA_HASHES", ""))
+    command = command_line(gp_command(env), cap, env.get("READER") or None, env.get("UPGRADE", "") in ("1", "yes"),
+                           params)
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     except FileNotFoundError:

@@ -73,12 +73,17 @@ class CardTarget:
         has_count = i + 1 < len(args) and args[i + 1].isdigit()
         count = int(args[i + 1]) if has_count else 1
         self.require(count)
-        provision_with_cli(self.reader, DEMO_PIN, export_keys="--export-keys" in args)
-        rest = [a for a in args[:i] + args[i + 1 + has_count:] if a != "--export-keys"]  # a --sim option
+        suites = args[args.index("--suites") + 1] if "--suites" in args else None
+        provision_with_cli(self.reader, DEMO_PIN, export_keys="--export-keys" in args, suites=suites)
+        rest = args[:i] + args[i + 1 + has_count:]
+        if suites is not None:   # --suites and --export-keys are --sim options: the CLI set them
+            j = rest.index("--suites")
+            rest = rest[:j] + rest[j + 2:]
+        rest = [a for a in rest if a != "--export-keys"]
         return ["--reader", self.reader, "--pin", DEMO_PIN, *rest]
 
 
-def provision_with_cli(reader: str, pin: str, export_keys: bool) -> list[str]:
+def provision_with_cli(reader: str, pin: str, export_keys: bool, suites: str | None = None) -> list[str]:
     """Provisions identity slot 0 of the reader's card as a device maker does, one CLI process per
     step: init (if the card is blank), keygen, csr, demo-ca issue, load-chain, policy, reset-pin.
     The demo operator key and CA (build/demo/). Returns the steps' standard outputs."""
@@ -102,7 +107,8 @@ def provision_with_cli(reader: str, pin: str, export_keys: bool) -> list[str]:
          "--san", "IP:127.0.0.1", "--san", "IP:::1", "--out", str(csr))
     step("demo-ca", "issue", str(csr), "--out", str(pem), card=False)
     step("load-chain", str(pem))
-    step("policy", "--name", "server", "--export-keys", "yes" if export_keys else "no")
+    step("policy", "--name", "server", "--export-keys", "yes" if export_keys else "no",
+         *(["--suites", suites] if suites is not None else []))
     step("reset-pin")
     return outputs
 

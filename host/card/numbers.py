@@ -26,6 +26,7 @@ __all__ = [
     "AppletStatus",
     "Capability",
     "Capability2",
+    "InstallOption",
     "Commit",
     "KeyChoice",
     "CipherSuite",
@@ -129,6 +130,15 @@ class Capability2(enum.IntFlag):
     """Bits of the SELECT response's CAPABILITIES_2 byte."""
 
     ECDSA_PRECOMPUTED_HASH = 0x01  # ECDSA verify over a hash (ALG_NULL): no transcript copy needed
+
+
+class InstallOption(enum.IntFlag):
+    """Bits of the install parameters' one byte (GlobalPlatform INSTALL [for install], tag C9;
+    docs/apdu.md "Install parameters"). None set (or no parameters): the card signs with
+    ECDSA-SHA256 only, the default that fits a J3R180's RAM (docs/resources.md)."""
+
+    ECDSA_SHA384 = 0x01  # allocate the ECDSA-SHA384 signer (224 bytes of RAM on a J3R180)
+    ECDSA_SHA512 = 0x02  # allocate the ECDSA-SHA512 signer (224 bytes of RAM on a J3R180)
 
 
 class DataTag(enum.IntEnum):

@@ -26,6 +26,12 @@ def _atr(historical: bytes) -> bytes:
 
 SIMULATOR_ATR = _atr(b"SETLSsim")
 
+# INSTALL_PARAMETERS: the application parameters the simulator installs the applet with (the third
+# LV of GlobalPlatform's install data; host.card.numbers.InstallOption): 03 allocates the ECDSA-SHA384
+# and -SHA512 signers, off by default on a card (they cost 448 bytes of RAM a J3R180 lacks,
+# docs/resources.md), so that every signature path stays tested; jcardsim has the RAM.
+SIMULATOR_INSTALL_PARAMETERS = b"\x03"
+
 
 @dataclass(frozen=True)
 class Quirks:

@@ -34,7 +34,7 @@ from typing import Self
 from host.iso7816.apdu import CommandApdu
 from host.iso7816.channel import Channel, ChannelError, NoReaderError, exchange
 from host.iso7816.pcsc import PcscChannel, list_readers, pcsc_errors
-from host.iso7816.quirks import SIMULATOR_ATR
+from host.iso7816.quirks import SIMULATOR_ATR, SIMULATOR_INSTALL_PARAMETERS
 from host.iso7816.vpcd import VpcdChannel
 from host.paths import PROJECT_ROOT, AppletInfo, applet_info
 
@@ -72,16 +72,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def install_command(aid: bytes) -> bytes:
-    """jcardsim's install APDU: 80 B8 00 00 Lc [len AID] AID 00 (no install parameters)."""
-    return CommandApdu(
-        CLA_JCARDSIM, INS_JCARDSIM_INSTALL, data=bytes((len(aid),)) + aid + b"\0"
-    ).encode()
+def install_command(aid: bytes, parameters: bytes = b"") -> bytes:
+    """jcardsim's install APDU: 80 B8 00 00 Lc [len AID] AID 00 [len parameters] parameters, the
+    install data of GlobalPlatform (AID, no privileges, the application's parameters: docs/apdu.md
+    "Install parameters"), which jcardsim hands to install() as it is; no parameters, no third LV."""
+    if len(aid) > 16 or len(parameters) > 255:
+        raise ValueError(f"AID of {len(aid)} bytes (5-16) or parameters of {len(parameters)} bytes (0-255)")
+    data = bytes((len(aid),)) + aid + b"\0" + (bytes((len(parameters),)) + parameters if parameters else b"")
+    return CommandApdu(CLA_JCARDSIM, INS_JCARDSIM_INSTALL, data=data).encode()
 
 
-def install_applet(channel: Channel, aid: bytes) -> None:
-    """Installs the applet that jcardsim's configuration loaded; it answers the AID and 9000."""
-    response = exchange(channel, install_command(aid))
+def install_applet(channel: Channel, aid: bytes, parameters: bytes = SIMULATOR_INSTALL_PARAMETERS) -> None:
+    """Installs the applet that jcardsim's configuration loaded with these install parameters (by
+    default the simulator's, quirks.SIMULATOR_INSTALL_PARAMETERS); it answers the AID and 9000.
+    Raises SimulatorError with the status word when the applet refuses them."""
+    response = exchange(channel, install_command(aid, parameters))
     if not response.ok or response.data != aid:
         raise SimulatorError(
             f"jcardsim did not install {aid.hex().upper()}: {response.encode().hex().upper()}"
@@ -232,6 +237,7 @@ class SimulatorChannel(VpcdChannel):
         applet: AppletInfo | None = None,
         startup_timeout: float = 30.0,
         timeout: float = 30.0,
+        install_parameters: bytes = SIMULATOR_INSTALL_PARAMETERS,
     ) -> None:
         super().__init__(timeout=timeout)
         self.applet = applet if applet is not None else applet_info()
@@ -240,7 +246,7 @@ class SimulatorChannel(VpcdChannel):
         try:
             self.process.start()
             self.wait_for_card(startup_timeout, alive=self.process.alive)
-            install_applet(self, self.applet.aid)
+            install_applet(self, self.applet.aid, install_parameters)
         except ChannelError as e:
             error = _failure("jcardsim did not come up", e, self.process)
             self.close()
@@ -313,6 +319,7 @@ def attach_to_pcscd(
     applet: AppletInfo | None = None,
     extended: bool | None = None,
     startup_timeout: float = 30.0,
+    install_parameters: bytes = SIMULATOR_INSTALL_PARAMETERS,
 ) -> PcscSimulatorChannel:
     """Starts jcardsim as the card of pcscd's vpcd reader on `port`, installs the applet, and
     returns a PcscChannel to it that kills jcardsim on close()."""
@@ -326,7 +333,7 @@ def attach_to_pcscd(
         process.start()
         _wait_for_card(name, process, startup_timeout)
         channel = PcscSimulatorChannel(name, process, extended=extended)
-        install_applet(channel, info.aid)
+        install_applet(channel, info.aid, install_parameters)
     except ChannelError as e:
         error = _failure(f"jcardsim did not come up in {name!r}", e, process)
         _close(channel, process)

@@ -72,6 +72,14 @@ interface Constants {
      */
     byte CAP2_ECDSA_PRECOMPUTED_HASH = 0x01;
 
+    // Install options: the one byte of the install parameters (GlobalPlatform INSTALL [for install],
+    // tag C9; docs/apdu.md "Install parameters"). Absent or 00: ECDSA-SHA256 only, the default that
+    // fits the J3R180's RAM (docs/resources.md).
+    /** Allocate the ECDSA-SHA384 signer (224 bytes of RAM on a J3R180) where the card has it. */
+    byte INSTALL_ECDSA_SHA384 = 0x01;
+    /** Allocate the ECDSA-SHA512 signer (224 bytes of RAM on a J3R180) where the card has it. */
+    byte INSTALL_ECDSA_SHA512 = 0x02;
+
     // PUT DATA / GET DATA tags (P1).
     byte DATA_NAME = 0x01;
     byte DATA_CHAIN_FIRST = 0x02;

@@ -71,8 +71,9 @@ package org.setls.applet;
  *     and the card verifies with ALG_ECDSA_SHA_256 over it, its SHA-256 checked against the session
  *     hash.</li>
  * <li><b>INSTALL_PARAMETERS</b>: GlobalPlatform passes {@code [Li AID][Lc privileges][La data]} to
- *     install(), jcardsim passes nothing: SeTlsApplet.install registers with the AID when one is
- *     given, without otherwise.</li>
+ *     install(), jcardsim's install command passes its data as it is, its installApplet(aid, class)
+ *     nothing: SeTlsApplet.install registers with the AID when one is given, without otherwise, and
+ *     reads the options byte (Constants.INSTALL_*) from the third LV when there is one.</li>
  * </ol>
  */
 final class Quirks {

@@ -41,7 +41,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
      * Every object the applet will ever use is allocated here, once, during install(): a card
      * may have no garbage collector, and nothing is allocated while processing APDUs.
      */
-    private SeTlsApplet() {
+    private SeTlsApplet(byte installOptions) {
         ram = new Transients();
         sessions = new Sessions(ram);
         RandomData random = RandomData.getInstance(RandomData.ALG_SECURE_RANDOM);
@@ -58,7 +58,7 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
         prf.setCounters(counters);
         EcKeyGenerator keys = new EcKeyGenerator(random);
         TlsServer tls = new TlsServer(prf, cipher, random, keys, counters, persistent, sessions, ram, cache,
-                new PskKeyExchange(persistent.psks, random, counters), hmac.digest());
+                new PskKeyExchange(persistent.psks, random, counters), hmac.digest(), installOptions);
         IdentityDirectory directory = new IdentityDirectory(persistent, new EchoHandler(), tls);
         eap = new EapTls(persistent.io, directory, sessions, counters, ram);
         // The handshake's ECDSA-SHA256 object also verifies the operator's signatures and signs
@@ -77,13 +77,47 @@ public final class SeTlsApplet extends Applet implements ExtendedLength, Constan
     }
 
     public static void install(byte[] bArray, short bOffset, byte bLength) {
-        SeTlsApplet applet = new SeTlsApplet();
+        SeTlsApplet applet = new SeTlsApplet(installOptions(bArray, bOffset, bLength));
         // GlobalPlatform passes [Li AID][Lc privileges][La data]; jcardsim passes nothing (Quirks: INSTALL_PARAMETERS).
         if (bLength > 0 && bArray[bOffset] > 0) {
             applet.register(bArray, (short) (bOffset + 1), bArray[bOffset]);
         } else {
             applet.register();
         }
+    }
+
+    /**
+     * The install options byte (Constants.INSTALL_*; docs/apdu.md "Install parameters"): the first
+     * and only byte of the application's parameters, the third of GlobalPlatform's
+     * [Li AID][Lc privileges][La parameters]. No parameters (an INSTALL without tag C9; jcardsim's
+     * own install without them) is 00. Refused with WRONG_DATA, before anything is allocated:
+     * parameters whose length is not 1 or runs past the data, an unknown bit.
+     */
+    static byte installOptions(byte[] data, short offset, byte length) {
+        short end = (short) (offset + (short) (length & 0xFF));
+        short at = offset;
+        for (short field = 0; field < 2; field++) { // the AID, then the privileges
+            if (at >= end) {
+                return 0;
+            }
+            at = (short) (at + 1 + (short) (data[at] & 0xFF));
+        }
+        if (at >= end) {
+            return 0;
+        }
+        short parameters = (short) (data[at] & 0xFF);
+        at++;
+        if (parameters == 0) {
+            return 0;
+        }
+        if (parameters != 1 || at >= end) {
+            ISOException.throwIt(Sw.WRONG_DATA);
+        }
+        byte options = data[at];
+        if ((options & (byte) ~(INSTALL_ECDSA_SHA384 | INSTALL_ECDSA_SHA512)) != 0) {
+            ISOException.throwIt(Sw.WRONG_DATA);
+        }
+        return options;
     }
 
     public boolean select() {

@@ -140,7 +140,10 @@ final class TlsServer implements MessageHandler {
     private final Sessions sessions;
     private final KeyAgreement ecdh;
     private final Signature signer256;
-    /** ECDSA with SHA-384 and SHA-512, or null where the card has none (Quirks: ECDSA_HASHES). */
+    /**
+     * ECDSA with SHA-384 and SHA-512: null unless the install parameters ask for it
+     * (Constants.INSTALL_ECDSA_SHA384/512), or where the card has none (Quirks: ECDSA_HASHES).
+     */
     private final Signature signer384;
     private final Signature signer512;
     private final RandomData random;
@@ -160,7 +163,7 @@ final class TlsServer implements MessageHandler {
     /** Allocated once, at install; the state is the arena's. */
     TlsServer(TlsPrf prf, RecordCipher cipher, RandomData random, EcKeyGenerator keys, OpCounters counters,
               Persistent persistent, Sessions sessions, Transients ram, SessionCache cache, PskKeyExchange psk,
-              MessageDigest sha) {
+              MessageDigest sha, byte installOptions) {
         this.persistent = persistent;
         this.psk = psk;
         this.cache = cache;
@@ -184,8 +187,9 @@ final class TlsServer implements MessageHandler {
         ephemeral = P256.newEphemeralKeyPair();
         ecdh = KeyAgreement.getInstance(KeyAgreement.ALG_EC_SVDP_DH_PLAIN, false);
         signer256 = Signature.getInstance(Signature.ALG_ECDSA_SHA_256, false);
-        signer384 = optionalSignature(Signature.ALG_ECDSA_SHA_384);
-        signer512 = optionalSignature(Signature.ALG_ECDSA_SHA_512);
+        // Only when the install parameters ask for them (docs/resources.md: 448 bytes of RAM).
+        signer384 = optionalSignature(Signature.ALG_ECDSA_SHA_384, installOptions, Constants.INSTALL_ECDSA_SHA384);
+        signer512 = optionalSignature(Signature.ALG_ECDSA_SHA_512, installOptions, Constants.INSTALL_ECDSA_SHA512);
         alert = new TlsAlert();
         hello = new ClientHelloParser(ram, alert, persistent, signer384 != null, signer512 != null, cache);
         clientAuth = new ClientAuth(ram, alert, sessions, counters, persistent, signer256, sha);
@@ -207,9 +211,13 @@ final class TlsServer implements MessageHandler {
 
     /**
      * Quirks: ECDSA_HASHES. The signature, or null if the card has no such algorithm (probed once,
-     * at install: JCOP 3 and 4 may lack ECDSA with SHA-384 or SHA-512, jcardsim has both).
+     * at install: JCOP 3 and 4 may lack ECDSA with SHA-384 or SHA-512, jcardsim has both); null
+     * also when the install options lack its bit (`wanted`): no RAM spent on it.
      */
-    private static Signature optionalSignature(byte algorithm) {
+    private static Signature optionalSignature(byte algorithm, byte installOptions, byte wanted) {
+        if ((byte) (installOptions & wanted) == 0) {
+            return null;
+        }
         try {
             return Signature.getInstance(algorithm, false);
         } catch (CryptoException e) {
