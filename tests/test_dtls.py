@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from s_client import talk
 
 from host.apps.echo import dtls_echo_application
 from host.card.commands import open_cards
@@ -181,36 +181,8 @@ def dtls_server(request: pytest.FixtureRequest, server_factory: ServerFactory) -
 def s_client(port: int, message: bytes, *args: str, timeout: float = 60.0, copies: int = 1) -> str:
     """openssl s_client -dtls1_2: writes a line once the handshake verified, waits for `copies`
     of it to come back (or the timeout); returns the output."""
-    process = subprocess.Popen(
-        ["openssl", "s_client", "-dtls1_2", "-connect", f"127.0.0.1:{port}", "-CAfile", str(DEMO / "ca.pem"),
-         "-verify_return_error", *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdin is not None and process.stdout is not None
-    output = b""
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    sent = False
-    try:
-        while time.monotonic() < deadline:
-            if b"Verify return code" in output and not sent:
-                process.stdin.write(message + b"\n")
-                process.stdin.flush()
-                sent = True
-            if sent and output.count(message) >= copies:
-                break
-            if not selector.select(timeout=0.5):
-                if process.poll() is not None:
-                    break
-                continue
-            chunk = process.stdout.read1(65536)  # type: ignore[attr-defined]
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        process.kill()
-        process.wait()
-    return output.decode(errors="replace")
+    return talk(["openssl", "s_client", "-dtls1_2", "-connect", f"127.0.0.1:{port}", "-CAfile", str(DEMO / "ca.pem"),
+                 "-verify_return_error", *args], message, copies=copies, timeout=timeout)
 
 
 @pytest.mark.parametrize("cipher", SUITES)

@@ -4,15 +4,14 @@ both record layers, proven with unmodified openssl s_client and Python ssl."""
 from __future__ import annotations
 
 import re
-import selectors
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from conftest import DEMO, ServerFactory, ServerProcess
+from s_client import talk
 from tls12_client import RawTlsClient
 
 pytestmark = pytest.mark.timeout(600)
@@ -34,38 +33,8 @@ def s_client(port: int, *options: str, message: bytes = b"ping", timeout: float 
 def s_client_plain(port: int, *options: str, message: bytes = b"ping", timeout: float = 60.0) -> str:
     """openssl s_client -tls1_2 with `options`: once the handshake is done it sends a line and waits
     until the line comes back (or `timeout`, or s_client ends); returns everything it printed."""
-    process = subprocess.Popen(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", *options],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdin is not None and process.stdout is not None
-    output = b""
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    sent = False
-    try:
-        while time.monotonic() < deadline:
-            if re.search(rb"Verify return code.*?\n---", output, re.DOTALL) and not sent:
-                sent = True
-                try:
-                    process.stdin.write(message + b"\n")
-                    process.stdin.flush()
-                except BrokenPipeError:   # s_client ended: the handshake failed; read what it printed
-                    pass
-            if sent and output.rstrip().endswith(message):
-                break
-            if not selector.select(timeout=0.2):
-                if process.poll() is not None:
-                    break
-                continue
-            chunk = process.stdout.read1(65536)  # type: ignore[attr-defined]
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        process.kill()
-        process.wait()
-    return output.decode(errors="replace")
+    return talk(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", *options], message,
+                timeout=timeout)
 
 
 def outcome(output: str) -> str:

@@ -2,16 +2,15 @@
 Python ssl) and a small raw client for the cases stock clients cannot produce."""
 from __future__ import annotations
 
-import selectors
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from conftest import DEMO, ServerFactory, ServerProcess
 from cryptography import x509
+from s_client import talk
 from tls12_client import AlertReceived, RawTlsClient
 
 pytestmark = pytest.mark.timeout(300)
@@ -38,36 +37,8 @@ def ca_file() -> str:
 
 def s_client_echo(port: int, cipher: str, message: bytes, timeout: float = 60.0) -> str:
     """Runs openssl s_client, writes a line, waits for it to come back; returns the output."""
-    process = subprocess.Popen(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-cipher", cipher,
-         "-CAfile", ca_file(), "-verify_return_error", "-servername", "localhost"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdin is not None and process.stdout is not None
-    output = b""
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    sent = False
-    try:
-        while time.monotonic() < deadline:
-            if b"Verify return code" in output and not sent:
-                process.stdin.write(message + b"\n")
-                process.stdin.flush()
-                sent = True
-            if sent and output.count(message) >= 1 and output.rstrip().endswith(message):
-                break
-            if not selector.select(timeout=0.5):
-                if process.poll() is not None:
-                    break
-                continue
-            chunk = process.stdout.read1(65536)  # type: ignore[attr-defined]
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        process.kill()
-        process.wait()
-    return output.decode(errors="replace")
+    return talk(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-cipher", cipher,
+                 "-CAfile", ca_file(), "-verify_return_error", "-servername", "localhost"], message, timeout=timeout)
 
 
 @pytest.mark.parametrize("cipher", list(SUITES))
