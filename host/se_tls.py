@@ -754,9 +754,9 @@ class TlsTandem:
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lease: CardLease,
                          records: RecordReader, info: SessionInfo) -> None:
         slot, handle = lease.slot, lease.handle
+        # The host's clock, for client certificates' dates: SET TIME only in a handshake whose client
+        # sends a certificate, before it reaches the card (one APDU per client-auth handshake at most).
         refresh_clock = getattr(slot.card, "refresh_clock", None)
-        if callable(refresh_clock):
-            await slot.run(refresh_clock)   # the host's clock, for client certificates' dates
         await slot.run(slot.card.begin_conversation, self.identity, handle)
         flights = FlightAssembler(transcript_copy=getattr(slot.card, "transcript_copy_type", None))
         while flights.phase is not FlightPhase.DONE:
