@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from host.card.errors import MessageTooLargeError, TransportError
+from host.card.errors import MessageTooLargeError, TransportError, WrongDataError
 from host.iso7816.channel import ChannelError, CommandTooLongError, IncompleteResponseError
 from host.tls.alerts import LocalAlert, RemoteAlert, TlsAlert
 from host.tls.handshake import Resumption, alert_in, client_hello_resumption, server_hello_of
@@ -52,6 +52,15 @@ T = TypeVar("T")
 K = TypeVar("K")
 
 LINGER = 5.0   # seconds a closed connection may take to flush what is left before it is cut
+# A handshake whose client has not sent its next flight this long after the card's flight went out
+# may lose its handshake slot to a newcomer whose ClientHello is complete, when every slot is taken:
+# a real client answers a flight within a round trip, so a second is generous, and two clients that
+# stall after the server's flight cannot hold a card's two slots for the whole handshake timeout.
+CLIENT_STALL_GRACE = 1.0
+# The clock a card checks a client certificate's dates against may be this old (seconds): SET TIME
+# goes before a client's Certificate reaches the card when the card's copy is older, so a
+# certificate issued a second ago is valid (one APDU per client-auth handshake at most).
+CLIENT_AUTH_CLOCK_AGE = 1.0
 
 
 class HandshakeFailed(Exception):
@@ -60,6 +69,11 @@ class HandshakeFailed(Exception):
 
 class NoCardError(Exception):
     """No card can serve: every card of the pool is lost."""
+
+
+class HandshakePreempted(HandshakeFailed):
+    """The client stalled after the card's flight while others waited for a card: its handshake
+    slot went to a newcomer (CLIENT_STALL_GRACE)."""
 
 
 class ClientNotReading(TimeoutError):
@@ -92,7 +106,7 @@ class PoolEvents:
 
 # The outcomes of a connection's handshake, as PoolEvents.handshake and the status page name them.
 OUTCOMES = ("ok", "client_alert", "card_alert", "timeout", "client_left", "card_failed", "no_card",
-            "backlog_full", "address_limit", "bad_client_hello", "error")
+            "backlog_full", "address_limit", "bad_client_hello", "refused", "preempted", "error")
 
 
 @dataclass
@@ -217,6 +231,7 @@ class CardSlot:
         self.session_slots = int(getattr(card, "session_slots", 1))
         self.handshake_slots = int(getattr(card, "handshake_slots", 1))
         self.free_handles: list[int] = list(range(self.session_slots))
+        self.handshakes: set[CardLease] = set()   # leases in their handshake on this card
         self.ticket_key_id = bytes(getattr(card, "ticket_key_id", b""))   # starts the tickets it issues
         self.established: dict[int, CardLease] = {}
         self.in_flight = 0          # card operations running now (the worker thread counts them)
@@ -291,6 +306,7 @@ class CardSlot:
         self.free_handles = list(range(self.session_slots))
         self.established = {}
         self.handshaking = 0
+        self.handshakes = set()
         self.in_flight = 0
         self.last_answer = time.monotonic()
 
@@ -322,7 +338,12 @@ class CardLease:
         self.last_used = time.monotonic()
         self.layer: BoundedCardRecordLayer | None = None
         self.generation = slot.generation   # the card's incarnation this lease belongs to
+        # Since when the handshake waits on its client (the card's flight sent, the client's next
+        # flight not complete); None while the card works or before the first flight went to it.
+        self.client_turn_since: float | None = None
+        self.preempted = asyncio.Event()    # set: the handshake ends, its slot goes to a newcomer
         slot.handshaking += 1
+        slot.handshakes.add(self)
 
     @property
     def current(self) -> bool:
@@ -331,6 +352,9 @@ class CardLease:
 
     def _end_handshake(self) -> None:
         self.handshaking = False
+        self.slot.handshakes.discard(self)
+        if self.preempted.is_set():
+            self.tandem._preempting = max(0, self.tandem._preempting - 1)
         if self.current:
             self.slot.handshaking -= 1
             self.tandem._put_back(self.slot)
@@ -499,6 +523,8 @@ class TlsTandem:
             self._all_lost.set()
         # Session ID -> the card that issued it, the most recent last (at most ROUTES of them).
         self.routes: collections.OrderedDict[bytes, CardSlot] = collections.OrderedDict()
+        self._waiters = 0      # acquire() calls waiting for a handshake slot
+        self._preempting = 0   # handshakes preempted whose slot has not come back yet
 
     @property
     def serving(self) -> list[CardSlot]:
@@ -592,14 +618,24 @@ class TlsTandem:
             raise NoCardError(self._lost_reasons())
         if not self.free.empty():   # at once, without yielding to the loop
             return self.free.get_nowait()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         get = asyncio.ensure_future(self.free.get())
         lost = asyncio.ensure_future(self._all_lost.wait())
+        self._waiters += 1
         try:
-            await asyncio.wait({get, lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            while not get.done() and not lost.done():
+                self._preempt_stalled()
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                await asyncio.wait({get, lost}, timeout=min(left, CLIENT_STALL_GRACE / 4),
+                                   return_when=asyncio.FIRST_COMPLETED)
         except BaseException:   # cancelled: a card taken meanwhile goes back
             self._give_up(get)
             raise
         finally:
+            self._waiters -= 1
             lost.cancel()
         if get.done():
             return get.result()
@@ -607,6 +643,25 @@ class TlsTandem:
         if self._all_lost.is_set():
             raise NoCardError(self._lost_reasons())
         raise TimeoutError(f"no card free within {timeout:.0f} s")
+
+    def _preempt_stalled(self) -> None:
+        """While more connections wait for a handshake slot than preempted handshakes will give
+        back, ends the handshake that has waited longest on its client (the card's flight sent,
+        the client's next flight not come) for at least CLIENT_STALL_GRACE seconds: its slot goes
+        to the waiting newcomer. A handshake in which the card works is never preempted."""
+        now = time.monotonic()
+        while self._waiters > self._preempting:
+            stalled = [lease for slot in self.serving for lease in slot.handshakes
+                       if lease.current and not lease.preempted.is_set() and lease.client_turn_since is not None
+                       and now - lease.client_turn_since >= CLIENT_STALL_GRACE]
+            if not stalled:
+                return
+            victim = min(stalled, key=lambda lease: lease.client_turn_since or now)
+            log.info("card %s: the handshake of session %d waited %.1f s on its client while a newcomer waits "
+                     "for a card: ended, its slot goes to the newcomer", victim.slot.name, victim.handle,
+                     now - (victim.client_turn_since or now))
+            self._preempting += 1
+            victim.preempted.set()
 
     def _give_up(self, get: asyncio.Future[CardSlot]) -> None:
         """Ends a pending `free.get()`: the card it took, if any, goes back (a get cancelled before
@@ -699,15 +754,17 @@ class TlsTandem:
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lease: CardLease,
                          records: RecordReader, info: SessionInfo) -> None:
         slot, handle = lease.slot, lease.handle
+        # The host's clock, for client certificates' dates: SET TIME only in a handshake whose client
+        # sends a certificate, before it reaches the card (one APDU per client-auth handshake at most).
         refresh_clock = getattr(slot.card, "refresh_clock", None)
-        if callable(refresh_clock):
-            await slot.run(refresh_clock)   # the host's clock, for client certificates' dates
         await slot.run(slot.card.begin_conversation, self.identity, handle)
         flights = FlightAssembler(transcript_copy=getattr(slot.card, "transcript_copy_type", None))
         while flights.phase is not FlightPhase.DONE:
             record = records.next_record()
             if record is None:
-                data = await reader.read(65536)
+                if lease.client_turn_since is None:
+                    lease.client_turn_since = time.monotonic()
+                data = await self._client_bytes(reader, lease)
                 if not data:
                     raise HandshakeFailed("client closed the connection during the handshake")
                 records.feed(data)
@@ -718,6 +775,10 @@ class TlsTandem:
             if flights.alert is not None:
                 level, description = flights.alert
                 raise RemoteAlert(description, level, "during the handshake")
+            lease.client_turn_since = None   # the card works: never preempted meanwhile
+            if flights.client_certificate and callable(refresh_clock):
+                # The card checks the certificate's dates now: its clock within CLIENT_AUTH_CLOCK_AGE.
+                await slot.run(refresh_clock, CLIENT_AUTH_CLOCK_AGE)
             answer = await slot.run(slot.card.exchange, flight, handle)
             flights.answered(answer)
             if not answer:
@@ -740,6 +801,23 @@ class TlsTandem:
         # card restores its subject from the sealed session, read like a full handshake's.
         if (flights.client_certificate or flights.resumed) and callable(client_subject):
             info.client_subject = await slot.run(client_subject, handle)
+
+
+    @staticmethod
+    async def _client_bytes(reader: asyncio.StreamReader, lease: CardLease) -> bytes:
+        """The client's next bytes; HandshakePreempted if the lease is preempted meanwhile."""
+        read = asyncio.ensure_future(reader.read(65536))
+        preempted = asyncio.ensure_future(lease.preempted.wait())
+        try:
+            await asyncio.wait({read, preempted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            preempted.cancel()
+            if not read.done():
+                read.cancel()
+        if read.done() and not read.cancelled():
+            return read.result()
+        raise HandshakePreempted(f"the client sent nothing for {CLIENT_STALL_GRACE:.0f} s after the card's flight "
+                                 "while another connection waited for a card: handshake ended to free the card")
 
 
 Application = Callable[[RecordLayer, SessionInfo], Awaitable[None]]
@@ -801,6 +879,10 @@ def handshake_outcome(error: Exception) -> str:
     """The outcome (one of OUTCOMES) of a handshake that failed with `error`."""
     if isinstance(error, RemoteAlert):
         return "client_alert"
+    if isinstance(error, HandshakePreempted):
+        return "preempted"
+    if isinstance(error, (RecordError, MessageTooLargeError, WrongDataError)):
+        return "refused"   # the client's handshake message was malformed or too large: its fault
     if isinstance(error, LocalAlert):
         return "card_alert"
     if isinstance(error, TimeoutError):
@@ -819,6 +901,8 @@ def handshake_alert(error: Exception) -> AlertDescription | None:
         return error.alert
     if isinstance(error, MessageTooLargeError):
         return AlertDescription.HANDSHAKE_FAILURE
+    if isinstance(error, HandshakePreempted):
+        return AlertDescription.INTERNAL_ERROR   # as for a full backlog: the server is busy
     if isinstance(error, (TimeoutError, HandshakeFailed, TlsAlert, ConnectionError)):
         return None
     return AlertDescription.INTERNAL_ERROR

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,7 +288,7 @@ def test_the_host_sets_the_clock_again_after_the_card_was_selected_again(
     assert auth_card.has_clock
     auth_card.session.select()
     auth_card.unlock("server", DEMO_PIN)
-    monkeypatch.setattr(auth_card, "refresh_clock", lambda: None)  # a host that would not notice
+    monkeypatch.setattr(auth_card, "refresh_clock", lambda max_age=None: None)  # a host that would not notice
     assert "alert certificate unknown" in s_client(server.port, "-cert", cert, "-key", key)
 
 
@@ -382,3 +383,37 @@ def test_a_resumed_https_session_shows_its_clients_subject_on_status_json_and_in
     resumed = [line for line in required_pool.lines().splitlines()
                if " resumed " in line and f"client='{name}'" in line]
     assert resumed, required_pool.lines()[-3000:]
+
+
+def test_a_client_certificate_issued_this_second_is_accepted_at_once(required_pool: ServerProcess,
+                                                                     tmp_path: Path) -> None:
+    """openssl x509 -req signs a client certificate whose notBefore is now; curl presents it at
+    once: the host sets the card's clock before the card checks the certificate's dates when
+    that clock is over a second old, so the certificate is not refused as not yet valid."""
+    earlier_cert, earlier_key = demo_client(tmp_path, "earlier")
+    for _ in range(4):   # both cards of the pool (2 handshake slots each, taken in turn) get the clock
+        assert curl(required_pool, "/", "--cert", earlier_cert, "--key", earlier_key).returncode == 0
+    time.sleep(2.5)
+    key, csr, cert = tmp_path / "fresh.key", tmp_path / "fresh.csr", tmp_path / "fresh.pem"
+    for command in (["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
+                    ["openssl", "req", "-new", "-key", str(key), "-subj", "/CN=fresh", "-out", str(csr)],
+                    ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(DEMO / "ca.pem"), "-CAkey",
+                     str(DEMO / "ca.key"), "-days", "1", "-out", str(cert)]):
+        subprocess.run(command, check=True, capture_output=True, timeout=30)
+    page = curl(required_pool, "/", "--cert", str(cert), "--key", str(key))
+    assert page.returncode == 0, page.stderr
+    assert "CN=fresh" in page.stdout
+
+
+
+def test_a_certificate_issued_this_second_is_accepted_although_the_cards_clock_was_set_seconds_ago(
+        server: EchoServer, auth_card: SeTlsCard, pki: Pki) -> None:
+    """The card got the host's clock for a handshake 2.5 s ago (well within the minute between
+    refreshes); a certificate whose notBefore is now is accepted at once, with one SET TIME."""
+    cert, key = pki.client("dave")
+    assert "client=dave ping" in s_client(server.port, "-cert", cert, "-key", key)
+    time.sleep(2.5)
+    fresh, fresh_key = pki.client("erin", not_before=datetime.datetime.now(datetime.UTC).replace(microsecond=0))
+    set_before = auth_card._clock_set_at
+    assert "client=erin ping" in s_client(server.port, "-cert", fresh, "-key", fresh_key)
+    assert auth_card._clock_set_at != set_before   # SET TIME went before the certificate reached the card

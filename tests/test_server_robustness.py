@@ -5,6 +5,7 @@ session, the log stays small, a lost card is one line and an alert per connectio
 card would refuse are refused at start."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEMO, ROOT, ServerFactory, ServerProcess
-from tls12_client import AlertReceived, RawTlsClient, hello_bytes, slow_client
+from tls12_client import AlertReceived, RawTlsClient, handshake_message, hello_bytes, records, slow_client
 
 from host.iso7816.simulator import free_port
 from host.tls.numbers import AlertDescription
@@ -348,3 +349,68 @@ def test_sim_speed_makes_a_handshake_take_what_it_takes_on_that_card(server_fact
     wait_for_log(server, "card=0:sim0")
     seconds = float(re.search(r"card=0:sim0 .* handshake=([0-9.]+)s", server.lines()).group(1))  # type: ignore[union-attr]
     assert seconds >= 0.4   # the bench models ~0.49 s on a J3R180; jcardsim alone takes ~0.02 s
+
+
+# ---- clients that stall after the card's flight, clients whose messages are refused ---------------------
+
+def stalled_after_server_flight(port: int) -> socket.socket:
+    """A connection that sends a complete ClientHello, reads the server's first bytes, then nothing."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(hello_bytes())
+    assert sock.recv(5)[:1] == b"\x16"   # the card's flight (a handshake record) came
+    return sock
+
+
+def test_two_clients_stalled_after_the_cards_flight_lose_their_slots_to_a_newcomer(
+        server_factory: ServerFactory) -> None:
+    """Two clients take the card's two handshake slots, read its flight and go silent; with a 60 s
+    handshake timeout a normal client still completes its handshake within seconds: the handshake
+    that waited longest on its client (over a second) is ended with internal_error and its slot
+    goes to the newcomer."""
+    server = server_factory("--sim", "--tls-echo", "0", "--handshake-timeout", "60", "--hello-timeout", "60")
+    port = server.ports["tls-echo"]
+    stalled = [stalled_after_server_flight(port) for _ in range(2)]
+    try:
+        started = time.monotonic()
+        assert echoed(port)
+        assert time.monotonic() - started < 10
+        wait_for_log(server, "waited")
+        ended = 0
+        for sock in stalled:
+            sock.settimeout(5)
+            try:
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+            except (TimeoutError, ConnectionError):
+                pass
+            ended += alert_record(AlertDescription.INTERNAL_ERROR) in data
+        assert ended >= 1
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_an_oversized_client_certificate_is_a_refused_handshake_not_an_error_of_ours(
+        server_factory: ServerFactory) -> None:
+    """A 60 KB Certificate after the card's flight gets a fatal alert and counts as outcome
+    "refused" (the client's fault) on /status.json (the metrics count the same events), not "error"."""
+    server = server_factory("--sim", "--https", "0", "--tls-echo", "0")
+    sock = stalled_after_server_flight(server.ports["tls-echo"])
+    try:
+        certificate = handshake_message(11, (60000 + 6).to_bytes(3, "big") + (60000 + 3).to_bytes(3, "big")
+                                        + (60000).to_bytes(3, "big") + os.urandom(60000))
+        sock.sendall(records(22, certificate, 16384))
+        data = b""
+        sock.settimeout(10)
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except (TimeoutError, ConnectionError):
+            pass
+        assert b"\x15\x03\x03\x00\x02\x02" in data   # a fatal alert
+    finally:
+        sock.close()
+    status = json.loads(curl(server.ports["https"], path="/status.json").stdout)
+    outcomes = [h["outcome"] for h in status["handshakes"]]
+    assert "refused" in outcomes and "error" not in outcomes, outcomes

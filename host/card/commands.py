@@ -330,13 +330,14 @@ class SeTlsCard:
             return TRANSCRIPT_COPY_CONTENT_TYPE
         return None
 
-    def refresh_clock(self) -> None:
-        """SET TIME when the card has not had the host's time for `clock_refresh` seconds (one
-        APDU a minute at most; the card checks client certificates' dates against it), or has
-        been selected again since (a re-SELECT clears the card's clock)."""
+    def refresh_clock(self, max_age: float | None = None) -> None:
+        """SET TIME when the card has not had the host's time for `max_age` seconds (default
+        `clock_refresh`: one APDU a minute at most; the card checks client certificates' dates
+        against it), or has been selected again since (a re-SELECT clears the card's clock)."""
         now = time.monotonic()
+        age = self.clock_refresh if max_age is None else max_age
         if (self._clock_set_at is None or self._clock_selection != self.session.selections
-                or now - self._clock_set_at >= self.clock_refresh):
+                or now - self._clock_set_at >= age):
             self.set_time()
 
     @property
