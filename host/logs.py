@@ -5,7 +5,12 @@ template (the logger, level and format string, whatever the arguments: "backlog 
 every client) pass `burst` times per `interval`; the rest of that interval is counted, and one
 summary line says how many were left out. `flush()` writes the summaries of the intervals that
 have ended (the server calls it every interval, so a flood that stopped is still summarised).
-DEBUG records (asked for with -v) always pass.
+DEBUG records (asked for with -v) always pass, and so do the audit lines: one per successful
+connection, whose template names the client (`client=%s`, the handshake line of host.se_tls):
+they are the record of who connected, and a flood of failures must not hide them.
+
+Arguments that are connection errors (`ConnectionResetError` and its kin) are shown as plain
+sentences ("connection reset by the client"), not Python's "[Errno 104] ..." (`plain_error`).
 
 `setup(verbose)` installs it on the root handler; `python -m host.server` uses it. With
 `log_format="json"` each record is one JSON object on one line (`JsonFormatter`: time, level,
@@ -24,6 +29,30 @@ BURST = 10           # lines per template and interval before counting starts
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SUMMARY_LOGGER = "host.logs"
 _SUMMARY = "summary"  # the attribute that marks a summary record (never limited)
+AUDIT_MARK = "client=%s"   # in a template: one line per successful connection (never limited)
+
+
+def plain_error(exc: BaseException) -> str:
+    """A connection error as a sentence for the log ("connection reset by the client"); other
+    OSErrors as their lower-case strerror; anything else as str()."""
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by the client"
+    if isinstance(exc, BrokenPipeError):
+        return "the client closed the connection"
+    if isinstance(exc, ConnectionAbortedError):
+        return "connection aborted"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return str(exc) or "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return str(exc)
+
+
+def _plain_args(record: logging.LogRecord) -> None:
+    if isinstance(record.args, tuple) and any(isinstance(a, OSError) for a in record.args):
+        record.args = tuple(plain_error(a) if isinstance(a, OSError) else a for a in record.args)
 
 
 @dataclass
@@ -44,7 +73,10 @@ class RateLimit(logging.Filter):
         self._windows: dict[tuple[str, int, str], _Window] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        _plain_args(record)
         if record.levelno < self.level or getattr(record, _SUMMARY, False):
+            return True
+        if record.levelno == logging.INFO and AUDIT_MARK in str(record.msg):
             return True
         key = (record.name, record.levelno, str(record.msg))
         now = self.clock()

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import math
 import os
 import signal
 import socket
@@ -31,7 +32,7 @@ from pathlib import Path
 from host.apps.echo import dtls_echo_application, echo_application
 from host.card.commands import CardOpenError, SeTlsCard, open_cards
 from host.card.cost_model import MissingCost
-from host.card.errors import CardRefusedError
+from host.card.errors import CardRefusedError, describe
 from host.card.keeper import ChannelKeeper, ReaderKeeper
 from host.card.numbers import Policy
 from host.card.sim_speed import paced_simulator
@@ -61,6 +62,7 @@ from host.service.pin import (
     PIN_ENV,
     PinRefusal,
     RefusedPins,
+    check_pin_length,
     describe_pin_source,
     find_pin,
     read_pin_file,
@@ -134,6 +136,8 @@ def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number (give seconds or a count above zero)")
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{text} is not above zero")
         return value
@@ -340,7 +344,12 @@ def check_config(config: ServerConfig, cli_pin: str | None) -> str:
             bind_addresses(address)
         except argparse.ArgumentTypeError as exc:
             raise ConfigError(f"servers.bind{where}: {exc}") from None
-    if cards.pin_file and not cli_pin:
+    if cli_pin:
+        try:
+            check_pin_length(cli_pin, "--pin")
+        except CardOpenError as exc:
+            raise ConfigError(str(exc)) from None
+    elif cards.pin_file:
         try:
             read_pin_file(Path(cards.pin_file), "file")
         except CardOpenError as exc:
@@ -467,7 +476,8 @@ async def serve(config: ServerConfig, slots: list[CardSlot], subject: str, limit
 
     log.info("cards: %s", cards_status(slots, missing))
     notifier.ready(status())
-    print("ready", flush=True)
+    log.info("ready: %s", status())   # a log record too (JSON with --log-format json)
+    print("ready", flush=True)        # stdout: what scripts and the tests wait for
     interval = watchdog_interval()
     if interval is not None:
         tasks.append(asyncio.ensure_future(watchdog(notifier, interval, liveness)))
@@ -569,6 +579,17 @@ def open_pool(stack: contextlib.ExitStack, config: ServerConfig) -> tuple[list[S
     return cards, missing
 
 
+def start_error(exc: Exception) -> str:
+    """A failure at start-up as one sentence: a card's refusal names the command and the status
+    word's meaning in words ("the card refused INITIALIZE: wrong length (status word 6700, docs/apdu.md)"),
+    not the raw "INITIALIZE: card answered 6700 WRONG_LENGTH: ..."."""
+    if isinstance(exc, CardRefusedError) and exc.sw is not None:
+        command = str(exc).split(":", 1)[0]
+        meaning = describe(exc.sw).split(": ", 1)[-1]
+        return f"the card refused {command}: {meaning} (status word {exc.sw:04X}, see docs/apdu.md)"
+    return str(exc)
+
+
 def run(config: ServerConfig, cli_pin: str | None, limit: RateLimit, notifier: Notifier) -> None:
     """Opens and unlocks the cards, then serves (the exceptions are main()'s to answer)."""
     simulated = bool(config.cards.sim)
@@ -635,8 +656,9 @@ def main(argv: list[str] | None = None) -> int:
         notifier.send(STATUS=str(exc))
         return EXIT_PIN_REFUSED
     except (CardOpenError, CardRefusedError, ChannelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        notifier.send(STATUS=f"error: {exc}")
+        sentence = start_error(exc)
+        print(f"error: {sentence}", file=sys.stderr)
+        notifier.send(STATUS=f"error: {sentence}")
         return 2
     except KeyboardInterrupt:
         pass

@@ -323,3 +323,16 @@ def test_status_lines_carry_their_reason_phrase() -> None:
     out = server.data_to_send()
     assert out.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"HTTP/1.1 404 Not Found\r\n" in out
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"PUT /actuators/plug HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "illegal chunk header"),
+    (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", "illegal header line"),
+])
+def test_a_malformed_request_is_logged_in_plain_words_without_python_reprs(
+        caplog: pytest.LogCaptureFixture, data: bytes, reason: str) -> None:
+    caplog.set_level("INFO", logger="host.apps.https")
+    server = HttpServerConnection(HttpApp(Device(), Tandem()), peer="192.0.2.7:40000")
+    server.receive_data(data)
+    lines = [r.getMessage() for r in caplog.records if "malformed HTTP request" in r.getMessage()]
+    assert lines == [f"192.0.2.7:40000: malformed HTTP request ({reason}): 400 and close"], lines

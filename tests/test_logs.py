@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,28 @@ def test_a_flood_that_stopped_is_summarised_by_flush_and_other_templates_pass(
     assert sorted(m.split(" ")[0] for m in summaries) == ["47", "47"]
     limit.flush()
     assert len([m for m in messages(caplog) if "more like this" in m]) == 2   # summarised once
+
+
+def test_successful_connection_lines_are_never_rate_limited_but_failures_are(
+        limited: tuple[RateLimit, Clock, pytest.LogCaptureFixture]) -> None:
+    """The audit trail: host.se_tls's handshake line (one per connection, client=...) all pass."""
+    _, _, caplog = limited
+    source = (Path(__file__).parents[1] / "host" / "se_tls.py").read_text()
+    template = next(line for line in source.splitlines() if "client=%s" in line and "log.info(" in line)
+    template = template.split('log.info("', 1)[1].split('"', 1)[0]
+    log = logging.getLogger("host.se_tls")
+    for i in range(50):
+        log.info(template, "https", f"10.0.0.{i}:1", "0:sim0", "ECDHE-ECDSA-AES128-GCM-SHA256", "card", "",
+                 0.5, 12, 900, 800, "-")
+        log.info("%s %s: handshake timed out", "https", i)
+    messages_ = messages(caplog)
+    assert sum("handshake timed out" in m for m in messages_) == 3
+    assert sum("10.0.0." in m for m in messages_) == 50
+
+
+def test_a_connection_reset_is_logged_as_a_sentence_not_an_errno(
+        limited: tuple[RateLimit, Clock, pytest.LogCaptureFixture]) -> None:
+    _, _, caplog = limited
+    logging.getLogger("host.se_tls").warning("%s %s: %s%s", "tls-echo", "127.0.0.1:5",
+                                             ConnectionResetError(104, "Connection reset by peer"), "")
+    assert messages(caplog) == ["tls-echo 127.0.0.1:5: connection reset by the client"]

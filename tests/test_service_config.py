@@ -31,14 +31,15 @@ def check(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
      ["<config>:6:", "unknown key servers.htps", "https, coaps_tcp"]),
     ('[cards]\nsim = 1\n[limits]\n  backlog = "16"  # a string\n',
      ["<config>:4:", "limits.backlog", "expected an integer", '"16"']),
-    ('[servers]\nhttps = 70000\n', ["<config>:2:", "servers.https", "outside from 0 to 65535"]),
+    ('[servers]\nhttps = 70000\n', ["<config>:2:", "servers.https", "must be from 0 to 65535 (HTTPS port), not 70000"]),
     ('servers.record_layer = "hsot"\n', ["<config>:1:", "servers.record_layer", '"card", "host"']),
     ('[cards]\nreaders = "Virtual PCD"\n', ["<config>:2:", "cards.readers", "list of strings"]),
     ('[cards]\nidentity = "server"\npin = "1234"\n', ["<config>:3:", "cards.pin", "LoadCredential=pin:FILE"]),
     ('[card]\nsim = 1\n', ["<config>:1:", "unknown table [card]", "[cards]"]),
     ('[logging]\nformat = "xml"\n', ["<config>:2:", "logging.format", '"text", "json"']),
     ('[metrics]\n"port" = true\n', ["<config>:2:", "metrics.port", "expected an integer"]),
-    ('[limits]\nidle_timeout = -1\n', ["<config>:2:", "limits.idle_timeout", "not above zero"]),
+    ('[limits]\nidle_timeout = -1\n', ["<config>:2:", "limits.idle_timeout",
+      "must be above zero (seconds a", "), not -1"]),
     ('[servers\n', ["not valid TOML", "line 1"]),
 ])
 def test_a_wrong_key_or_type_is_named_with_its_dotted_key_and_line(text: str, words: list[str]) -> None:
@@ -126,7 +127,7 @@ def test_coaps_alone_is_a_server_on_udp_5684_unless_a_port_is_given(tmp_path: Pa
     path.write_text("[cards]\nsim = 1\n[servers]\ncoaps = 0\n")   # port 0 counts as a server too
     assert server_config(build_parser().parse_args(["--config", str(path)])).servers.coaps == 0
     assert check("--config", str(path)).returncode == 0
-    with pytest.raises(ConfigError, match="servers.coaps: 70000 is outside"):
+    with pytest.raises(ConfigError, match="servers.coaps: must be from 0 to 65535 .*, not 70000"):
         load("[servers]\ncoaps = 70000\n")
 
 
@@ -213,3 +214,77 @@ def test_sim_psks_come_from_the_command_line_only_and_need_simulated_cards() -> 
     real = server_config(build_parser().parse_args(["--reader", "A", "--https", "0", "--sim-psk", psk]))
     with pytest.raises(ConfigError, match="--sim-psk stores PSKs in simulated cards: give --sim as well"):
         check_config(real, None)
+
+
+# -- a new user's attack: values that look like numbers, PIN files that are not ------------------
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_nan_and_inf_timeouts_are_refused_from_the_file_with_key_and_line(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "setls.toml"
+    path.write_text(f"[cards]\nsim = 1\n[servers]\ntls_echo = 0\n[limits]\nidle_timeout = {value}\n")
+    result = check("--config", str(path))
+    assert result.returncode == 78, result
+    assert f"{path}:6: limits.idle_timeout: expected a finite number of seconds" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("option", "value"), [("--idle-timeout", "nan"), ("--handshake-timeout", "inf")])
+def test_nan_and_inf_timeouts_are_refused_on_the_command_line(option: str, value: str) -> None:
+    result = check("--sim", "--tls-echo", "0", option, value)
+    assert result.returncode == 2, result
+    assert option in result.stderr and "not a finite number" in result.stderr, result.stderr
+
+
+def test_a_range_error_says_the_value_once() -> None:
+    for text in ('[limits]\nidle_timeout = -1.0\n', '[servers]\nhttps = 70000\n'):
+        with pytest.raises(ConfigError) as error:
+            load(text)
+        value = text.split("= ")[1].strip()
+        assert str(error.value).count(value) == 1, str(error.value)
+
+
+def pin_config(tmp_path: Path, pin_file: Path) -> Path:
+    path = tmp_path / "setls.toml"
+    path.write_text(f'[cards]\nreaders = ["Virtual PCD 00 00"]\npin_file = "{pin_file}"\n[servers]\ntls_echo = 0\n')
+    return path
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"1" * 2_000_000, ["larger than 64 bytes", "4 to 16"]),
+    (b"12345678901234567\n", ["has 17 characters (bytes)", "the card takes 4 to 16"]),
+    (b"123\n", ["has 3 characters (bytes)", "the card takes 4 to 16"]),
+])
+def test_a_pin_file_the_card_cannot_take_is_refused_at_check_in_one_sentence(
+        tmp_path: Path, content: bytes, words: list[str]) -> None:
+    pin_file = tmp_path / "pin"
+    pin_file.write_bytes(content)
+    pin_file.chmod(0o600)
+    result = check("--config", str(pin_config(tmp_path, pin_file)))
+    assert result.returncode == 78, result
+    assert "cards.pin_file" in result.stderr and "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_a_pin_file_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    pin_file = tmp_path / "pin"
+    pin_file.symlink_to("/dev/zero")
+    result = check("--config", str(pin_config(tmp_path, pin_file)))   # check()'s timeout: a hang fails
+    assert result.returncode == 78, result
+    assert "is not a regular file" in result.stderr, result.stderr
+
+
+def test_a_group_readable_pin_file_is_said_to_be_open_to_its_group(tmp_path: Path) -> None:
+    pin_file = tmp_path / "pin"
+    pin_file.write_text("123456\n")
+    pin_file.chmod(0o640)
+    result = check("--config", str(pin_config(tmp_path, pin_file)))
+    assert result.returncode == 78, result
+    assert "open to its group (mode 0640): chmod 600" in result.stderr, result.stderr
+
+
+def test_a_pin_the_card_cannot_take_fails_at_start_in_one_sentence_before_the_card_sees_it() -> None:
+    result = subprocess.run([sys.executable, "-m", "host.server", "--sim", "--tls-echo", "0", "--pin", "1" * 17],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result
+    assert "the PIN from --pin has 17 characters (bytes); the card takes 4 to 16" in result.stderr, result.stderr
+    assert "6700" not in result.stderr and "WRONG_LENGTH" not in result.stderr

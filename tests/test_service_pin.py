@@ -102,7 +102,7 @@ def test_the_pin_comes_from_the_credential_before_a_file_and_a_file_readable_by_
     env = {"CREDENTIALS_DIRECTORY": str(credentials)}
     found = find_pin(None, str(pin_file), False, DEMO_PIN, "server", environ=env, prompt=False)
     assert (found.value, found.source) == ("4321", "systemd credential 'pin'")
-    with pytest.raises(Exception, match=f"readable by others .*chmod 600 {pin_file}"):
+    with pytest.raises(Exception, match=f"open to others .*chmod 600 {pin_file}"):
         find_pin(None, str(pin_file), False, DEMO_PIN, "server", environ={}, prompt=False)
     pin_file.chmod(0o600)
     assert find_pin(None, str(pin_file), False, DEMO_PIN, "server", environ={}, prompt=False).value == "5678"

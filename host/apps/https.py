@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -233,7 +234,7 @@ class HttpServerConnection:
                 status, reason = 414, f"the request line is over {MAX_REQUEST_LINE} bytes"
             else:
                 reason = f"the header fields are over {MAX_HEADERS} bytes"
-        log.info("%s: malformed HTTP request (%s): %d and close", self.peer, exc, status)
+        log.info("%s: malformed HTTP request (%s): %d and close", self.peer, plain_h11_reason(exc), status)
         if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self._request = None
             self._answer(error_response(status, reason), close=True)
@@ -272,3 +273,13 @@ def https_application(tandem: Any, device: Device | None = None) -> Application:
         log.info("%s: HTTP session ended after %d response(s)", info.peer, connection.responses)
 
     return application
+
+
+_REPR = re.compile(r"""\s*:?\s*(?:bytearray\(|b['"]).*$""", re.DOTALL)
+
+
+def plain_h11_reason(exc: h11.RemoteProtocolError) -> str:
+    """h11's reason in plain words: what it quotes of the request (Python reprs such as
+    `bytearray(b'zz\\r\\n')`) cut off, e.g. "illegal chunk header"."""
+    text = _REPR.sub("", str(exc)).strip().rstrip(":") or "cannot be parsed"
+    return text[:1].lower() + text[1:]

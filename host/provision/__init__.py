@@ -31,6 +31,8 @@ __all__ = ["APPLET_SUITES", "DEFAULT_SUITES", "DEMO_IDENTITY", "DEMO_PIN", "DEMO
            "demo_operator", "initialise_demo",
            "parse_suites", "personalise", "personalise_simulated"]
 
+
+PIN_LENGTHS = (4, 16)  # bytes, as the card takes them (Identity.PIN_MIN, PIN_MAX)
 log = logging.getLogger(__name__)
 
 DEMO_PIN = "1234"

@@ -39,7 +39,7 @@ from host.card.numbers import MAX_IDENTITIES, Capability, Policy
 from host.card.operator import OperatorKey, OperatorKeyError, public_point_from_pem, spki_sha256
 from host.demo_pki import DEMO_DIR, DemoCa, ensure_demo_operator_key
 from host.iso7816.channel import ChannelError
-from host.provision import APPLET_SUITES, DEFAULT_SUITES, parse_suites
+from host.provision import APPLET_SUITES, DEFAULT_SUITES, PIN_LENGTHS, parse_suites
 from host.provision.csr import parse_san, parse_subject
 from host.provision.lifecycle import (
     KeyInfo,
@@ -181,9 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- secrets ---------------------------------------------------------------------------------------
-
-PIN_LENGTHS = (4, 16)  # bytes, as the card takes them (Identity.PIN_MIN, PIN_MAX)
-
 
 def secret(env: str, prompt: str) -> str:
     """A PIN or PUK from $env or a prompt; a PIN outside 4-16 bytes is refused before the card

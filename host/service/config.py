@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -55,7 +56,7 @@ def _int(low: int, high: int | None = None) -> Callable[[Any], int]:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer{_range(low, high)}")
         if value < low or (high is not None and value > high):
-            raise ValueError(f"{value} is outside{_range(low, high)}")
+            raise ValueError(f"must be from {low} to {high}" if high is not None else f"must be at least {low}")
         return value
     return check
 
@@ -67,8 +68,10 @@ def _range(low: int, high: int | None) -> str:
 def _seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("expected a number of seconds")
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number of seconds")
     if value <= 0:
-        raise ValueError(f"{value} is not above zero")
+        raise ValueError("must be above zero")
     return float(value)
 
 

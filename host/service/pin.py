@@ -31,6 +31,7 @@ from pathlib import Path
 
 from host.card.commands import CardOpenError, SeTlsCard
 from host.card.errors import PinBlockedError, WrongPinError
+from host.provision import PIN_LENGTHS
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ EXIT_PIN_REFUSED = 77     # sysexits EX_NOPERM: wrong, blocked or nearly blocked
 EXIT_CONFIG = 78          # sysexits EX_CONFIG: the configuration is wrong
 PIN_ENV = "SETLS_PIN"
 CREDENTIAL = "pin"        # LoadCredential=pin:FILE
+PIN_FILE_MAX = 64         # bytes read from a PIN file at most (a PIN has 16 at most, plus a newline)
 STATE_FILE = "refused-pins.json"
 
 
@@ -61,24 +63,62 @@ class Pin:
 
 
 def read_pin_file(path: Path, what: str) -> str:
-    """The PIN in `path` (one line; trailing newline dropped); CardOpenError if readable by others."""
+    """The PIN in `path` (one line; trailing newline dropped, at most PIN_FILE_MAX bytes read).
+
+    Raises CardOpenError, in one sentence naming the fix, if the file cannot be read, is not a
+    regular file (a device, a FIFO: never read), is readable by its group or others, is larger
+    than PIN_FILE_MAX bytes, or holds a PIN that is not 4-16 bytes (`check_pin_length`)."""
     try:
         info = path.stat()
-        text = path.read_text(encoding="utf-8")
+        if not stat.S_ISREG(info.st_mode):
+            raise CardOpenError(f"the PIN {what} {path} is not a regular file: give a file holding the PIN "
+                                f"on one line (mode 0600)")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):   # replaced between the two looks
+                raise CardOpenError(f"the PIN {what} {path} is not a regular file")
+            data = os.read(fd, PIN_FILE_MAX + 1)
+        finally:
+            os.close(fd)
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CardOpenError(f"cannot read the PIN {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise CardOpenError(f"the PIN {what} {path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o}): "
-                            f"chmod 600 {path}")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        whom = "others" if mode & stat.S_IRWXO else "its group"
+        raise CardOpenError(f"the PIN {what} {path} is open to {whom} (mode {mode:04o}): chmod 600 {path}")
+    if len(data) > PIN_FILE_MAX:
+        low, high = PIN_LENGTHS
+        raise CardOpenError(f"the PIN {what} {path} is larger than {PIN_FILE_MAX} bytes: it should hold "
+                            f"only the PIN ({low} to {high} characters) on one line")
     pin = text.rstrip("\r\n")
     if not pin:
         raise CardOpenError(f"the PIN {what} {path} is empty")
+    check_pin_length(pin, f"the {what} {path}")
     return pin
+
+
+def check_pin_length(pin: str, source: str) -> None:
+    """CardOpenError unless `pin` has PIN_LENGTHS (4 to 16) bytes in UTF-8, as the card's
+    Identity.PIN_MIN/PIN_MAX take them (a longer one would be refused by the card at start)."""
+    low, high = PIN_LENGTHS
+    size = len(pin.encode("utf-8"))
+    if not low <= size <= high:
+        raise CardOpenError(f"the PIN from {source} has {size} characters (bytes); the card takes "
+                            f"{low} to {high}")
 
 
 def find_pin(cli_pin: str | None, pin_file: str | None, simulated: bool, demo_pin: str, identity: str,
              environ: dict[str, str] | None = None, prompt: bool = True) -> Pin:
-    """The PIN and where it came from (the order in the module's docstring); CardOpenError if none."""
+    """The PIN and where it came from (the order in the module's docstring); CardOpenError if none
+    or if it is not 4-16 bytes long (`check_pin_length`: said before the card sees it)."""
+    found = _find_pin(cli_pin, pin_file, simulated, demo_pin, identity, environ, prompt)
+    check_pin_length(found.value, found.source)
+    return found
+
+
+def _find_pin(cli_pin: str | None, pin_file: str | None, simulated: bool, demo_pin: str, identity: str,
+              environ: dict[str, str] | None, prompt: bool) -> Pin:
     env = dict(os.environ) if environ is None else environ
     if cli_pin:
         return Pin(cli_pin, "--pin")
